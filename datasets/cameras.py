@@ -1,0 +1,108 @@
+"""Pinhole cameras (OpenGL convention: +x right, +y up, looking down -z) and ray generation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class RayBundle:
+    """A batch of rays. origins, directions: (R, 3) float32; directions have unit length."""
+
+    origins: torch.Tensor
+    directions: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.origins.shape[0]
+
+    def to(self, device) -> "RayBundle":
+        return RayBundle(self.origins.to(device), self.directions.to(device))
+
+
+@dataclass
+class Cameras:
+    """N pinhole cameras sharing one image size.
+
+    camera_to_world: (N, 4, 4) float32, OpenGL axes. focal: (N, 2) fx, fy in pixels.
+    principal: (N, 2) cx, cy in pixels (pixel centres lie at integer + 0.5).
+    """
+
+    camera_to_world: torch.Tensor
+    focal: torch.Tensor
+    principal: torch.Tensor
+    width: int
+    height: int
+
+    def __len__(self) -> int:
+        return self.camera_to_world.shape[0]
+
+    @classmethod
+    def from_fov_x(cls, camera_to_world: torch.Tensor, fov_x: float, width: int, height: int) -> "Cameras":
+        """Cameras with a horizontal field of view in radians, square pixels, centred principal point."""
+        n = camera_to_world.shape[0]
+        f = 0.5 * width / torch.tan(torch.tensor(0.5 * fov_x, dtype=torch.float64))
+        focal = torch.full((n, 2), float(f), dtype=torch.float32)
+        principal = torch.tensor([[width / 2.0, height / 2.0]], dtype=torch.float32).expand(n, 2).clone()
+        return cls(camera_to_world.float(), focal, principal, width, height)
+
+    def scaled(self, factor: float) -> "Cameras":
+        """The same cameras for images resized by `factor` (e.g. 0.5 for half resolution)."""
+        return Cameras(
+            self.camera_to_world,
+            self.focal * factor,
+            self.principal * factor,
+            round(self.width * factor),
+            round(self.height * factor),
+        )
+
+    def rays(self, camera_index: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> RayBundle:
+        """Rays through pixel positions.
+
+        camera_index: (R,) long. x, y: (R,) float pixel coordinates (x + 0.5 is a pixel centre).
+        Returns unit-direction rays in world space.
+        """
+        c2w = self.camera_to_world[camera_index]  # (R, 4, 4)
+        fx, fy = self.focal[camera_index].unbind(-1)
+        cx, cy = self.principal[camera_index].unbind(-1)
+        # OpenGL camera: image y grows downwards, camera y upwards, camera looks along -z.
+        d_cam = torch.stack([(x - cx) / fx, -(y - cy) / fy, -torch.ones_like(x)], dim=-1)
+        d_world = torch.einsum("rij,rj->ri", c2w[:, :3, :3], d_cam)
+        d_world = d_world / d_world.norm(dim=-1, keepdim=True)
+        return RayBundle(c2w[:, :3, 3].contiguous(), d_world.contiguous())
+
+    def image_rays(self, index: int) -> RayBundle:
+        """All rays of camera `index`, row-major through pixel centres: (H*W, 3) each."""
+        ys, xs = torch.meshgrid(
+            torch.arange(self.height, dtype=torch.float32) + 0.5,
+            torch.arange(self.width, dtype=torch.float32) + 0.5,
+            indexing="ij",
+        )
+        cam = torch.full((self.height * self.width,), index, dtype=torch.long)
+        return self.rays(cam, xs.reshape(-1), ys.reshape(-1))
+
+
+def look_at(eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """OpenGL camera-to-world (4, 4) placed at `eye`, looking at `target`."""
+    forward = target - eye
+    forward = forward / forward.norm()
+    right = torch.linalg.cross(forward, up)
+    right = right / right.norm()
+    true_up = torch.linalg.cross(right, forward)
+    c2w = torch.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, true_up, -forward, eye
+    return c2w
+
+
+def orbit_poses(n: int, radius: float, elevation_deg: float, target=(0.0, 0.0, 0.0)) -> torch.Tensor:
+    """n camera-to-world matrices (n, 4, 4) on a circle around +z, looking at `target`."""
+    target_t = torch.tensor(target, dtype=torch.float32)
+    elevation = torch.deg2rad(torch.tensor(elevation_deg))
+    poses = []
+    for angle in torch.linspace(0, 2 * torch.pi, n + 1)[:-1]:
+        eye = target_t + radius * torch.stack(
+            [torch.cos(angle) * torch.cos(elevation), torch.sin(angle) * torch.cos(elevation), torch.sin(elevation)]
+        )
+        poses.append(look_at(eye, target_t, torch.tensor([0.0, 0.0, 1.0])))
+    return torch.stack(poses)

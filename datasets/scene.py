@@ -1,0 +1,45 @@
+"""A loaded scene: cameras, images and the box that holds the content."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .cameras import Cameras
+
+
+@dataclass
+class SceneData:
+    """One split of a scene.
+
+    images: (N, H, W, C) uint8, C = 4 (RGBA, straight alpha) or 3 (RGB).
+    aabb: (6,) float32 min xyz then max xyz of the region holding the content.
+    """
+
+    cameras: Cameras
+    images: torch.Tensor
+    aabb: torch.Tensor
+    name: str = ""
+    near: float = 0.0
+
+    def __post_init__(self):
+        n, h, w, _ = self.images.shape
+        if n != len(self.cameras) or (h, w) != (self.cameras.height, self.cameras.width):
+            raise ValueError("images and cameras disagree in count or size")
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.images.shape[-1] == 4
+
+    def pixels(self, camera_index: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Pixel values (R, C) float in [0, 1] at integer pixel coordinates."""
+        return self.images[camera_index, y, x].float() / 255.0
+
+    def image(self, index: int, background: torch.Tensor | None = None) -> torch.Tensor:
+        """Image `index` as (H, W, 3) float in [0, 1], composited over `background` (3,) if RGBA."""
+        img = self.images[index].float() / 255.0
+        if not self.has_alpha:
+            return img
+        bg = torch.ones(3) if background is None else background
+        return img[..., :3] * img[..., 3:] + bg * (1.0 - img[..., 3:])

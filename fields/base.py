@@ -1,0 +1,86 @@
+"""The Field interface every backbone implements; the renderer and trainer rely on nothing else."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+class Field(nn.Module):
+    """A radiance field over an axis-aligned box.
+
+    Subclasses set `name` and `Config` (a dataclass with a `presets()` classmethod), take
+    `(aabb, config)` in their constructor, and implement `density` and `color`.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+
+    def __init__(self, aabb: torch.Tensor, config: Any):
+        super().__init__()
+        self.config = config
+        self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).clone())
+
+    def normalize(self, positions: torch.Tensor) -> torch.Tensor:
+        """World positions (N, 3) to [0, 1]^3 box coordinates (clamped)."""
+        lo, hi = self.aabb[:3], self.aabb[3:]
+        return ((positions - lo) / (hi - lo)).clamp(0.0, 1.0)
+
+    def density(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Density sigma (N,) >= 0 and a geometry feature (N, F) at world positions (N, 3)."""
+        raise NotImplementedError
+
+    def color(self, features: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+        """RGB (N, 3) in [0, 1] from geometry features (N, F) and unit view directions (N, 3)."""
+        raise NotImplementedError
+
+    def forward(self, positions: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Density (N,) and RGB (N, 3)."""
+        sigma, features = self.density(positions)
+        return sigma, self.color(features, directions)
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
+        """Optimiser groups. Default: weight decay on matrices of MLPs, none on the rest."""
+        decay = [p for n, p in self.named_parameters() if p.ndim == 2 and "mlp" in n]
+        others = [p for n, p in self.named_parameters() if not (p.ndim == 2 and "mlp" in n)]
+        groups = [{"params": others, "lr": lr, "weight_decay": 0.0}]
+        if decay:
+            groups.append({"params": decay, "lr": lr, "weight_decay": weight_decay})
+        return groups
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class TruncExp(torch.autograd.Function):
+    """exp(x) whose gradient clamps x at 15, as instant-ngp and torch-ngp do, to keep early steps finite."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.exp(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * torch.exp(x.clamp(max=15.0))
+
+
+def trunc_exp(x: torch.Tensor) -> torch.Tensor:
+    return TruncExp.apply(x)
+
+
+def mlp(n_in: int, width: int, n_hidden: int, n_out: int, bias: bool = False) -> nn.Sequential:
+    """ReLU MLP with `n_hidden` hidden layers of `width` (tiny-cuda-nn's MLPs have no biases)."""
+    layers, dim = [], n_in
+    for _ in range(n_hidden):
+        layers += [nn.Linear(dim, width, bias=bias), nn.ReLU(inplace=True)]
+        dim = width
+    layers.append(nn.Linear(dim, n_out, bias=bias))
+    return nn.Sequential(*layers)

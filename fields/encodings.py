@@ -1,0 +1,48 @@
+"""Positional (NeRF) and spherical-harmonic encodings."""
+
+from __future__ import annotations
+
+import torch
+
+
+def positional_encoding(x: torch.Tensor, n_frequencies: int, include_input: bool = True) -> torch.Tensor:
+    """NeRF's encoding: [x, sin(2^k pi x), cos(2^k pi x)] for k < n_frequencies. (N, D) -> (N, D*(2K+1))."""
+    freqs = (2.0 ** torch.arange(n_frequencies, dtype=x.dtype, device=x.device)) * torch.pi
+    scaled = (x[..., None, :] * freqs[:, None]).flatten(-2)  # (N, K*D)
+    parts = [x] if include_input else []
+    parts += [torch.sin(scaled), torch.cos(scaled)]
+    return torch.cat(parts, dim=-1)
+
+
+def positional_encoding_dim(n_inputs: int, n_frequencies: int, include_input: bool = True) -> int:
+    return n_inputs * (2 * n_frequencies + int(include_input))
+
+
+def spherical_harmonics(directions: torch.Tensor, degree: int = 4) -> torch.Tensor:
+    """Real SH basis of unit directions (N, 3) -> (N, degree**2), degree in 1..4 (tiny-cuda-nn's constants)."""
+    if not 1 <= degree <= 4:
+        raise ValueError(f"spherical harmonics degree must be in 1..4, got {degree}")
+    x, y, z = directions.unbind(-1)
+    out = [torch.full_like(x, 0.28209479177387814)]
+    if degree > 1:
+        out += [-0.48860251190291987 * y, 0.48860251190291987 * z, -0.48860251190291987 * x]
+    if degree > 2:
+        xy, yz, xz, x2, y2, z2 = x * y, y * z, x * z, x * x, y * y, z * z
+        out += [
+            1.0925484305920792 * xy,
+            -1.0925484305920792 * yz,
+            0.94617469575755997 * z2 - 0.31539156525251999,
+            -1.0925484305920792 * xz,
+            0.54627421529603959 * (x2 - y2),
+        ]
+    if degree > 3:
+        out += [
+            0.59004358992664352 * y * (-3.0 * x2 + y2),
+            2.8906114426405538 * xy * z,
+            0.45704579946446572 * y * (1.0 - 5.0 * z2),
+            0.3731763325901154 * z * (5.0 * z2 - 3.0),
+            0.45704579946446572 * x * (1.0 - 5.0 * z2),
+            1.4453057213202769 * z * (x2 - y2),
+            0.59004358992664352 * x * (-x2 + 3.0 * y2),
+        ]
+    return torch.stack(out, dim=-1)

@@ -1,0 +1,143 @@
+"""`fields` command line: a thin layer over functions you can call from Python."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import TrainConfig
+from .errors import FieldsError
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a radiance field on a scene")
+    p.add_argument("--scene", default="lego", help="scene name under the data root, or a scene folder")
+    p.add_argument("--data-root", help="folder holding nerf_synthetic/<scene> (default: $FIELDS_DATA_ROOT, ../shared/data)")
+    p.add_argument("--field", default="hashgrid", help="backbone: hashgrid (default) or mlp")
+    p.add_argument("--preset", help="backbone preset (default: the device's, e.g. hashgrid 'cpu' or 'published')")
+    p.add_argument("--steps", type=int, help="training steps (default 20000)")
+    p.add_argument("--time-budget", type=float, help="minutes of training; stops at whichever limit comes first")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", help="run folder (default runs/<scene>-<field>-<time>)")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its checkpoint")
+    p.add_argument("--samples-per-step", type=int, help="target samples per batch (default 2^16 CPU, 2^18 CUDA)")
+    p.add_argument("--downscale", type=int, default=1, help="integer image downscale factor")
+    p.add_argument("--eval-views", type=int, default=4, help="validation views in the periodic quick evaluation")
+    p.add_argument("--final-eval-views", type=int, help="validation views in the final evaluation (default all)")
+    p.add_argument("--snapshot-minutes", type=float, nargs="*", default=[],
+                   help="also keep checkpoints at these training times (minutes)")
+
+
+def cmd_train(args) -> int:
+    from .train import resume, train
+
+    if args.resume:
+        overrides = {k: v for k, v in (("steps", args.steps), ("time_budget", args.time_budget)) if v is not None}
+        result = resume(Path(args.resume), overrides)
+    else:
+        config = TrainConfig(
+            scene=args.scene, data_root=args.data_root, field=args.field, preset=args.preset,
+            steps=args.steps if args.steps is not None else (0 if args.time_budget else TrainConfig.steps),
+            time_budget=args.time_budget, device=args.device, threads=args.threads, seed=args.seed,
+            output=args.output, samples_per_step=args.samples_per_step, downscale=args.downscale,
+            eval_views=args.eval_views, final_eval_views=args.final_eval_views,
+            snapshot_minutes=args.snapshot_minutes,
+        )
+        result = train(config)
+    if result.metrics is None:
+        return 130
+    m = result.metrics
+    print(f"val PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.4f}  ({m['views']} views, white background) "
+          f"after {result.step} steps, {result.train_seconds / 60:.1f} min of training")
+    print(f"run folder: {result.run_dir}  (metrics.json, renders_val/, psnr_vs_time.png, checkpoint.pt)")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .datasets import load_blender_scene, resolve_scene_dir
+    from .evaluate import evaluate, write_json
+    from .runs import load_run
+
+    run = load_run(args.run, args.device)
+    scene = load_blender_scene(resolve_scene_dir(run.config.scene, args.data_root or run.config.data_root),
+                               args.split, run.config.downscale)
+    metrics = evaluate(run.field, run.renderer, scene, count=args.views,
+                       image_dir=run.folder / f"renders_{args.split}", progress=True)
+    metrics["split"] = args.split
+    write_json(run.folder / f"eval_{args.split}.json", metrics)
+    print(f"{args.split}: PSNR {metrics['psnr']:.2f} dB  SSIM {metrics['ssim']:.4f}  ({metrics['views']} views, "
+          f"white background) -> {run.folder / f'eval_{args.split}.json'}")
+    return 0
+
+
+def cmd_render(args) -> int:
+    from .datasets import load_blender_scene, resolve_scene_dir
+    from .runs import load_run
+    from .video import render_orbit
+
+    run = load_run(args.run, args.device)
+    reference = load_blender_scene(resolve_scene_dir(run.config.scene, args.data_root or run.config.data_root),
+                                   "train", run.config.downscale).cameras
+    out = Path(args.out) if args.out else run.folder / f"orbit.{args.format}"
+    render_orbit(run, reference, out, n_frames=args.frames, fps=args.fps, resolution=args.resolution)
+    print(f"video: {out}")
+    return 0
+
+
+def cmd_download(args) -> int:
+    from .datasets.data_root import download_root
+    from .download import download_dataset
+
+    folder = download_dataset(args.name, download_root(args.data_root), url=args.url, sha256=args.sha256)
+    print(f"{args.name} is in {folder}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fields", description="Neural fields: train, evaluate, render.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    p = sub.add_parser("eval", help="PSNR and SSIM of a trained run on a split")
+    p.add_argument("run")
+    p.add_argument("--split", default="val", choices=["train", "val", "test"])
+    p.add_argument("--data-root")
+    p.add_argument("--views", type=int, help="evaluate this many evenly spaced views (default all)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p = sub.add_parser("render", help="orbit video of a trained run (RGB and depth)")
+    p.add_argument("run")
+    p.add_argument("--frames", type=int, default=60)
+    p.add_argument("--fps", type=int, default=24)
+    p.add_argument("--resolution", type=int, help="frame width in pixels (default: the training images')")
+    p.add_argument("--format", default="mp4", choices=["mp4", "gif"])
+    p.add_argument("--out", help="output file (default RUN/orbit.<format>)")
+    p.add_argument("--data-root")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p = sub.add_parser("download", help="fetch a public data set into the data root (resumable, checksummed)")
+    p.add_argument("name", help="data set name, e.g. nerf-synthetic")
+    p.add_argument("--data-root", help="where to put it (default $FIELDS_DATA_ROOT or ~/.cache/fields/data)")
+    p.add_argument("--url", help="another mirror of the same archive")
+    p.add_argument("--sha256", help="expected checksum when using --url")
+    return parser
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "download": cmd_download}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .datasets import DatasetError
+    from .download import DownloadError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (FieldsError, DatasetError, DownloadError) as err:
+        print(f"fields {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Training configuration: one flat dataclass, saved as config.json in every run folder."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from dataclasses import field as dataclass_field
+from pathlib import Path
+
+from .errors import FieldsError
+
+
+@dataclass
+class TrainConfig:
+    scene: str = "lego"
+    data_root: str | None = None
+    field: str = "hashgrid"
+    preset: str | None = None  # None: the backbone's default for the device
+    steps: int = 20000
+    time_budget: float | None = None  # minutes of training (evaluation time excluded)
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int | None = None
+    seed: int = 0
+    output: str | None = None  # run folder; default runs/<scene>-<field>-<time>
+    downscale: int = 1
+    # Batch: sized by samples per step, rays rescaled each step towards the target.
+    samples_per_step: int | None = None  # None: 2^16 on CPU, 2^18 on CUDA
+    initial_rays: int = 1024
+    max_rays: int = 1 << 16
+    # Optimiser (instant-ngp): Adam 1e-2, betas (0.9, 0.99), eps 1e-15, L2 1e-6 on MLP weights.
+    lr: float = 1e-2
+    weight_decay: float = 1e-6
+    warmup_steps: int = 100
+    decay_at: list[float] = dataclass_field(default_factory=lambda: [0.5, 0.75, 0.9])  # fractions of training
+    decay_factor: float = 0.33
+    loss: str = "huber"  # huber (delta 0.1, instant-ngp) | mse
+    random_background: bool = True
+    grid_resolution: int = 128
+    eval_every: float = 60.0  # seconds of training between quick validation renders
+    eval_views: int = 4  # views in a quick validation
+    final_eval_views: int | None = None  # None: every view of the split
+    checkpoint_every: float = 300.0  # seconds of training between checkpoints
+    snapshot_minutes: list[float] = dataclass_field(default_factory=list)  # keep checkpoints at these training times
+
+    def validate(self) -> None:
+        if self.steps <= 0 and not self.time_budget:
+            raise FieldsError("config: 'steps' must be positive, or give a 'time_budget'")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise FieldsError(f"config: 'time_budget' must be positive minutes, got {self.time_budget}")
+        if self.loss not in ("huber", "mse"):
+            raise FieldsError(f"config: 'loss' must be 'huber' or 'mse', got '{self.loss}'")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise FieldsError(f"config: 'device' must be auto, cpu or cuda, got '{self.device}'")
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        if not path.is_file():
+            raise FieldsError(f"{path}: run configuration is missing (is this a run folder?)")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise FieldsError(f"{path}: malformed JSON at line {err.lineno}: {err.msg}") from None
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise FieldsError(f"{path}: unknown config field(s) {', '.join(unknown)}")
+        return cls(**data)

@@ -1,0 +1,8 @@
+"""Volume rendering for any Field. Knows the Field interface, never a concrete backbone."""
+
+from .dispatch import RenderOps, ops_for
+from .occupancy import OccupancyGrid
+from .torch_ops import PackedSamples
+from .volume import RenderOutput, VolumeRenderer
+
+__all__ = ["OccupancyGrid", "PackedSamples", "RenderOps", "RenderOutput", "VolumeRenderer", "ops_for"]

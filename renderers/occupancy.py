@@ -1,0 +1,74 @@
+"""Occupancy grid with instant-ngp / nerfacc rules, kept by nerfacc's OccGridEstimator.
+
+128^3 cells over the scene box; every 16 steps, cells' optical thickness (density x step size) is
+folded in with an EMA-max of decay 0.95; all cells during the first 256 steps, afterwards a quarter of
+the cells uniformly plus up to as many occupied ones; a cell is occupied above min(mean, 0.01).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from nerfacc import OccGridEstimator
+from torch import nn
+
+
+class OccupancyGrid(nn.Module):
+    def __init__(self, aabb: torch.Tensor, resolution: int = 128, threshold: float = 0.01,
+                 ema_decay: float = 0.95, warmup_steps: int = 256, update_every: int = 16,
+                 eval_chunk: int = 1 << 18):
+        super().__init__()
+        self.estimator = OccGridEstimator(roi_aabb=aabb.tolist(), resolution=resolution, levels=1)
+        self.threshold, self.ema_decay = threshold, ema_decay
+        self.warmup_steps, self.update_every, self.eval_chunk = warmup_steps, update_every, eval_chunk
+        self.register_buffer("aabb", aabb.clone().float())
+        self.register_buffer("occupied_aabb", aabb.clone().float())
+
+    @property
+    def binary(self) -> torch.Tensor:
+        """Occupied cells (X, Y, Z) bool, x-major."""
+        return self.estimator.binaries[0]
+
+    def occupied_fraction(self) -> float:
+        return self.binary.float().mean().item()
+
+    @torch.no_grad()
+    def update(self, step: int, density_fn: Callable[[torch.Tensor], torch.Tensor], step_size: float) -> bool:
+        """Fold fresh densities in when `step` is an update step; returns whether it updated."""
+        if step % self.update_every != 0:
+            return False
+
+        def thickness(x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([density_fn(c) for c in x.split(self.eval_chunk)]) * step_size
+
+        self.estimator.train()
+        self.estimator.update_every_n_steps(
+            step=step, occ_eval_fn=thickness, occ_thre=self.threshold, ema_decay=self.ema_decay,
+            warmup_steps=self.warmup_steps, n=self.update_every,
+        )
+        self._update_occupied_aabb()
+        return True
+
+    def _update_occupied_aabb(self) -> None:
+        occupied = self.binary.nonzero()
+        if len(occupied) == 0:
+            self.occupied_aabb.copy_(torch.cat([self.aabb[:3], self.aabb[:3]]))
+            return
+        res = torch.tensor(self.binary.shape, device=occupied.device)
+        cell = (self.aabb[3:] - self.aabb[:3]) / res
+        lo = self.aabb[:3] + occupied.amin(0) * cell
+        hi = self.aabb[:3] + (occupied.amax(0) + 1) * cell
+        self.occupied_aabb.copy_(torch.cat([lo, hi]))
+
+    @torch.no_grad()
+    def mark_from_density(self, density_fn: Callable[[torch.Tensor], torch.Tensor], step_size: float) -> None:
+        """Set every cell at once from a density function (for tests and for known scenes)."""
+        centers = self.estimator.grid_coords.float() + 0.5
+        res = torch.tensor(self.binary.shape)
+        x = self.aabb[:3] + centers / res * (self.aabb[3:] - self.aabb[:3])
+        occ = torch.cat([density_fn(c) for c in x.split(self.eval_chunk)]) * step_size
+        self.estimator.occs.copy_(occ)
+        threshold = min(occ.mean().item(), self.threshold)
+        self.estimator.binaries.copy_((occ > threshold).view(self.estimator.binaries.shape))
+        self._update_occupied_aabb()

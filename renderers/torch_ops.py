@@ -1,0 +1,132 @@
+"""Pure-PyTorch reference operations of the volume renderer.
+
+Samples are packed: one flat list over all rays, sorted by ray, each with its ray index and its
+interval [t_start, t_end). Native kernels (CUDA, CPU) implement the same functions with the same
+semantics; tests compare them against these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class PackedSamples:
+    """ray_indices (S,) long, sorted; t_starts, t_ends (S,) float32."""
+
+    ray_indices: torch.Tensor
+    t_starts: torch.Tensor
+    t_ends: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.ray_indices.shape[0]
+
+    def select(self, mask: torch.Tensor) -> "PackedSamples":
+        return PackedSamples(self.ray_indices[mask], self.t_starts[mask], self.t_ends[mask])
+
+    def midpoints(self, origins: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions (S, 3) at interval midpoints and the sample directions (S, 3)."""
+        d = directions[self.ray_indices]
+        t = (0.5 * (self.t_starts + self.t_ends))[:, None]
+        return origins[self.ray_indices] + t * d, d
+
+
+def ray_aabb_intersect(origins: torch.Tensor, directions: torch.Tensor, aabb: torch.Tensor):
+    """Slab test. Returns t_near, t_far (R,) with t_near >= 0; rays that miss get t_near = t_far = 0."""
+    inv = 1.0 / torch.where(directions.abs() < 1e-10, torch.full_like(directions, 1e-10), directions)
+    t0 = (aabb[:3] - origins) * inv
+    t1 = (aabb[3:] - origins) * inv
+    t_near = torch.minimum(t0, t1).amax(-1).clamp(min=0.0)
+    t_far = torch.maximum(t0, t1).amin(-1)
+    hit = t_far > t_near
+    zero = torch.zeros_like(t_near)
+    return torch.where(hit, t_near, zero), torch.where(hit, t_far, zero)
+
+
+def grid_lookup(binary: torch.Tensor, aabb: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Occupancy (P,) bool of positions (P, 3) in a binary grid (X, Y, Z) spanning aabb; outside is empty."""
+    res = torch.tensor(binary.shape, device=positions.device)
+    cell = ((positions - aabb[:3]) / (aabb[3:] - aabb[:3]) * res).floor().long()
+    inside = ((cell >= 0) & (cell < res)).all(-1)
+    cell = torch.minimum(cell.clamp(min=0), res - 1)
+    flat = (cell[:, 0] * res[1] + cell[:, 1]) * res[2] + cell[:, 2]
+    return binary.reshape(-1)[flat] & inside
+
+
+def march_rays(
+    origins: torch.Tensor,
+    directions: torch.Tensor,
+    t_min: torch.Tensor,
+    t_max: torch.Tensor,
+    binary: torch.Tensor,
+    aabb: torch.Tensor,
+    step_size: float,
+    offsets: torch.Tensor,
+    occupied_aabb: torch.Tensor | None = None,
+) -> PackedSamples:
+    """Uniform steps through occupied cells of a binary grid (X, Y, Z) spanning `aabb`.
+
+    Candidate k of ray r spans [t_min + (k + u_r) dt, t_min + (k + 1 + u_r) dt) with u_r = offsets[r]
+    in [0, 1) (0 at evaluation, random in training); it is kept when it ends by t_max and its
+    midpoint lies in an occupied cell. `occupied_aabb` (6,), a box holding every occupied cell, only
+    narrows which candidates are tested: the result is the same with or without it.
+    """
+    device = origins.device
+    k_first = torch.zeros_like(t_min)
+    k_end = ((t_max - t_min) / step_size - offsets).floor().clamp(min=0)
+    if occupied_aabb is not None:
+        near, far = ray_aabb_intersect(origins, directions, occupied_aabb)
+        k_first = torch.maximum(k_first, ((near - t_min) / step_size - offsets - 1).floor())
+        k_end = torch.minimum(k_end, ((far - t_min) / step_size - offsets + 1).ceil())
+        k_end = torch.where(far > near, k_end, k_first)
+    n_steps = (k_end - k_first).clamp(min=0).long()
+    total = int(n_steps.sum())
+    ray = torch.repeat_interleave(torch.arange(len(origins), device=device), n_steps, output_size=total)
+    first_candidate = torch.cumsum(n_steps, 0) - n_steps
+    k = (torch.arange(total, device=device) - first_candidate[ray]).float() + k_first[ray]
+    t0 = t_min[ray] + (k + offsets[ray]) * step_size
+    mid = origins[ray] + (t0 + 0.5 * step_size)[:, None] * directions[ray]
+    occupied = grid_lookup(binary, aabb, mid)
+    t0 = t0[occupied]
+    return PackedSamples(ray[occupied], t0, t0 + step_size)
+
+
+def ray_starts(ray_indices: torch.Tensor, n_rays: int) -> torch.Tensor:
+    """Index of each sample's ray's first sample (S,), for packed, ray-sorted samples."""
+    counts = torch.bincount(ray_indices, minlength=n_rays)
+    first = torch.cumsum(counts, 0) - counts
+    return first[ray_indices]
+
+
+def transmittance(sigmas: torch.Tensor, samples: PackedSamples, n_rays: int):
+    """Transmittance before each sample and its alpha, both (S,).
+
+    T_i = exp(-sum_{j<i} sigma_j dt_j) within a ray (a segmented exclusive sum, in float64 so that long
+    packed batches keep precision); alpha_i = 1 - exp(-sigma_i dt_i).
+    """
+    tau = sigmas * (samples.t_ends - samples.t_starts)
+    inclusive = torch.cumsum(tau.double(), 0)
+    exclusive = inclusive - tau.double()
+    start = ray_starts(samples.ray_indices, n_rays)
+    before = (exclusive - exclusive[start]).float()
+    return torch.exp(-before), 1.0 - torch.exp(-tau)
+
+
+def composite(
+    sigmas: torch.Tensor, rgbs: torch.Tensor, samples: PackedSamples, n_rays: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Alpha compositing of packed samples.
+
+    sigmas (S,), rgbs (S, 3) -> rgb (R, 3) (no background), depth (R,) (weight-averaged midpoint
+    distance, not normalised by opacity), opacity (R,), weights (S,).
+    """
+    trans, alpha = transmittance(sigmas, samples, n_rays)
+    weights = trans * alpha
+    idx = samples.ray_indices
+    rgb = torch.zeros(n_rays, 3, dtype=rgbs.dtype, device=rgbs.device).index_add(0, idx, weights[:, None] * rgbs)
+    mid = 0.5 * (samples.t_starts + samples.t_ends)
+    depth = torch.zeros(n_rays, dtype=weights.dtype, device=weights.device).index_add(0, idx, weights * mid)
+    opacity = torch.zeros(n_rays, dtype=weights.dtype, device=weights.device).index_add(0, idx, weights)
+    return rgb, depth, opacity, weights
