@@ -71,27 +71,42 @@ def corner_indices_and_weights(x: torch.Tensor, geometry: HashGridGeometry):
     Level-major layout: each level's rows are gathered and scattered together, which keeps
     the working set of a level in cache (about 3x faster on a CPU than point-major order).
     Corners are ordered (dx, dy, dz) with dz fastest. Weights carry gradients to x when x does.
+    Per-axis terms are combined corner by corner on contiguous (L, N) slabs: broadcasting
+    over tiny corner dimensions runs several times slower in PyTorch's CPU kernels.
     """
     scales, sizes, offsets = _level_tensors(geometry, x.device)
-    pos = x[None, :, :] * scales[:, None, None] + 0.5  # (L, N, 3)
+    pos = x.t()[:, None, :] * scales[None, :, None] + 0.5  # (3, L, N)
     floor = torch.floor(pos)
     frac = pos - floor
     base = floor.to(torch.int32).detach()
-    cx, cy, cz = torch.stack([base, base + 1], dim=-1).unbind(2)  # each (L, N, 2)
-    index = (cx * _PRIMES_I32[0])[..., :, None, None] ^ (cy * _PRIMES_I32[1])[..., None, :, None]
-    index = (index ^ (cz * _PRIMES_I32[2])[..., None, None, :]).flatten(2)  # (L, N, 8)
     nd = geometry.n_dense
+    res = torch.tensor(geometry.resolutions, dtype=torch.int32, device=x.device)[:, None]
+    dense_strides = (torch.ones_like(res), res, res * res)
+    terms = []  # per axis: [term at floor, term at floor + 1], each (L, N) int32
+    for axis in range(3):
+        hashed = base[axis, nd:] * _PRIMES_I32[axis]
+        dense = base[axis, :nd] * dense_strides[axis][:nd]
+        t0 = torch.cat([dense, hashed])
+        step = torch.cat([dense_strides[axis][:nd], torch.full_like(res[nd:], _PRIMES_I32[axis])])
+        terms.append((t0, t0 + step))
+    levels, n = base.shape[1:]
+    index = torch.empty(levels, 8, n, dtype=torch.int32, device=x.device)
+    weights = []
+    w_axis = [(1 - frac[a], frac[a]) for a in range(3)]
+    for dx in (0, 1):
+        for dy in (0, 1):
+            hxy_hash = terms[0][dx][nd:] ^ terms[1][dy][nd:]
+            hxy_dense = terms[0][dx][:nd] + terms[1][dy][:nd]
+            wxy = w_axis[0][dx] * w_axis[1][dy]
+            for dz in (0, 1):
+                c = 4 * dx + 2 * dy + dz
+                index[nd:, c] = (hxy_hash ^ terms[2][dz][nd:]) & (sizes[nd:, None] - 1)
+                if nd:
+                    index[:nd, c] = torch.remainder(hxy_dense + terms[2][dz][:nd], sizes[:nd, None])
+                weights.append(wxy * w_axis[2][dz])
     # Hashed levels have power-of-two sizes: the mask equals the uint32 hash's residue.
-    index[nd:] &= (sizes[nd:] - 1)[:, None, None]
-    if nd:
-        res = torch.tensor(geometry.resolutions[:nd], dtype=torch.int32, device=x.device)[:, None, None]
-        dense = cx[:nd, :, :, None, None] + (cy[:nd] * res)[..., None, :, None]
-        dense = (dense + (cz[:nd] * res * res)[..., None, None, :]).flatten(2)
-        index[:nd] = torch.remainder(dense, sizes[:nd, None, None])
     index += offsets[:, None, None]
-    wx, wy, wz = torch.stack([1 - frac, frac], dim=-1).unbind(2)  # each (L, N, 2)
-    weights = (wx[..., :, None, None] * wy[..., None, :, None] * wz[..., None, None, :]).flatten(2)
-    return index, weights
+    return index.transpose(1, 2).contiguous(), torch.stack(weights, dim=-1)
 
 
 class _HashEncode(torch.autograd.Function):
@@ -100,8 +115,8 @@ class _HashEncode(torch.autograd.Function):
         with torch.no_grad():
             index, weights = corner_indices_and_weights(x, geometry)
             levels, n, _ = index.shape
-            corner = table.index_select(0, index.view(-1)).view(levels, n, 8, -1)
-            out = (corner * weights[..., None]).sum(2)  # (L, N, F)
+            corner = table.index_select(0, index.view(-1)).view(levels * n, 8, -1)
+            out = torch.bmm(weights.view(levels * n, 1, 8), corner).view(levels, n, -1)  # (L, N, F)
         ctx.save_for_backward(index, weights)
         ctx.table_shape = table.shape
         return out.transpose(0, 1).reshape(n, -1)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .base import Field, mlp, trunc_exp
+from .base import Field, trunc_exp
 from .encodings import positional_encoding, positional_encoding_dim
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ def _add_train(sub) -> None:
     p.add_argument("--samples-per-step", type=int, help="target samples per batch (default 2^16 CPU, 2^18 CUDA)")
     p.add_argument("--downscale", type=int, default=1, help="integer image downscale factor")
     p.add_argument("--eval-views", type=int, default=4, help="validation views in the periodic quick evaluation")
-    p.add_argument("--final-eval-views", type=int, help="validation views in the final evaluation (default all)")
+    p.add_argument("--final-eval-views", type=int, default=10, help="validation views in the final evaluation (default 10, evenly spaced; `fields eval` scores them all)")
     p.add_argument("--snapshot-minutes", type=float, nargs="*", default=[],
                    help="also keep checkpoints at these training times (minutes)")
 

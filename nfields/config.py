@@ -38,7 +38,7 @@ class TrainConfig:
     grid_resolution: int = 128
     eval_every: float = 60.0  # seconds of training between quick validation renders
     eval_views: int = 4  # views in a quick validation
-    final_eval_views: int | None = None  # None: every view of the split
+    final_eval_views: int | None = 10  # evenly spaced views; None: every view (slow on a CPU)
     checkpoint_every: float = 300.0  # seconds of training between checkpoints
     snapshot_minutes: list[float] = dataclass_field(default_factory=list)  # keep checkpoints at these training times
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -204,7 +204,7 @@ class Trainer:
         parts.append(f"{rays_per_s / 1000:.1f}k rays/s")
         parts.append(f"{n_samples / 1000:.0f}k samples")
         if self.config.time_budget:
-            left = 60 * self.config.time_budget - self.train_seconds
+            left = max(0.0, 60 * self.config.time_budget - self.train_seconds)
             parts.append(f"ETA {int(left // 60)}:{int(left % 60):02d}")
         return " | ".join(parts)
 
@@ -266,4 +266,4 @@ def resume(run_dir: Path, overrides: dict | None = None, progress: bool = True) 
     return trainer.run()
 
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer", "train", "resume", "asdict"]
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "train", "resume"]

@@ -1,0 +1,21 @@
+# Set-up and the two everyday jobs. Each target installs what it needs, so both work on a fresh machine.
+PYTHON ?= python3
+# A CPU build of PyTorch; on this machine kind pip takes a local wheel for this exact version.
+# GPU users: install a CUDA build of torch first (https://pytorch.org), then `make install TORCH_SPEC=`.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install lego test bench
+
+install:
+	@if [ -n "$(TORCH_SPEC)" ] && ! $(PYTHON) -c "import torch" 2>/dev/null; then \
+		$(PYTHON) -m pip install -q "$(TORCH_SPEC)"; fi
+	$(PYTHON) -m pip install -q -e ".[test]"
+
+lego: install
+	fields train --scene lego --time-budget 10 --threads 2
+
+test: install
+	$(PYTHON) -m pytest -q
+
+bench: install
+	$(PYTHON) benchmarks/lego_time_budget.py --fields hashgrid mlp --minutes 10 --threads 2

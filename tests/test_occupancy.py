@@ -1,0 +1,42 @@
+import torch
+
+from nfields.renderers import OccupancyGrid
+
+AABB = torch.tensor([-1.0, -1, -1, 1, 1, 1])
+
+
+def _sphere_density(x):
+    return torch.where(x.norm(dim=-1) < 0.5, 1000.0, 0.0)
+
+
+def _cell_centres(res):
+    idx = torch.stack(torch.meshgrid(*[torch.arange(res)] * 3, indexing="ij"), -1).float()
+    return -1 + (idx + 0.5) * 2 / res
+
+
+def test_updates_mark_a_known_sphere():
+    grid = OccupancyGrid(AABB, resolution=32, warmup_steps=64, update_every=16)
+    for step in range(0, 64, 16):
+        assert grid.update(step, _sphere_density, step_size=0.01)
+    assert not grid.update(3, _sphere_density, step_size=0.01)
+    r = _cell_centres(32).norm(dim=-1)
+    half_cell = 2 / 32 * 3**0.5 / 2
+    assert grid.binary[r < 0.5 - half_cell].all()
+    assert not grid.binary[r > 0.5 + half_cell].any()
+    lo, hi = grid.occupied_aabb[:3], grid.occupied_aabb[3:]
+    assert (lo > -0.6).all() and (lo < -0.4).all() and (hi < 0.6).all() and (hi > 0.4).all()
+
+
+def test_cells_empty_out_when_the_density_moves_away():
+    grid = OccupancyGrid(AABB, resolution=16, warmup_steps=10**6, update_every=1)
+    grid.update(0, _sphere_density, 0.01)
+    old = grid.binary.clone()
+    assert old.any()
+    # The EMA-max decays old values by 0.95 per update; the threshold min(mean, 0.01) follows the
+    # new density, so the old sphere's cells fall below it while the new sphere's stay above.
+    moved = lambda x: torch.where((x - torch.tensor([0.5, 0.5, 0.5])).norm(dim=-1) < 0.3, 1000.0, 0.0)
+    for step in range(1, 150):
+        grid.update(step, moved, 0.01)
+    centre_old = grid.binary[7:9, 7:9, 7:9]
+    assert old[7:9, 7:9, 7:9].all() and not centre_old.any()
+    assert grid.binary[11:13, 11:13, 11:13].all()
