@@ -115,11 +115,12 @@ class _HashEncode(torch.autograd.Function):
         with torch.no_grad():
             index, weights = corner_indices_and_weights(x, geometry)
             levels, n, _ = index.shape
-            corner = table.index_select(0, index.view(-1)).view(levels * n, 8, -1)
-            out = torch.bmm(weights.view(levels * n, 1, 8), corner).view(levels, n, -1)  # (L, N, F)
+            n_features = table.shape[1]
+            corner = table.index_select(0, index.view(-1)).view(levels * n, 8, n_features)
+            out = torch.bmm(weights.view(levels * n, 1, 8), corner).view(levels, n, n_features)
         ctx.save_for_backward(index, weights)
         ctx.table_shape = table.shape
-        return out.transpose(0, 1).reshape(n, -1)
+        return out.transpose(0, 1).reshape(n, levels * n_features)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -148,7 +149,7 @@ def hash_encode_reference(x: torch.Tensor, table: torch.Tensor, geometry: HashGr
     index, weights = corner_indices_and_weights(x, geometry)
     levels, n, _ = index.shape
     corner = table[index.long()]  # (L, N, 8, F)
-    return (corner * weights[..., None]).sum(2).transpose(0, 1).reshape(n, -1)
+    return (corner * weights[..., None]).sum(2).transpose(0, 1).reshape(n, levels * table.shape[1])
 
 
 def hash_reference_int64(cell: torch.Tensor, table_size: int) -> torch.Tensor:

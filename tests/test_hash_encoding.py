@@ -81,3 +81,12 @@ def test_gradcheck_table_and_positions_in_float64():
     assert torch.autograd.gradcheck(lambda t: hash_encode(x, t, g), (table,))
     x.requires_grad_(True)
     assert torch.autograd.gradcheck(lambda p: hash_encode_reference(p, table.detach(), g), (x,))
+
+
+def test_zero_length_batch():
+    g = HashGridGeometry.build(**SMALL)
+    table = torch.randn(g.total_size, 2, requires_grad=True)
+    out = hash_encode(torch.zeros(0, 3), table, g)
+    assert out.shape == (0, 8)
+    out.sum().backward()
+    assert table.grad.abs().sum() == 0

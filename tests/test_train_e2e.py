@@ -19,7 +19,7 @@ def _small_config(procedural_dir, out, **kw):
 
 def test_training_on_procedural_scene_raises_psnr(procedural_dir, tmp_path):
     result = train(_small_config(procedural_dir, tmp_path / "run"), progress=False)
-    assert result.metrics["psnr"] > 19.0, result.metrics  # an untrained field scores about 11 dB
+    assert result.metrics["psnr"] > 19.0, result.metrics  # an untrained field scores about 10 dB
     assert result.metrics["ssim"] > 0.7
     for name in ("checkpoint.pt", "config.json", "metrics.json", "history.json", "psnr_vs_time.png"):
         assert (tmp_path / "run" / name).exists(), name
@@ -57,7 +57,7 @@ def _lego_available():
 @pytest.mark.slow
 @pytest.mark.skipif(not _lego_available(), reason="lego not found: run `fields download nerf-synthetic` or set FIELDS_DATA_ROOT")
 def test_short_lego_run_beats_stated_psnr(tmp_path):
-    config = TrainConfig(scene="lego", steps=int(os.environ.get("FIELDS_LEGO_STEPS", 400)), output=str(tmp_path / "run"),
-                         threads=2, eval_every=1e9, final_eval_views=10)
+    config = TrainConfig(scene="lego", steps=int(os.environ.get("FIELDS_LEGO_STEPS", 300)), output=str(tmp_path / "run"),
+                         threads=2, eval_every=1e9, final_eval_views=3)
     result = train(config, progress=False)
     assert result.metrics["psnr"] > 23.0, result.metrics
