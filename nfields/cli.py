@@ -25,7 +25,8 @@ def _add_train(sub) -> None:
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its checkpoint")
     p.add_argument("--samples-per-step", type=int, help="target samples per batch (default 2^16 CPU, 2^18 CUDA)")
     p.add_argument("--downscale", type=int, default=1, help="integer image downscale factor")
-    p.add_argument("--eval-views", type=int, default=4, help="validation views in the periodic quick evaluation")
+    p.add_argument("--eval-every", type=float, default=30.0,
+                   help="seconds of training between quick validations (PSNR on fixed random val pixels)")
     p.add_argument("--final-eval-views", type=int, default=10, help="validation views in the final evaluation (default 10, evenly spaced; `fields eval` scores them all)")
     p.add_argument("--snapshot-minutes", type=float, nargs="*", default=[],
                    help="also keep checkpoints at these training times (minutes)")
@@ -43,7 +44,7 @@ def cmd_train(args) -> int:
             steps=args.steps if args.steps is not None else (0 if args.time_budget else TrainConfig.steps),
             time_budget=args.time_budget, device=args.device, threads=args.threads, seed=args.seed,
             output=args.output, samples_per_step=args.samples_per_step, downscale=args.downscale,
-            eval_views=args.eval_views, final_eval_views=args.final_eval_views,
+            eval_every=args.eval_every, final_eval_views=args.final_eval_views,
             snapshot_minutes=args.snapshot_minutes,
         )
         result = train(config)

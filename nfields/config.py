@@ -36,8 +36,8 @@ class TrainConfig:
     loss: str = "huber"  # huber (delta 0.1, instant-ngp) | mse
     random_background: bool = True
     grid_resolution: int = 128
-    eval_every: float = 60.0  # seconds of training between quick validation renders
-    eval_views: int = 4  # views in a quick validation
+    eval_every: float = 30.0  # seconds of training between quick validations (PSNR-vs-time curve)
+    eval_pixels: int = 1 << 14  # fixed random validation pixels scored by a quick validation
     final_eval_views: int | None = 10  # evenly spaced views; None: every view (slow on a CPU)
     checkpoint_every: float = 300.0  # seconds of training between checkpoints
     snapshot_minutes: list[float] = dataclass_field(default_factory=list)  # keep checkpoints at these training times

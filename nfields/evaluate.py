@@ -30,6 +30,21 @@ def render_view(field: Field, renderer: VolumeRenderer, scene: SceneData, index:
             "opacity": out.opacity.view(h, w).cpu()}
 
 
+@torch.no_grad()
+def sampled_pixel_psnr(field: Field, renderer: VolumeRenderer, scene: SceneData, n_pixels: int, seed: int = 0) -> float:
+    """PSNR over `n_pixels` fixed random pixels of all views (white background): an unbiased estimate
+    of the split's pooled MSE, about a hundred times cheaper than rendering the full views."""
+    g = torch.Generator().manual_seed(seed)
+    cam = torch.randint(0, len(scene.cameras), (n_pixels,), generator=g)
+    x = torch.randint(0, scene.cameras.width, (n_pixels,), generator=g)
+    y = torch.randint(0, scene.cameras.height, (n_pixels,), generator=g)
+    rays = scene.cameras.rays(cam, x.float() + 0.5, y.float() + 0.5).to(renderer.aabb.device)
+    out = renderer.render_chunked(field, rays.origins, rays.directions, WHITE.to(renderer.aabb.device))
+    pixels = scene.pixels(cam, x, y)
+    target = pixels[:, :3] * pixels[:, 3:] + (1 - pixels[:, 3:]) if scene.has_alpha else pixels
+    return psnr(out.rgb.clamp(0, 1).cpu(), target)
+
+
 def view_indices(n_views: int, count: int | None) -> list[int]:
     """`count` evenly spaced view indices (all when count is None or too large)."""
     if count is None or count >= n_views:

@@ -15,7 +15,7 @@ def plot_psnr_vs_time(history: list[dict], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     ax.plot([h["train_seconds"] / 60 for h in history], [h["val_psnr"] for h in history], marker="o")
     ax.set_xlabel("training time (minutes)")
-    ax.set_ylabel("validation PSNR (dB)")
+    ax.set_ylabel("validation PSNR (dB, sampled pixels)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -15,7 +15,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .datasets import SceneData, load_blender_scene, resolve_scene_dir
 from .errors import FieldsError
-from .evaluate import evaluate, write_json
+from .evaluate import evaluate, sampled_pixel_psnr, write_json
 from .plots import plot_psnr_vs_time
 from .runs import CHECKPOINT_NAME, CONFIG_NAME, make_model, resolve_device
 
@@ -155,13 +155,14 @@ class Trainer:
         return self.progress_fraction() >= 1.0
 
     def quick_eval(self) -> float | None:
+        """Validation PSNR on the fixed pixel sample, recorded for the PSNR-vs-time plot."""
         if self.val_scene is None:
             return None
         self.field.eval()
-        metrics = evaluate(self.field, self.renderer, self.val_scene, count=self.config.eval_views)
+        value = sampled_pixel_psnr(self.field, self.renderer, self.val_scene, self.config.eval_pixels)
         self.field.train()
-        self.history.append({"step": self.step, "train_seconds": self.train_seconds, "val_psnr": metrics["psnr"]})
-        return metrics["psnr"]
+        self.history.append({"step": self.step, "train_seconds": self.train_seconds, "val_psnr": value})
+        return value
 
     def run(self) -> TrainResult:
         cfg = self.config

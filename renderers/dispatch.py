@@ -19,6 +19,7 @@ class RenderOps:
     backend: str
     ray_aabb_intersect: Callable
     march_rays: Callable
+    ray_starts: Callable
     transmittance: Callable
     composite: Callable
 
@@ -27,6 +28,7 @@ TORCH_OPS = RenderOps(
     backend="pytorch",
     ray_aabb_intersect=torch_ops.ray_aabb_intersect,
     march_rays=torch_ops.march_rays,
+    ray_starts=torch_ops.ray_starts,
     transmittance=torch_ops.transmittance,
     composite=torch_ops.composite,
 )

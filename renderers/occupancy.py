@@ -13,6 +13,8 @@ import torch
 from nerfacc import OccGridEstimator
 from torch import nn
 
+from .torch_ops import coarse_grid
+
 
 class OccupancyGrid(nn.Module):
     def __init__(self, aabb: torch.Tensor, resolution: int = 128, threshold: float = 0.01,
@@ -23,7 +25,7 @@ class OccupancyGrid(nn.Module):
         self.threshold, self.ema_decay = threshold, ema_decay
         self.warmup_steps, self.update_every, self.eval_chunk = warmup_steps, update_every, eval_chunk
         self.register_buffer("aabb", aabb.clone().float())
-        self.register_buffer("occupied_aabb", aabb.clone().float())
+        self.register_buffer("coarse_binary", coarse_grid(self.binary))
 
     @property
     def binary(self) -> torch.Tensor:
@@ -47,19 +49,11 @@ class OccupancyGrid(nn.Module):
             step=step, occ_eval_fn=thickness, occ_thre=self.threshold, ema_decay=self.ema_decay,
             warmup_steps=self.warmup_steps, n=self.update_every,
         )
-        self._update_occupied_aabb()
+        self._refresh_coarse()
         return True
 
-    def _update_occupied_aabb(self) -> None:
-        occupied = self.binary.nonzero()
-        if len(occupied) == 0:
-            self.occupied_aabb.copy_(torch.cat([self.aabb[:3], self.aabb[:3]]))
-            return
-        res = torch.tensor(self.binary.shape, device=occupied.device)
-        cell = (self.aabb[3:] - self.aabb[:3]) / res
-        lo = self.aabb[:3] + occupied.amin(0) * cell
-        hi = self.aabb[:3] + (occupied.amax(0) + 1) * cell
-        self.occupied_aabb.copy_(torch.cat([lo, hi]))
+    def _refresh_coarse(self) -> None:
+        self.coarse_binary = coarse_grid(self.binary)
 
     @torch.no_grad()
     def mark_from_density(self, density_fn: Callable[[torch.Tensor], torch.Tensor], step_size: float) -> None:
@@ -71,4 +65,4 @@ class OccupancyGrid(nn.Module):
         self.estimator.occs.copy_(occ)
         threshold = min(occ.mean().item(), self.threshold)
         self.estimator.binaries.copy_((occ > threshold).view(self.estimator.binaries.shape))
-        self._update_occupied_aabb()
+        self._refresh_coarse()

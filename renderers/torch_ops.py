@@ -46,13 +46,30 @@ def ray_aabb_intersect(origins: torch.Tensor, directions: torch.Tensor, aabb: to
 
 
 def grid_lookup(binary: torch.Tensor, aabb: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """Occupancy (P,) bool of positions (P, 3) in a binary grid (X, Y, Z) spanning aabb; outside is empty."""
+    """Occupancy (P,) bool of positions (P, 3) in a binary grid (X, Y, Z) spanning aabb.
+
+    Positions outside the box read the nearest boundary cell (the marcher only asks inside).
+    """
     res = torch.tensor(binary.shape, device=positions.device)
-    cell = ((positions - aabb[:3]) / (aabb[3:] - aabb[:3]) * res).floor().long()
-    inside = ((cell >= 0) & (cell < res)).all(-1)
-    cell = torch.minimum(cell.clamp(min=0), res - 1)
-    flat = (cell[:, 0] * res[1] + cell[:, 1]) * res[2] + cell[:, 2]
-    return binary.reshape(-1)[flat] & inside
+    cell = ((positions - aabb[:3]) * (res / (aabb[3:] - aabb[:3]))).long()
+    cell = torch.minimum(cell.clamp_(min=0), res - 1)
+    flat = (cell[:, 0] * binary.shape[1] + cell[:, 1]) * binary.shape[2] + cell[:, 2]
+    return binary.reshape(-1)[flat]
+
+
+def coarse_grid(binary: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """A conservative coarse grid for `march_rays`: max-pooled by `factor`, then dilated by one cell,
+    so a coarse cell is occupied when any fine cell in it or its 26 neighbours is."""
+    pooled = torch.nn.functional.max_pool3d(binary[None, None].float(), factor, ceil_mode=True)
+    return torch.nn.functional.max_pool3d(pooled, 3, stride=1, padding=1)[0, 0] > 0
+
+
+def _enumerate(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For counts (R,) long: owner (C,) and local index (C,) of every item, C = counts.sum()."""
+    total = int(counts.sum())
+    owner = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts, output_size=total)
+    local = torch.arange(total, device=counts.device) - (torch.cumsum(counts, 0) - counts)[owner]
+    return owner, local
 
 
 def march_rays(
@@ -64,31 +81,32 @@ def march_rays(
     aabb: torch.Tensor,
     step_size: float,
     offsets: torch.Tensor,
-    occupied_aabb: torch.Tensor | None = None,
+    coarse_binary: torch.Tensor | None = None,
 ) -> PackedSamples:
     """Uniform steps through occupied cells of a binary grid (X, Y, Z) spanning `aabb`.
 
-    Candidate k of ray r spans [t_min + (k + u_r) dt, t_min + (k + 1 + u_r) dt) with u_r = offsets[r]
+    Step k of ray r spans [t_min + (k + u_r) dt, t_min + (k + 1 + u_r) dt) with u_r = offsets[r]
     in [0, 1) (0 at evaluation, random in training); it is kept when it ends by t_max and its
-    midpoint lies in an occupied cell. `occupied_aabb` (6,), a box holding every occupied cell, only
-    narrows which candidates are tested: the result is the same with or without it.
+    midpoint lies in an occupied cell. `coarse_binary` (from `coarse_grid`) only skips empty space
+    faster, K steps at a time (K dt no longer than a coarse cell): the result is the same without it.
     """
-    device = origins.device
-    k_first = torch.zeros_like(t_min)
-    k_end = ((t_max - t_min) / step_size - offsets).floor().clamp(min=0)
-    if occupied_aabb is not None:
-        near, far = ray_aabb_intersect(origins, directions, occupied_aabb)
-        k_first = torch.maximum(k_first, ((near - t_min) / step_size - offsets - 1).floor())
-        k_end = torch.minimum(k_end, ((far - t_min) / step_size - offsets + 1).ceil())
-        k_end = torch.where(far > near, k_end, k_first)
-    n_steps = (k_end - k_first).clamp(min=0).long()
-    total = int(n_steps.sum())
-    ray = torch.repeat_interleave(torch.arange(len(origins), device=device), n_steps, output_size=total)
-    first_candidate = torch.cumsum(n_steps, 0) - n_steps
-    k = (torch.arange(total, device=device) - first_candidate[ray]).float() + k_first[ray]
-    t0 = t_min[ray] + (k + offsets[ray]) * step_size
-    mid = origins[ray] + (t0 + 0.5 * step_size)[:, None] * directions[ray]
-    occupied = grid_lookup(binary, aabb, mid)
+    n_steps = ((t_max - t_min) / step_size - offsets).floor().clamp(min=0).long()
+    t_base = t_min + offsets * step_size
+    if coarse_binary is not None:
+        coarse_cell = float(((aabb[3:] - aabb[:3]) / torch.tensor(coarse_binary.shape, device=aabb.device)).min())
+        k_per = max(1, int(coarse_cell / step_size))
+        ray, j = _enumerate((n_steps + k_per - 1) // k_per)
+        t_mid = t_base[ray] + (j * k_per + 0.5 * k_per) * step_size
+        hit = grid_lookup(coarse_binary, aabb, origins[ray] + t_mid[:, None] * directions[ray])
+        ray, j = ray[hit], j[hit]
+        ray = ray.repeat_interleave(k_per)
+        k = (j[:, None] * k_per + torch.arange(k_per, device=j.device)).view(-1)
+        valid = k < n_steps[ray]
+        ray, k = ray[valid], k[valid]
+    else:
+        ray, k = _enumerate(n_steps)
+    t0 = t_base[ray] + k * step_size
+    occupied = grid_lookup(binary, aabb, origins[ray] + (t0 + 0.5 * step_size)[:, None] * directions[ray])
     t0 = t0[occupied]
     return PackedSamples(ray[occupied], t0, t0 + step_size)
 

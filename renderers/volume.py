@@ -49,24 +49,61 @@ class VolumeRenderer(nn.Module):
         t_min = t_min.clamp(min=self.near)
         offsets = torch.rand_like(t_min) if jitter else torch.zeros_like(t_min)
         return ops.march_rays(origins, directions, t_min, t_max, self.occupancy.binary, self.aabb,
-                              self.step_size, offsets, self.occupancy.occupied_aabb)
+                              self.step_size, offsets, self.occupancy.coarse_binary)
+
+    @torch.no_grad()
+    def densities_until_opaque(self, field, samples, positions: torch.Tensor, n_rays: int, first_round: int = 16):
+        """Densities of the samples in front of each ray's termination point, in rounds.
+
+        Round r evaluates each live ray's next samples (16, 32, 64, ... of them), carrying the optical
+        depth so far; a ray stops once its transmittance falls below early_stop_eps. Samples behind
+        that point are never evaluated. Returns keep (S,) bool (transmittance before the sample
+        >= early_stop_eps), sigmas (S,) and features (S, F), valid where keep is set.
+        """
+        ops = ops_for(positions.device)
+        idx = samples.ray_indices
+        rank = torch.arange(len(samples), device=positions.device) - ops.ray_starts(idx, n_rays)
+        depth = torch.zeros(n_rays, dtype=torch.float64, device=positions.device)
+        alive = torch.ones(n_rays, dtype=torch.bool, device=positions.device)
+        keep = torch.zeros(len(samples), dtype=torch.bool, device=positions.device)
+        sigmas = torch.zeros(len(samples), device=positions.device)
+        features = None
+        lo, size = 0, first_round
+        while True:
+            chosen = ((rank >= lo) & (rank < lo + size) & alive[idx]).nonzero().squeeze(1)
+            if len(chosen) == 0:
+                break
+            sub = samples.select(chosen)
+            sigma, feature = field.density(positions[chosen])
+            trans, _ = ops.transmittance(sigma, sub, n_rays)
+            trans = trans * torch.exp(-depth[sub.ray_indices]).float()
+            keep[chosen] = trans >= self.early_stop_eps
+            sigmas[chosen] = sigma
+            if features is None:
+                features = feature.new_zeros(len(samples), feature.shape[1])
+            features[chosen] = feature
+            tau = (sigma * (sub.t_ends - sub.t_starts)).double()
+            depth.index_add_(0, sub.ray_indices, tau)
+            alive &= torch.exp(-depth) >= self.early_stop_eps
+            lo, size = lo + size, size * 2
+        if features is None:
+            features = field.density(positions[:0])[1]
+        return keep, sigmas, features
 
     def render(self, field, origins: torch.Tensor, directions: torch.Tensor, background: torch.Tensor,
                training: bool = False) -> RenderOutput:
         """Render rays (R, 3) over `background` (R, 3) or (3,).
 
-        Training: jittered steps; a gradient-free density pass finds the samples that still matter
-        (transmittance >= early_stop_eps), then density and colour run with gradients on those only.
-        Evaluation: densities are computed once and colour only where transmittance remains.
+        Samples behind the point where transmittance drops below early_stop_eps are skipped
+        (`densities_until_opaque`). Training: jittered steps, then density and colour run with
+        gradients on the samples that matter. Evaluation: those densities are reused and colour
+        runs only where it is seen.
         """
         ops = ops_for(origins.device)
         n_rays = origins.shape[0]
         samples = self.march(origins, directions, jitter=training)
         positions, dirs = samples.midpoints(origins, directions)
-        with torch.no_grad():
-            sigmas, features = field.density(positions)
-            trans, _ = ops.transmittance(sigmas, samples, n_rays)
-            keep = trans >= self.early_stop_eps
+        keep, sigmas, features = self.densities_until_opaque(field, samples, positions, n_rays)
         samples, positions, dirs = samples.select(keep), positions[keep], dirs[keep]
         if training:
             sigmas, features = field.density(positions)

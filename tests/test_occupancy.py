@@ -23,8 +23,12 @@ def test_updates_mark_a_known_sphere():
     half_cell = 2 / 32 * 3**0.5 / 2
     assert grid.binary[r < 0.5 - half_cell].all()
     assert not grid.binary[r > 0.5 + half_cell].any()
-    lo, hi = grid.occupied_aabb[:3], grid.occupied_aabb[3:]
-    assert (lo > -0.6).all() and (lo < -0.4).all() and (hi < 0.6).all() and (hi > 0.4).all()
+    # The coarse grid (16^3, dilated) covers every occupied fine cell's coarse cell and its neighbours.
+    coarse = grid.coarse_binary
+    assert coarse.shape == (16, 16, 16)
+    fine_in_coarse = grid.binary.view(16, 2, 16, 2, 16, 2).any(5).any(3).any(1)
+    assert coarse[fine_in_coarse].all()
+    assert coarse.sum() > fine_in_coarse.sum() and not coarse.all()
 
 
 def test_cells_empty_out_when_the_density_moves_away():

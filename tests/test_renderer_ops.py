@@ -57,16 +57,18 @@ def _random_rays(n, seed=0):
     return origins, torch.nn.functional.normalize(targets - origins, dim=-1)
 
 
-def test_march_keeps_only_occupied_cells_and_box_skip_changes_nothing():
+def test_march_keeps_only_occupied_cells_and_coarse_skipping_changes_nothing():
     aabb = torch.tensor([-1.0, -1, -1, 1, 1, 1])
-    binary = torch.zeros(16, 16, 16, dtype=torch.bool)
-    binary[5:9, 6:12, 4:10] = True
+    binary = torch.zeros(32, 32, 32, dtype=torch.bool)
+    binary[10:18, 12:24, 8:20] = True
+    binary[2, 30, 5] = True  # a lone floater
     origins, directions = _random_rays(300)
     t_min, t_max = torch_ops.ray_aabb_intersect(origins, directions, aabb)
     offsets = torch.rand(300)
     full = torch_ops.march_rays(origins, directions, t_min, t_max, binary, aabb, 0.01, offsets)
-    occupied_box = torch.tensor([5, 6, 4, 9, 12, 10]) / 8.0 - 1
-    skipped = torch_ops.march_rays(origins, directions, t_min, t_max, binary, aabb, 0.01, offsets, occupied_box)
+    coarse = torch_ops.coarse_grid(binary, 2)
+    assert not coarse.all()
+    skipped = torch_ops.march_rays(origins, directions, t_min, t_max, binary, aabb, 0.01, offsets, coarse)
     assert len(full) > 100
     assert torch.equal(full.ray_indices, skipped.ray_indices)
     assert torch.allclose(full.t_starts, skipped.t_starts)
