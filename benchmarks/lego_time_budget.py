@@ -92,7 +92,8 @@ def print_table(rows: list[dict], checkpoints: list[float]) -> None:
         for m in checkpoints:
             v = row.get(f"{m:g} min")
             cells.append(f"{v['psnr']:.2f} ({v['ssim']:.3f}) [{v['views']}]" if v else "-")
-        print(f"| {row['field']} | {row['steps']} | " + " | ".join(cells) + f" | {row['render_seconds_per_view']:.2f} |")
+        seconds = row["render_seconds_per_view"]
+        print(f"| {row['field']} | {row['steps']} | " + " | ".join(cells) + f" | {seconds:.2f} |")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,13 @@
 """Field backbones behind one interface. A backbone never imports the renderer, a trainer or the CLI."""
 
 from .base import Field
-from .registry import FIELDS, UnknownFieldError, build_field, default_preset, field_class, preset_names
+from .registry import (
+    FIELDS,
+    UnknownFieldError,
+    build_field,
+    default_preset,
+    field_class,
+    preset_names,
+)
 
 __all__ = ["FIELDS", "Field", "UnknownFieldError", "build_field", "default_preset", "field_class", "preset_names"]

@@ -13,7 +13,8 @@ from .errors import FieldsError
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a radiance field on a scene")
     p.add_argument("--scene", default="lego", help="scene name under the data root, or a scene folder")
-    p.add_argument("--data-root", help="folder holding nerf_synthetic/<scene> (default: $FIELDS_DATA_ROOT, ../shared/data)")
+    p.add_argument("--data-root",
+                   help="folder holding nerf_synthetic/<scene> (default: $FIELDS_DATA_ROOT, ../shared/data)")
     p.add_argument("--field", default="hashgrid", help="backbone: hashgrid (default) or mlp")
     p.add_argument("--preset", help="backbone preset (default: the device's, e.g. hashgrid 'cpu' or 'published')")
     p.add_argument("--steps", type=int, help="training steps (default 20000)")
@@ -27,7 +28,8 @@ def _add_train(sub) -> None:
     p.add_argument("--downscale", type=int, default=1, help="integer image downscale factor")
     p.add_argument("--eval-every", type=float, default=30.0,
                    help="seconds of training between quick validations (PSNR on fixed random val pixels)")
-    p.add_argument("--final-eval-views", type=int, default=10, help="validation views in the final evaluation (default 10, evenly spaced; `fields eval` scores them all)")
+    p.add_argument("--final-eval-views", type=int, default=10,
+                   help="evenly spaced validation views in the final evaluation (`fields eval` scores them all)")
     p.add_argument("--snapshot-minutes", type=float, nargs="*", default=[],
                    help="also keep checkpoints at these training times (minutes)")
 

@@ -10,7 +10,7 @@ import torch
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .errors import FieldsError
-from .fields import Field, UnknownFieldError, build_field
+from .fields import Field, UnknownFieldError, build_field, default_preset
 from .renderers import VolumeRenderer
 
 CONFIG_NAME = "config.json"
@@ -28,8 +28,6 @@ def resolve_device(name: str) -> torch.device:
 def make_model(field_name: str, aabb: torch.Tensor, near: float, config: TrainConfig, device: torch.device,
                field_config: dict | None = None) -> tuple[Field, VolumeRenderer]:
     """A field and its renderer over `aabb` (6,)."""
-    from .fields import default_preset
-
     try:
         preset = config.preset or default_preset(field_name, device.type)
         field = build_field(field_name, aabb, preset=preset, config=field_config)

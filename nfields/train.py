@@ -128,8 +128,8 @@ class Trainer:
             target = pixels
         return rays, target, background
 
-    def train_step(self) -> tuple[float, int]:
-        """One optimiser step; returns (batch MSE, samples used)."""
+    def train_step(self) -> tuple[float, float, int]:
+        """One optimiser step; returns (loss, batch MSE, samples used)."""
         for group in self.optimizer.param_groups:
             group["lr"] = group["initial_lr"] * lr_factor(self.config, self.step, self.progress_fraction())
         self.renderer.update_occupancy(self.field, self.step)
@@ -149,7 +149,7 @@ class Trainer:
         ratio = self.target_samples / max(out.n_samples, 1)
         self.n_rays = min(max(self.n_rays * min(max(ratio, 0.5), 2.0) ** 0.5, 64), self.config.max_rays)
         self.step += 1
-        return F.mse_loss(out.rgb.detach(), target).item(), out.n_samples
+        return loss.item(), F.mse_loss(out.rgb.detach(), target).item(), out.n_samples
 
     def done(self) -> bool:
         return self.progress_fraction() >= 1.0
@@ -175,7 +175,7 @@ class Trainer:
         try:
             while not self.done():
                 tic = time.perf_counter()
-                mse, n_samples = self.train_step()
+                loss, mse, n_samples = self.train_step()
                 dt = time.perf_counter() - tic
                 self.train_seconds += dt
                 batch_psnr = -10 * math.log10(max(mse, 1e-10))
@@ -188,20 +188,21 @@ class Trainer:
                     self.save()
                     last_ckpt = self.train_seconds
                 bar.update(1)
-                bar.set_postfix_str(self._status(psnr_ema, val_psnr, rays_per_s, n_samples))
+                bar.set_postfix_str(self._status(loss, psnr_ema, val_psnr, rays_per_s, n_samples))
         except KeyboardInterrupt:
             bar.close()
             self.save()
-            print(f"\nInterrupted at step {self.step}; checkpoint saved. Resume with: fields train --resume {self.run_dir}")
+            print(f"\nInterrupted at step {self.step}; checkpoint saved. "
+                  f"Resume with: fields train --resume {self.run_dir}")
             return TrainResult(self.run_dir, self.step, self.train_seconds, None)
         bar.close()
         self.save()
         return TrainResult(self.run_dir, self.step, self.train_seconds, self.finish())
 
-    def _status(self, psnr_ema, val_psnr, rays_per_s, n_samples) -> str:
-        parts = [f"loss-psnr {psnr_ema:.2f}"]
+    def _status(self, loss, psnr_ema, val_psnr, rays_per_s, n_samples) -> str:
+        parts = [f"step {self.step}", f"loss {loss:.4f}", f"batch PSNR {psnr_ema:.2f}"]
         if val_psnr is not None:
-            parts.append(f"val {val_psnr:.2f}")
+            parts.append(f"val PSNR {val_psnr:.2f}")
         parts.append(f"{rays_per_s / 1000:.1f}k rays/s")
         parts.append(f"{n_samples / 1000:.0f}k samples")
         if self.config.time_budget:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import imageio.v2 as imageio
+import matplotlib
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -32,8 +33,6 @@ def colorize_depth(depth: torch.Tensor, opacity: torch.Tensor) -> np.ndarray:
     valid = opacity > 0.5
     lo, hi = (d[valid].min().item(), d[valid].max().item()) if valid.any() else (0.0, 1.0)
     norm = ((hi - d) / max(hi - lo, 1e-6)).clamp(0, 1) * valid
-    import matplotlib
-
     return (matplotlib.colormaps["turbo"](norm.numpy())[..., :3] * 255).astype(np.uint8)
 
 

@@ -264,3 +264,15 @@ def test_real_source_is_well_formed():
     assert src.url.startswith("https://") and src.archive_name == "nerf_synthetic.zip"
     assert src.unpacks_to == "nerf_synthetic"
     assert src.sha256 is None or len(src.sha256) == 64
+
+
+def test_cli_download_then_scene_is_found_through_the_data_root(archive, data_root, capsys, monkeypatch):
+    from nfields.cli import main
+    from nfields.datasets import resolve_scene_dir
+
+    url, _, digest = archive
+    assert main(["download", NAME, "--data-root", str(data_root), "--url", url, "--sha256", digest]) == 0
+    assert "nerf_synthetic" in capsys.readouterr().out
+    monkeypatch.setenv("FIELDS_DATA_ROOT", str(data_root))
+    assert resolve_scene_dir("lego") == data_root / "nerf_synthetic" / "lego"
+    assert main(["download", NAME, "--data-root", str(data_root), "--url", url, "--sha256", "0" * 64]) == 0

@@ -38,7 +38,9 @@ def test_cells_empty_out_when_the_density_moves_away():
     assert old.any()
     # The EMA-max decays old values by 0.95 per update; the threshold min(mean, 0.01) follows the
     # new density, so the old sphere's cells fall below it while the new sphere's stay above.
-    moved = lambda x: torch.where((x - torch.tensor([0.5, 0.5, 0.5])).norm(dim=-1) < 0.3, 1000.0, 0.0)
+    def moved(x):
+        return torch.where((x - torch.tensor([0.5, 0.5, 0.5])).norm(dim=-1) < 0.3, 1000.0, 0.0)
+
     for step in range(1, 150):
         grid.update(step, moved, 0.01)
     centre_old = grid.binary[7:9, 7:9, 7:9]

@@ -29,7 +29,8 @@ def test_composite_matches_closed_form_for_constant_density():
 
 
 def test_transmittance_restarts_per_ray_and_gradients_flow():
-    samples = PackedSamples(torch.tensor([0, 0, 0, 1, 1]), torch.tensor([0.0, 1, 2, 0, 1]), torch.tensor([1.0, 2, 3, 1, 2]))
+    t_starts = torch.tensor([0.0, 1, 2, 0, 1])
+    samples = PackedSamples(torch.tensor([0, 0, 0, 1, 1]), t_starts, t_starts + 1)
     sigmas = torch.tensor([1.0, 2.0, 3.0, 0.5, 4.0], requires_grad=True)
     trans, alpha = torch_ops.transmittance(sigmas, samples, 2)
     expected = torch.exp(-torch.tensor([0.0, 1.0, 3.0, 0.0, 0.5]))

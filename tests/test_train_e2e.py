@@ -73,9 +73,10 @@ def _lego_available():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _lego_available(), reason="lego not found: run `fields download nerf-synthetic` or set FIELDS_DATA_ROOT")
+@pytest.mark.skipif(not _lego_available(),
+                    reason="lego not found: run `fields download nerf-synthetic` or set FIELDS_DATA_ROOT")
 def test_short_lego_run_beats_stated_psnr(tmp_path):
-    config = TrainConfig(scene="lego", steps=int(os.environ.get("FIELDS_LEGO_STEPS", 300)), output=str(tmp_path / "run"),
-                         threads=2, eval_every=1e9, final_eval_views=3)
+    config = TrainConfig(scene="lego", steps=int(os.environ.get("FIELDS_LEGO_STEPS", 300)),
+                         output=str(tmp_path / "run"), threads=2, eval_every=1e9, final_eval_views=3)
     result = train(config, progress=False)
     assert result.metrics["psnr"] > 20.5, result.metrics  # 22.3 measured at 300 steps; untrained ~9
