@@ -47,16 +47,6 @@ class Cameras:
         principal = torch.tensor([[width / 2.0, height / 2.0]], dtype=torch.float32).expand(n, 2).clone()
         return cls(camera_to_world.float(), focal, principal, width, height)
 
-    def scaled(self, factor: float) -> "Cameras":
-        """The same cameras for images resized by `factor` (e.g. 0.5 for half resolution)."""
-        return Cameras(
-            self.camera_to_world,
-            self.focal * factor,
-            self.principal * factor,
-            round(self.width * factor),
-            round(self.height * factor),
-        )
-
     def rays(self, camera_index: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> RayBundle:
         """Rays through pixel positions.
 

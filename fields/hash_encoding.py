@@ -150,11 +150,3 @@ def hash_encode_reference(x: torch.Tensor, table: torch.Tensor, geometry: HashGr
     levels, n, _ = index.shape
     corner = table[index.long()]  # (L, N, 8, F)
     return (corner * weights[..., None]).sum(2).transpose(0, 1).reshape(n, levels * table.shape[1])
-
-
-def hash_reference_int64(cell: torch.Tensor, table_size: int) -> torch.Tensor:
-    """The published hash in exact 64-bit arithmetic, for tests: cell (N, 3) int64 -> (N,) row in level."""
-    h = torch.zeros(cell.shape[0], dtype=torch.int64)
-    for axis, prime in enumerate(PRIMES):
-        h = h ^ ((cell[:, axis] * prime) & 0xFFFFFFFF)
-    return h % table_size

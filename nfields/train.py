@@ -113,13 +113,13 @@ class Trainer:
         return max(fractions)
 
     def sample_batch(self, n_rays: int):
-        scene = self.train_scene
+        """Random pixels of random training views: rays, target colours (R, 3), backgrounds (R, 3)."""
         cam = torch.randint(0, len(self.cameras), (n_rays,))
         x = torch.randint(0, self.cameras.width, (n_rays,))
         y = torch.randint(0, self.cameras.height, (n_rays,))
         rays = self.cameras.rays(cam, x.float() + 0.5, y.float() + 0.5).to(self.device)
         pixels = self.images[cam, y, x].float() / 255.0
-        if scene.has_alpha:
+        if self.train_scene.has_alpha:
             background = torch.rand(n_rays, 3, device=self.device) if self.config.random_background \
                 else torch.ones(n_rays, 3, device=self.device)
             target = pixels[:, :3] * pixels[:, 3:] + background * (1 - pixels[:, 3:])
@@ -139,7 +139,7 @@ class Trainer:
         if not torch.isfinite(loss):
             raise FieldsError(
                 f"training diverged at step {self.step}: the loss is {loss.item()} (NaN or infinite). "
-                f"The last good checkpoint in {self.run_dir} is kept; try a lower --lr."
+                f"Checkpoints already in {self.run_dir} are kept; try a lower --lr."
             )
         self.optimizer.zero_grad(set_to_none=True)
         if out.n_samples > 0:

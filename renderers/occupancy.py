@@ -54,15 +54,3 @@ class OccupancyGrid(nn.Module):
 
     def _refresh_coarse(self) -> None:
         self.coarse_binary = coarse_grid(self.binary)
-
-    @torch.no_grad()
-    def mark_from_density(self, density_fn: Callable[[torch.Tensor], torch.Tensor], step_size: float) -> None:
-        """Set every cell at once from a density function (for tests and for known scenes)."""
-        centers = self.estimator.grid_coords.float() + 0.5
-        res = torch.tensor(self.binary.shape)
-        x = self.aabb[:3] + centers / res * (self.aabb[3:] - self.aabb[:3])
-        occ = torch.cat([density_fn(c) for c in x.split(self.eval_chunk)]) * step_size
-        self.estimator.occs.copy_(occ)
-        threshold = min(occ.mean().item(), self.threshold)
-        self.estimator.binaries.copy_((occ > threshold).view(self.estimator.binaries.shape))
-        self._refresh_coarse()

@@ -35,12 +35,3 @@ def test_rotated_camera_and_fov():
     # Image up (smaller y) is world +z for this camera.
     top = cams.rays(torch.tensor([0]), torch.tensor([50.0]), torch.tensor([0.0]))
     assert top.directions[0, 2] > 0.5
-
-
-def test_scaled_cameras_keep_ray_directions():
-    c2w = look_at(torch.tensor([3.0, 1.0, 2.0]), torch.zeros(3), torch.tensor([0.0, 0.0, 1.0]))
-    cams = Cameras.from_fov_x(c2w[None], 0.7, 80, 60)
-    half = cams.scaled(0.5)
-    a = cams.rays(torch.tensor([0]), torch.tensor([20.0]), torch.tensor([30.0])).directions
-    b = half.rays(torch.tensor([0]), torch.tensor([10.0]), torch.tensor([15.0])).directions
-    assert torch.allclose(a, b, atol=1e-6)

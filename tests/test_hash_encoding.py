@@ -1,12 +1,21 @@
 import torch
 
 from nfields.fields.hash_encoding import (
+    PRIMES,
     HashGridGeometry,
     corner_indices_and_weights,
     hash_encode,
     hash_encode_reference,
-    hash_reference_int64,
 )
+
+
+def hash_reference_int64(cell: torch.Tensor, table_size: int) -> torch.Tensor:
+    """The published hash in exact 64-bit arithmetic: cell (N, 3) int64 -> (N,) row in the level."""
+    h = torch.zeros(cell.shape[0], dtype=torch.int64)
+    for axis, prime in enumerate(PRIMES):
+        h = h ^ ((cell[:, axis] * prime) & 0xFFFFFFFF)
+    return h % table_size
+
 
 SMALL = dict(n_levels=4, log2_table_size=8, base_resolution=4, max_resolution=32)
 
