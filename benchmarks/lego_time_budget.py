@@ -1,9 +1,10 @@
 """Train lego (400x400, white background, val split) for a fixed wall-clock budget per backbone.
 
 Prints validation PSNR at 1, 2, 5 and 10 minutes of training (evaluation time excluded) from
-checkpoints snapshotted at those times. Usage:
+checkpoints snapshotted at those times, all scored on the same evenly spaced val views. Usage:
 
     python benchmarks/lego_time_budget.py --fields hashgrid mlp --minutes 10 --threads 2
+    python benchmarks/lego_time_budget.py --score RUN --checkpoints 5 10 --views 4   # re-score a run
 """
 
 from __future__ import annotations

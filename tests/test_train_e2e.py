@@ -62,6 +62,9 @@ def test_cli_eval_and_render(procedural_dir, tmp_path, capsys):
     assert main(["render", str(run), "--frames", "5", "--format", "gif", "--resolution", "32"]) == 0
     frames = iio.imread(run / "orbit.gif", index=None)
     assert frames.shape[0] == 5 and frames.shape[1:3] == (32, 64)  # RGB | depth side by side
+    assert main(["render", str(run), "--frames", "4", "--resolution", "32", "--out", str(run / "o.mp4")]) == 0
+    mp4 = [frame for frame in iio.imiter(run / "o.mp4")]
+    assert len(mp4) == 4 and mp4[0].shape == (32, 64, 3)
 
 
 def _lego_available():
