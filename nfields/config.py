@@ -49,6 +49,8 @@ class TrainConfig:
             raise FieldsError(f"config: 'time_budget' must be positive minutes, got {self.time_budget}")
         if self.loss not in ("huber", "mse"):
             raise FieldsError(f"config: 'loss' must be 'huber' or 'mse', got '{self.loss}'")
+        if self.grid_resolution < 2 or self.grid_resolution % 2:
+            raise FieldsError(f"config: 'grid_resolution' must be an even number of cells, got {self.grid_resolution}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise FieldsError(f"config: 'device' must be auto, cpu or cuda, got '{self.device}'")
 

@@ -33,7 +33,7 @@ def render_view(field: Field, renderer: VolumeRenderer, scene: SceneData, index:
 @torch.no_grad()
 def sampled_pixel_psnr(field: Field, renderer: VolumeRenderer, scene: SceneData, n_pixels: int, seed: int = 0) -> float:
     """PSNR over `n_pixels` fixed random pixels of all views (white background): an unbiased estimate
-    of the split's pooled MSE, about a hundred times cheaper than rendering the full views."""
+    of the split's pooled MSE at a small fraction of the cost of rendering full views."""
     g = torch.Generator().manual_seed(seed)
     cam = torch.randint(0, len(scene.cameras), (n_pixels,), generator=g)
     x = torch.randint(0, scene.cameras.width, (n_pixels,), generator=g)

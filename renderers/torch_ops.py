@@ -60,7 +60,9 @@ def grid_lookup(binary: torch.Tensor, aabb: torch.Tensor, positions: torch.Tenso
 def coarse_grid(binary: torch.Tensor, factor: int = 2) -> torch.Tensor:
     """A conservative coarse grid for `march_rays`: max-pooled by `factor`, then dilated by one cell,
     so a coarse cell is occupied when any fine cell in it or its 26 neighbours is."""
-    pooled = torch.nn.functional.max_pool3d(binary[None, None].float(), factor, ceil_mode=True)
+    if any(n % factor for n in binary.shape):
+        raise ValueError(f"grid resolution {tuple(binary.shape)} must be a multiple of the coarse factor {factor}")
+    pooled = torch.nn.functional.max_pool3d(binary[None, None].float(), factor)
     return torch.nn.functional.max_pool3d(pooled, 3, stride=1, padding=1)[0, 0] > 0
 
 

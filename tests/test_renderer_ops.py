@@ -93,3 +93,10 @@ def test_march_edge_cases_empty_grid_and_missing_rays():
     assert len(missing) == 0
     rgb, depth, opacity, _ = torch_ops.composite(torch.zeros(0), torch.zeros(0, 3), empty, 50)
     assert rgb.shape == (50, 3) and (opacity == 0).all()
+
+
+def test_coarse_grid_needs_a_divisible_resolution():
+    import pytest
+
+    with pytest.raises(ValueError, match="multiple of the coarse factor"):
+        torch_ops.coarse_grid(torch.zeros(15, 16, 16, dtype=torch.bool), 2)
