@@ -25,6 +25,7 @@ from nfields.train import load_scene, train
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fields", nargs="+", default=["hashgrid", "mlp"])
+    parser.add_argument("--preset", help="backbone preset for every field (default: each backbone's CPU preset)")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--checkpoints", type=float, nargs="+", default=[1, 2, 5, 10])
     parser.add_argument("--threads", type=int, default=2)
@@ -46,7 +47,8 @@ def main() -> None:
     rows = []
     for field in args.fields:
         out = Path(args.out) / f"lego-{field}-{time.strftime('%Y%m%d-%H%M%S')}"
-        config = TrainConfig(scene="lego", data_root=args.data_root, field=field, steps=0, time_budget=args.minutes,
+        config = TrainConfig(scene="lego", data_root=args.data_root, field=field, preset=args.preset,
+                             steps=0, time_budget=args.minutes,
                              threads=args.threads, output=str(out), eval_every=1e9, final_eval_views=args.views,
                              snapshot_minutes=[m for m in args.checkpoints if m < args.minutes])
         result = train(config)
