@@ -18,8 +18,8 @@ import torch
 
 from nfields.config import TrainConfig
 from nfields.evaluate import evaluate
-from nfields.runs import load_run
-from nfields.train import load_scene, train
+from nfields.runs import load_run, load_scene
+from nfields.train import train
 
 
 def main() -> None:
@@ -63,26 +63,15 @@ def score_run(out: Path, field: str, steps: int, checkpoints: list[float], minut
     """PSNR / SSIM of each snapshot (and the final checkpoint) on the same evenly spaced val views."""
     row = {"field": field, "preset": load_run(out).checkpoint["field_config"], "steps": steps}
     for minute in checkpoints:
-        path = out / (f"checkpoint_{minute:g}min.pt" if minute < minutes else "checkpoint.pt")
-        if minute > minutes or not path.exists():
+        name = f"checkpoint_{minute:g}min.pt" if minute < minutes else "checkpoint.pt"
+        if minute > minutes or not (out / name).exists():
             continue
-        run = load_run_from(out, path)
+        run = load_run(out, checkpoint=name)
         m = evaluate(run.field, run.renderer, val, count=views)
         row[f"{minute:g} min"] = {"psnr": m["psnr"], "ssim": m["ssim"], "views": m["views"],
                                   "step": run.checkpoint["step"]}
         row["render_seconds_per_view"] = m["seconds_per_view"]
     return row
-
-
-def load_run_from(folder: Path, checkpoint: Path):
-    """Load a run folder with a snapshot checkpoint in place of its final one."""
-    import shutil
-    import tempfile
-
-    tmp = Path(tempfile.mkdtemp())
-    shutil.copy(folder / "config.json", tmp / "config.json")
-    shutil.copy(checkpoint, tmp / "checkpoint.pt")
-    return load_run(tmp)
 
 
 def print_table(rows: list[dict], checkpoints: list[float]) -> None:

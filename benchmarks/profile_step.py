@@ -11,15 +11,14 @@ loss, batch sampling) is the step minus the phases.
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from torch.profiler import profile, record_function
 
 from nfields.config import TrainConfig
-from nfields.train import Trainer, load_scene
+from nfields.runs import load_scene
+from nfields.train import Trainer
 
 _open_phases: list[str] = []
 
@@ -47,11 +46,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    work = Path(tempfile.mkdtemp())  # a copy, so the run's own checkpoint is never touched
-    for name in ("config.json", "checkpoint.pt"):
-        shutil.copy(Path(args.run) / name, work / name)
-    config = TrainConfig.load(work / "config.json")
-    trainer = Trainer(config, work, load_scene(config, "train"), None, resume=True, progress=False)
+    run = Path(args.run)  # read only: steps taken here are never saved
+    config = TrainConfig.load(run / "config.json")
+    trainer = Trainer(config, run, load_scene(config, "train"), None, resume=True, progress=False)
     for _ in range(3):
         trainer.train_step()
     renderer, field = trainer.renderer, trainer.field

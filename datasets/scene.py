@@ -9,6 +9,11 @@ import torch
 from .cameras import Cameras
 
 
+def composite_over(rgba: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    """Straight-alpha RGBA (..., 4) in [0, 1] over a background broadcastable to (..., 3) -> (..., 3)."""
+    return rgba[..., :3] * rgba[..., 3:] + background * (1.0 - rgba[..., 3:])
+
+
 @dataclass
 class SceneData:
     """One split of a scene.
@@ -41,5 +46,4 @@ class SceneData:
         img = self.images[index].float() / 255.0
         if not self.has_alpha:
             return img
-        bg = torch.ones(3) if background is None else background
-        return img[..., :3] * img[..., 3:] + bg * (1.0 - img[..., 3:])
+        return composite_over(img, torch.ones(3) if background is None else background)

@@ -60,13 +60,11 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .datasets import load_blender_scene, resolve_scene_dir
     from .evaluate import evaluate, write_json
-    from .runs import load_run
+    from .runs import load_run, load_scene
 
     run = load_run(args.run, args.device)
-    scene = load_blender_scene(resolve_scene_dir(run.config.scene, args.data_root or run.config.data_root),
-                               args.split, run.config.downscale)
+    scene = load_scene(run.config, args.split, args.data_root)
     metrics = evaluate(run.field, run.renderer, scene, count=args.views,
                        image_dir=run.folder / f"renders_{args.split}", progress=True)
     metrics["split"] = args.split
@@ -77,13 +75,11 @@ def cmd_eval(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from .datasets import load_blender_scene, resolve_scene_dir
-    from .runs import load_run
+    from .runs import load_run, load_scene
     from .video import render_orbit
 
     run = load_run(args.run, args.device)
-    reference = load_blender_scene(resolve_scene_dir(run.config.scene, args.data_root or run.config.data_root),
-                                   "train", run.config.downscale).cameras
+    reference = load_scene(run.config, "train", args.data_root).cameras
     out = Path(args.out) if args.out else run.folder / f"orbit.{args.format}"
     render_orbit(run, reference, out, n_frames=args.frames, fps=args.fps, resolution=args.resolution)
     print(f"video: {out}")

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .datasets import SceneData
+from .datasets import Cameras, SceneData, composite_over
 from .fields import Field
 from .metrics import psnr, ssim
 from .renderers import VolumeRenderer
@@ -19,13 +19,13 @@ from .renderers import VolumeRenderer
 WHITE = torch.ones(3)
 
 
-def render_view(field: Field, renderer: VolumeRenderer, scene: SceneData, index: int,
+def render_view(field: Field, renderer: VolumeRenderer, cameras: Cameras, index: int,
                 background: torch.Tensor = WHITE) -> dict[str, torch.Tensor]:
     """rgb (H, W, 3), depth (H, W), opacity (H, W) of camera `index`, on the CPU."""
     device = renderer.aabb.device
-    rays = scene.cameras.image_rays(index).to(device)
+    rays = cameras.image_rays(index).to(device)
     out = renderer.render_chunked(field, rays.origins, rays.directions, background.to(device))
-    h, w = scene.cameras.height, scene.cameras.width
+    h, w = cameras.height, cameras.width
     return {"rgb": out.rgb.clamp(0, 1).view(h, w, 3).cpu(), "depth": out.depth.view(h, w).cpu(),
             "opacity": out.opacity.view(h, w).cpu()}
 
@@ -41,7 +41,7 @@ def sampled_pixel_psnr(field: Field, renderer: VolumeRenderer, scene: SceneData,
     rays = scene.cameras.rays(cam, x.float() + 0.5, y.float() + 0.5).to(renderer.aabb.device)
     out = renderer.render_chunked(field, rays.origins, rays.directions, WHITE.to(renderer.aabb.device))
     pixels = scene.pixels(cam, x, y)
-    target = pixels[:, :3] * pixels[:, 3:] + (1 - pixels[:, 3:]) if scene.has_alpha else pixels
+    target = composite_over(pixels, WHITE) if scene.has_alpha else pixels
     return psnr(out.rgb.clamp(0, 1).cpu(), target)
 
 
@@ -64,7 +64,7 @@ def evaluate(field: Field, renderer: VolumeRenderer, scene: SceneData, count: in
     per_view = []
     start = time.perf_counter()
     for i in tqdm(indices, desc="evaluating", disable=not progress, leave=False):
-        pred = render_view(field, renderer, scene, i)["rgb"]
+        pred = render_view(field, renderer, scene.cameras, i)["rgb"]
         target = scene.image(i, WHITE)
         per_view.append({"view": i, "psnr": psnr(pred, target), "ssim": ssim(pred, target)})
         if image_dir is not None:

@@ -9,6 +9,7 @@ import torch
 
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
+from .datasets import SceneData, load_blender_scene, resolve_scene_dir
 from .errors import FieldsError
 from .fields import Field, UnknownFieldError, build_field, default_preset
 from .renderers import VolumeRenderer
@@ -23,6 +24,11 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise FieldsError("--device cuda: no CUDA device is available to PyTorch (torch.cuda.is_available() is False)")
     return torch.device(name)
+
+
+def load_scene(config: TrainConfig, split: str, data_root: str | None = None) -> SceneData:
+    """A split of the run's scene; `data_root` overrides the one the run was trained with."""
+    return load_blender_scene(resolve_scene_dir(config.scene, data_root or config.data_root), split, config.downscale)
 
 
 def make_model(field_name: str, aabb: torch.Tensor, near: float, config: TrainConfig, device: torch.device,
@@ -46,13 +52,13 @@ class LoadedRun:
     checkpoint: dict
 
 
-def load_run(folder: str | Path, device: str = "auto") -> LoadedRun:
-    """Load a trained run for evaluation or rendering."""
+def load_run(folder: str | Path, device: str = "auto", checkpoint: str = CHECKPOINT_NAME) -> LoadedRun:
+    """Load a trained run for evaluation or rendering (`checkpoint`: e.g. a snapshot's file name)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FieldsError(f"{folder}: run folder does not exist")
     config = TrainConfig.load(folder / CONFIG_NAME)
-    state = load_checkpoint(folder / CHECKPOINT_NAME)
+    state = load_checkpoint(folder / checkpoint)
     dev = resolve_device(device)
     aabb = state["renderer"]["aabb"]
     field, renderer = make_model(state["field_name"], aabb, state.get("near", 0.0), config, dev,
@@ -61,7 +67,7 @@ def load_run(folder: str | Path, device: str = "auto") -> LoadedRun:
         field.load_state_dict(state["field"])
         renderer.load_state_dict(state["renderer"])
     except RuntimeError as err:
-        raise FieldsError(f"{folder / CHECKPOINT_NAME}: tensors do not match the '{state['field_name']}' "
+        raise FieldsError(f"{folder / checkpoint}: tensors do not match the '{state['field_name']}' "
                           f"field's configuration ({str(err).splitlines()[0]})") from None
     field.eval()
     renderer.eval()

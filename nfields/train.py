@@ -13,11 +13,11 @@ from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .datasets import SceneData, load_blender_scene, resolve_scene_dir
+from .datasets import SceneData, composite_over
 from .errors import FieldsError
 from .evaluate import evaluate, sampled_pixel_psnr, write_json
 from .plots import plot_psnr_vs_time
-from .runs import CHECKPOINT_NAME, CONFIG_NAME, make_model, resolve_device
+from .runs import CHECKPOINT_NAME, CONFIG_NAME, load_scene, make_model, resolve_device
 
 
 @dataclass
@@ -38,10 +38,6 @@ def lr_factor(config: TrainConfig, step: int, progress: float) -> float:
     """Linear warm-up from 0.01, then x decay_factor at each fraction of training in decay_at."""
     warm = min(1.0, 0.01 + 0.99 * step / max(config.warmup_steps, 1))
     return warm * config.decay_factor ** sum(progress >= p for p in config.decay_at)
-
-
-def load_scene(config: TrainConfig, split: str) -> SceneData:
-    return load_blender_scene(resolve_scene_dir(config.scene, config.data_root), split, config.downscale)
 
 
 class Trainer:
@@ -122,7 +118,7 @@ class Trainer:
         if self.train_scene.has_alpha:
             background = torch.rand(n_rays, 3, device=self.device) if self.config.random_background \
                 else torch.ones(n_rays, 3, device=self.device)
-            target = pixels[:, :3] * pixels[:, 3:] + background * (1 - pixels[:, 3:])
+            target = composite_over(pixels, background)
         else:
             background = torch.ones(n_rays, 3, device=self.device)
             target = pixels

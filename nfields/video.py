@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .datasets import Cameras, SceneData
+from .datasets import Cameras
 from .datasets.cameras import orbit_poses
 from .evaluate import render_view
 from .runs import LoadedRun
@@ -40,11 +40,9 @@ def render_orbit(run: LoadedRun, reference: Cameras, out_path: Path, n_frames: i
                  resolution: int | None = None, progress: bool = True) -> Path:
     """Render an orbit video (mp4 through imageio-ffmpeg, or gif by extension) of RGB | depth."""
     cameras = orbit_cameras(reference, n_frames, resolution)
-    dummy = torch.zeros(n_frames, cameras.height, cameras.width, 3, dtype=torch.uint8)
-    scene = SceneData(cameras, dummy, run.renderer.aabb.cpu())
     frames = []
     for i in tqdm(range(n_frames), desc="rendering", disable=not progress):
-        view = render_view(run.field, run.renderer, scene, i)
+        view = render_view(run.field, run.renderer, cameras, i)
         rgb = (view["rgb"].numpy() * 255 + 0.5).astype(np.uint8)
         frames.append(np.concatenate([rgb, colorize_depth(view["depth"], view["opacity"])], axis=1))
     out_path.parent.mkdir(parents=True, exist_ok=True)

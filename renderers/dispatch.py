@@ -16,7 +16,6 @@ from . import torch_ops
 
 @dataclass(frozen=True)
 class RenderOps:
-    backend: str
     ray_aabb_intersect: Callable
     march_rays: Callable
     ray_starts: Callable
@@ -25,7 +24,6 @@ class RenderOps:
 
 
 TORCH_OPS = RenderOps(
-    backend="pytorch",
     ray_aabb_intersect=torch_ops.ray_aabb_intersect,
     march_rays=torch_ops.march_rays,
     ray_starts=torch_ops.ray_starts,
