@@ -5,17 +5,22 @@ x * scale + 0.5 (the offset nerfstudio's torch encoder lacks). A level whose gri
 is indexed densely, otherwise by the hash (x*1 ^ y*2654435761 ^ z*805459861) mod 2^32 mod T.
 Corner features are blended trilinearly.
 
-Two paths share the index maths: `hash_encode` (a fused autograd function: gradients for the
-table only, the fast path for training) and `hash_encode_reference` (plain autograd ops: gradients
-for the table and the positions). Tests check that they agree.
+Three paths compute the same encoding: native kernels (nfields.kernels, CPU and CUDA builds; table
+gradients), `hash_encode_torch` (their fused PyTorch twin; table gradients) and
+`hash_encode_reference` (plain autograd ops: gradients for the table and the positions).
+`hash_encode` picks per device; tests check that all three agree.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
+
+from ..kernels import functions
+from ..kernels.dispatch import kernels_for
 
 PRIMES = (1, 2654435761, 805459861)
 # The primes as wrapped int32, so that int32 multiplication gives the uint32 product's low bits.
@@ -56,6 +61,12 @@ class HashGridGeometry:
     @property
     def total_size(self) -> int:
         return self.offsets[-1] + self.sizes[-1]
+
+    @cached_property
+    def native_levels(self) -> tuple:
+        """The level layout as the native kernels take it (CPU tensors)."""
+        return (torch.tensor(self.scales, dtype=torch.float32), torch.tensor(self.resolutions),
+                torch.tensor(self.sizes), torch.tensor(self.offsets), self.n_dense)
 
 
 def _level_tensors(geometry: HashGridGeometry, device):
@@ -137,10 +148,19 @@ class _HashEncode(torch.autograd.Function):
 def hash_encode(x: torch.Tensor, table: torch.Tensor, geometry: HashGridGeometry) -> torch.Tensor:
     """Encode points x (N, 3) in [0, 1] with table (total_size, F) -> (N, L*F).
 
-    Gradients flow to the table; for gradients to x as well, the reference path is used.
+    Gradients flow to the table, through the device's native kernel when there is one, else through
+    the fused PyTorch function; for gradients to x as well, the reference path is used.
     """
     if x.requires_grad:
         return hash_encode_reference(x, table, geometry)
+    kernels = kernels_for(x.device)
+    if kernels is not None and table.dtype == torch.float32:
+        return functions.hash_encode(kernels, x, table, geometry.native_levels)
+    return hash_encode_torch(x, table, geometry)
+
+
+def hash_encode_torch(x: torch.Tensor, table: torch.Tensor, geometry: HashGridGeometry) -> torch.Tensor:
+    """The fused PyTorch twin of the native kernels: (N, 3) -> (N, L*F), gradients to the table."""
     return _HashEncode.apply(x, table, geometry)
 
 

@@ -1,17 +1,19 @@
-"""The one place the renderer reaches native code: picks an implementation of each operation per device.
-
-Today every device uses the pure-PyTorch reference (`torch_ops`); native CUDA and CPU kernels
-register here, keyed by device type, without the renderer changing.
-"""
+"""The renderer's operations for a device: native kernels where `nfields.kernels.dispatch` has a build
+for that device, else the pure-PyTorch reference (`torch_ops`). Both sets have the same signatures."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Callable
 
 import torch
 
+from ..kernels import functions
+from ..kernels.dispatch import kernels_for
 from . import torch_ops
+from .torch_ops import PackedSamples
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,7 @@ class RenderOps:
     ray_starts: Callable
     transmittance: Callable
     composite: Callable
+    occupancy_update: Callable
 
 
 TORCH_OPS = RenderOps(
@@ -29,11 +32,39 @@ TORCH_OPS = RenderOps(
     ray_starts=torch_ops.ray_starts,
     transmittance=torch_ops.transmittance,
     composite=torch_ops.composite,
+    occupancy_update=torch_ops.occupancy_update,
 )
 
-_NATIVE: dict[str, RenderOps] = {}
+
+@functools.cache
+def native_ops(kernels: ModuleType) -> RenderOps:
+    """RenderOps whose marching, compositing and occupancy update run in `kernels` (CPU or CUDA build)."""
+
+    def march_rays(origins, directions, t_min, t_max, binary, aabb, step_size, offsets, coarse_binary=None):
+        # The native marcher skips empty space cell by cell itself; the coarse grid is not needed.
+        ray_indices, t_starts, t_ends = kernels.march_rays(
+            origins.contiguous(), directions.contiguous(), t_min.contiguous(), t_max.contiguous(),
+            offsets.contiguous(), binary.contiguous(), aabb, float(step_size))
+        return PackedSamples(ray_indices, t_starts, t_ends)
+
+    def composite(sigmas, rgbs, samples: PackedSamples, n_rays: int, early_stop_eps: float = 0.0):
+        return functions.composite(kernels, sigmas, rgbs, samples.ray_indices, samples.t_starts, samples.t_ends,
+                                   n_rays, early_stop_eps)
+
+    def occupancy_update(occs, indices, values, decay, threshold):
+        return kernels.occupancy_update(occs, indices.contiguous(), values.contiguous(), decay, threshold)
+
+    return RenderOps(
+        ray_aabb_intersect=torch_ops.ray_aabb_intersect,
+        march_rays=march_rays,
+        ray_starts=torch_ops.ray_starts,
+        transmittance=torch_ops.transmittance,
+        composite=composite,
+        occupancy_update=occupancy_update,
+    )
 
 
 def ops_for(device: torch.device | str) -> RenderOps:
-    """The operations to use for tensors on `device`: native kernels when registered, else PyTorch."""
-    return _NATIVE.get(torch.device(device).type, TORCH_OPS)
+    """The operations to use for tensors on `device`."""
+    kernels = kernels_for(device)
+    return TORCH_OPS if kernels is None else native_ops(kernels)

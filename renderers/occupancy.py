@@ -1,4 +1,4 @@
-"""Occupancy grid with instant-ngp / nerfacc rules, kept by nerfacc's OccGridEstimator.
+"""Occupancy grid with instant-ngp / nerfacc rules, stored in nerfacc's OccGridEstimator.
 
 128^3 cells over the scene box; every 16 steps, cells' optical thickness (density x step size) is
 folded in with an EMA-max of decay 0.95; all cells during the first 256 steps, afterwards a quarter of
@@ -13,6 +13,7 @@ import torch
 from nerfacc import OccGridEstimator
 from torch import nn
 
+from .dispatch import ops_for
 from .torch_ops import coarse_grid
 
 
@@ -37,18 +38,24 @@ class OccupancyGrid(nn.Module):
 
     @torch.no_grad()
     def update(self, step: int, density_fn: Callable[[torch.Tensor], torch.Tensor], step_size: float) -> bool:
-        """Fold fresh densities in when `step` is an update step; returns whether it updated."""
+        """Fold fresh densities in when `step` is an update step; returns whether it updated.
+
+        Cells are chosen by nerfacc's rules (all during warm-up, then uniform plus occupied ones);
+        the EMA and the threshold run in the device's native kernel or its PyTorch twin.
+        """
         if step % self.update_every != 0:
             return False
-
-        def thickness(x: torch.Tensor) -> torch.Tensor:
-            return torch.cat([density_fn(c) for c in x.split(self.eval_chunk)]) * step_size
-
-        self.estimator.train()
-        self.estimator.update_every_n_steps(
-            step=step, occ_eval_fn=thickness, occ_thre=self.threshold, ema_decay=self.ema_decay,
-            warmup_steps=self.warmup_steps, n=self.update_every,
-        )
+        grid = self.estimator
+        if step < self.warmup_steps:
+            indices = grid._get_all_cells()[0]
+        else:
+            indices = grid._sample_uniform_and_occupied_cells(grid.cells_per_lvl // 4)[0]
+        coords = grid.grid_coords[indices]
+        x = (coords + torch.rand_like(coords, dtype=torch.float32)) / grid.resolution
+        x = self.aabb[:3] + x * (self.aabb[3:] - self.aabb[:3])
+        thickness = torch.cat([density_fn(c) for c in x.split(self.eval_chunk)]) * step_size
+        binary = ops_for(x.device).occupancy_update(grid.occs, indices, thickness, self.ema_decay, self.threshold)
+        grid.binaries = binary.view(grid.binaries.shape)
         self._refresh_coarse()
         return True
 

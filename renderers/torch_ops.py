@@ -135,18 +135,31 @@ def transmittance(sigmas: torch.Tensor, samples: PackedSamples, n_rays: int):
 
 
 def composite(
-    sigmas: torch.Tensor, rgbs: torch.Tensor, samples: PackedSamples, n_rays: int
+    sigmas: torch.Tensor, rgbs: torch.Tensor, samples: PackedSamples, n_rays: int, early_stop_eps: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Alpha compositing of packed samples.
 
     sigmas (S,), rgbs (S, 3) -> rgb (R, 3) (no background), depth (R,) (weight-averaged midpoint
-    distance, not normalised by opacity), opacity (R,), weights (S,).
+    distance, not normalised by opacity), opacity (R,), weights (S,). Samples whose transmittance
+    before them is below early_stop_eps get weight 0 (the ray has terminated).
     """
     trans, alpha = transmittance(sigmas, samples, n_rays)
     weights = trans * alpha
+    if early_stop_eps > 0:
+        weights = weights * (trans >= early_stop_eps)
     idx = samples.ray_indices
     rgb = torch.zeros(n_rays, 3, dtype=rgbs.dtype, device=rgbs.device).index_add(0, idx, weights[:, None] * rgbs)
     mid = 0.5 * (samples.t_starts + samples.t_ends)
     depth = torch.zeros(n_rays, dtype=weights.dtype, device=weights.device).index_add(0, idx, weights * mid)
     opacity = torch.zeros(n_rays, dtype=weights.dtype, device=weights.device).index_add(0, idx, weights)
     return rgb, depth, opacity, weights
+
+
+def occupancy_update(occs: torch.Tensor, indices: torch.Tensor, values: torch.Tensor, decay: float,
+                     threshold: float) -> torch.Tensor:
+    """instant-ngp's EMA update, in place on occs (C,): each selected cell decays once, then takes the max
+    of the values (M,) at indices (M,) that fell in it. Returns occupied cells (C,) bool: value above
+    min(mean of cells >= 0, threshold)."""
+    decayed = occs[indices] * decay
+    occs.scatter_reduce_(0, indices, torch.maximum(decayed, values), "amax", include_self=False)
+    return occs > torch.clamp(occs[occs >= 0].mean(), max=threshold)

@@ -110,7 +110,7 @@ class VolumeRenderer(nn.Module):
         else:
             sigmas, features = sigmas[keep], features[keep]
         rgbs = field.color(features, dirs)
-        rgb, depth, opacity, _ = ops.composite(sigmas, rgbs, samples, n_rays)
+        rgb, depth, opacity, _ = ops.composite(sigmas, rgbs, samples, n_rays, self.early_stop_eps)
         rgb = rgb + background * (1.0 - opacity[:, None])
         return RenderOutput(rgb=rgb, depth=depth, opacity=opacity, n_samples=len(samples))
 

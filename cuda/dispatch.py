@@ -1,0 +1,66 @@
+"""The one place Python reaches native code: per operation and device, CUDA kernels, CPU kernels or PyTorch.
+
+`kernels_for(device)` gives the loaded extension for a device, or None when the PyTorch twin should run
+(no build, a failed build, or FIELDS_KERNELS=torch). The renderer and the hash encoding ask here and
+nowhere else; `report()` is what `fields doctor` prints.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from types import ModuleType
+
+import torch
+
+from . import build
+
+OPERATIONS = ("march_rays", "composite", "hash_encode", "occupancy_update")
+_BUILDS = {"cpu": build.cpu_kernels, "cuda": build.cuda_kernels}
+
+
+@dataclass(frozen=True)
+class Choice:
+    backend: str  # "cuda kernels", "cpu kernels" or "pytorch"
+    reason: str
+
+
+def forced_torch() -> bool:
+    """FIELDS_KERNELS=torch turns every native kernel off (for comparisons and debugging)."""
+    return os.environ.get("FIELDS_KERNELS", "auto").lower() == "torch"
+
+
+def choose(device: torch.device | str) -> Choice:
+    kind = torch.device(device).type
+    if forced_torch():
+        return Choice("pytorch", "FIELDS_KERNELS=torch")
+    if kind not in _BUILDS:
+        return Choice("pytorch", f"no native kernels for {kind} devices")
+    result = _BUILDS[kind]()
+    if result.module is None:
+        return Choice("pytorch", result.reason)
+    return Choice(f"{kind} kernels", result.reason)
+
+
+def kernels_for(device: torch.device | str) -> ModuleType | None:
+    """The native extension for tensors on `device`, or None for the PyTorch path."""
+    kind = torch.device(device).type
+    if forced_torch() or kind not in _BUILDS:
+        return None
+    return _BUILDS[kind]().module
+
+
+def tiny_cuda_nn_status() -> str:
+    if importlib.util.find_spec("tinycudann") is None:
+        return "not installed (optional; pip install git+https://github.com/NVlabs/tiny-cuda-nn/#subdirectory=bindings/torch)"
+    return "installed, not used: the hash grid runs on this project's kernels"
+
+
+def report(devices: tuple[str, ...] = ("cpu", "cuda")) -> list[tuple[str, str, str, str]]:
+    """Rows (device, operation, backend, reason) for every operation on every device type."""
+    rows = []
+    for device in devices:
+        choice = choose(device)
+        rows += [(device, op, choice.backend, choice.reason) for op in OPERATIONS]
+    return rows

@@ -1,0 +1,68 @@
+"""Autograd wrappers around a native extension module (CPU or CUDA: the same entry points)."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import torch
+
+
+def ray_offsets(ray_indices: torch.Tensor, n_rays: int) -> torch.Tensor:
+    """(R + 1,) int64: the samples of ray r are [offsets[r], offsets[r + 1]) in a ray-sorted packing."""
+    counts = torch.bincount(ray_indices, minlength=n_rays)
+    return torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+
+
+class Composite(torch.autograd.Function):
+    """Native compositing; gradients flow to sigmas and rgbs through rgb, depth and opacity (not weights)."""
+
+    @staticmethod
+    def forward(ctx, kernels, sigmas, rgbs, t_starts, t_ends, offsets, eps):
+        sigmas, rgbs = sigmas.contiguous(), rgbs.contiguous()
+        rgb, depth, opacity, weights = kernels.composite_forward(sigmas, rgbs, t_starts, t_ends, offsets, eps)
+        ctx.save_for_backward(sigmas, rgbs, t_starts, t_ends, offsets)
+        ctx.kernels, ctx.eps = kernels, eps
+        ctx.mark_non_differentiable(weights)
+        return rgb, depth, opacity, weights
+
+    @staticmethod
+    def backward(ctx, grad_rgb, grad_depth, grad_opacity, _grad_weights):
+        sigmas, rgbs, t_starts, t_ends, offsets = ctx.saved_tensors
+        n_rays = offsets.shape[0] - 1
+        zeros = sigmas.new_zeros(n_rays)
+        grad_rgb = grad_rgb.contiguous() if grad_rgb is not None else sigmas.new_zeros(n_rays, 3)
+        grad_depth = grad_depth.contiguous() if grad_depth is not None else zeros
+        grad_opacity = grad_opacity.contiguous() if grad_opacity is not None else zeros
+        grad_sigmas, grad_rgbs = ctx.kernels.composite_backward(
+            grad_rgb, grad_depth, grad_opacity, sigmas, rgbs, t_starts, t_ends, offsets, ctx.eps)
+        return None, grad_sigmas, grad_rgbs, None, None, None, None
+
+
+def composite(kernels: ModuleType, sigmas, rgbs, ray_indices, t_starts, t_ends, n_rays: int, eps: float):
+    """rgb (R, 3), depth (R,), opacity (R,), weights (S,) of ray-sorted packed samples."""
+    offsets = ray_offsets(ray_indices, n_rays)
+    return Composite.apply(kernels, sigmas, rgbs, t_starts.contiguous(), t_ends.contiguous(), offsets, eps)
+
+
+class HashEncode(torch.autograd.Function):
+    """Native hash encoding; gradients flow to the table only."""
+
+    @staticmethod
+    def forward(ctx, kernels, x, table, levels):
+        x = x.contiguous()
+        out = kernels.hash_encode_forward(x, table.contiguous(), *levels)
+        ctx.save_for_backward(x)
+        ctx.kernels, ctx.levels, ctx.table_shape = kernels, levels, table.shape
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
+        rows, n_features = ctx.table_shape
+        grad_table = ctx.kernels.hash_encode_backward(grad_out.contiguous(), x, rows, n_features, *ctx.levels)
+        return None, None, grad_table, None
+
+
+def hash_encode(kernels: ModuleType, x: torch.Tensor, table: torch.Tensor, levels: tuple) -> torch.Tensor:
+    """levels: (scales float32 (L,), resolutions int64 (L,), rows int64 (L,), offsets int64 (L,), n_dense int)."""
+    return HashEncode.apply(kernels, x, table, levels)

@@ -1,0 +1,39 @@
+// Shared by the CPU build (cpu_ops.cpp) and the CUDA build (*.cu): torch-free, per-item routines.
+// FIELDS_HD marks functions compiled for both host and device, so the CPU tests exercise the same maths.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#ifdef __CUDACC__
+#define FIELDS_HD __host__ __device__ __forceinline__
+#else
+#define FIELDS_HD inline
+#endif
+
+namespace fields {
+
+// A binary occupancy grid (X, Y, Z), x-major, spanning an axis-aligned box.
+struct OccupancyView {
+  const uint8_t* cells;
+  int res[3];
+  float lo[3];
+  float hi[3];
+  float scale[3];  // res / (hi - lo), computed in float as the PyTorch twin does
+};
+
+// Cell of a point, clamped into the grid (positions outside read the nearest boundary cell).
+FIELDS_HD void grid_cell(const OccupancyView& g, const float p[3], int cell[3]) {
+  for (int a = 0; a < 3; ++a) {
+    float v = (p[a] - g.lo[a]) * g.scale[a];
+    long long c = (long long)v;  // truncation toward zero, like torch's .long()
+    c = c < 0 ? 0 : c;
+    c = c > g.res[a] - 1 ? g.res[a] - 1 : c;
+    cell[a] = (int)c;
+  }
+}
+
+FIELDS_HD bool grid_occupied(const OccupancyView& g, const int cell[3]) {
+  return g.cells[((long long)cell[0] * g.res[1] + cell[1]) * g.res[2] + cell[2]] != 0;
+}
+
+}  // namespace fields

@@ -1,0 +1,228 @@
+// CPU build of the native kernels: ATen parallel_for over rays, points or levels, calling the
+// per-item routines shared with the CUDA build. Bound to Python as the `fields_cpu_kernels` extension.
+#include <ATen/Parallel.h>
+#include <torch/extension.h>
+
+#include <vector>
+
+#include "composite.h"
+#include "hash_encode.h"
+#include "march.h"
+
+namespace {
+
+using fields::HashLevel;
+using fields::OccupancyView;
+
+void check_cpu_float(const torch::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor");
+  TORCH_CHECK(t.scalar_type() == torch::kFloat32, name, " must be float32");
+  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+}
+
+OccupancyView occupancy_view(const torch::Tensor& binary, const torch::Tensor& aabb) {
+  TORCH_CHECK(binary.dim() == 3 && binary.scalar_type() == torch::kBool && binary.is_contiguous(),
+              "binary must be a contiguous bool grid (X, Y, Z)");
+  auto box = aabb.to(torch::kFloat32).contiguous();
+  const float* b = box.data_ptr<float>();
+  OccupancyView g;
+  g.cells = reinterpret_cast<const uint8_t*>(binary.data_ptr<bool>());
+  for (int a = 0; a < 3; ++a) {
+    g.res[a] = (int)binary.size(a);
+    g.lo[a] = b[a];
+    g.hi[a] = b[a + 3];
+    g.scale[a] = (float)g.res[a] / (b[a + 3] - b[a]);
+  }
+  return g;
+}
+
+// Packed samples (ray_indices int64, t_starts, t_ends), sorted by ray: a counting pass, then a filling pass.
+std::vector<torch::Tensor> march_rays(torch::Tensor origins, torch::Tensor directions, torch::Tensor t_min,
+                                      torch::Tensor t_max, torch::Tensor offsets, torch::Tensor binary,
+                                      torch::Tensor aabb, double step) {
+  for (auto* t : {&origins, &directions, &t_min, &t_max, &offsets}) check_cpu_float(*t, "march_rays input");
+  const int64_t n_rays = origins.size(0);
+  const OccupancyView g = occupancy_view(binary, aabb);
+  const fields::MarchStep s{(float)step, (float)(0.5 * step), step};
+  const float *o = origins.data_ptr<float>(), *d = directions.data_ptr<float>();
+  const float *tmin = t_min.data_ptr<float>(), *tmax = t_max.data_ptr<float>(), *off = offsets.data_ptr<float>();
+
+  auto counts = torch::empty({n_rays + 1}, torch::kInt64);
+  int64_t* count = counts.data_ptr<int64_t>();
+  count[0] = 0;
+  at::parallel_for(0, n_rays, 64, [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r)
+      count[r + 1] = fields::march_ray(g, o + 3 * r, d + 3 * r, tmin[r], tmax[r], off[r], s, [](float, float) {});
+  });
+  for (int64_t r = 0; r < n_rays; ++r) count[r + 1] += count[r];
+  const int64_t total = count[n_rays];
+  auto ray_indices = torch::empty({total}, torch::kInt64);
+  auto t_starts = torch::empty({total}, torch::kFloat32);
+  auto t_ends = torch::empty({total}, torch::kFloat32);
+  int64_t* ri = ray_indices.data_ptr<int64_t>();
+  float *ts = t_starts.data_ptr<float>(), *te = t_ends.data_ptr<float>();
+  at::parallel_for(0, n_rays, 64, [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      int64_t at = count[r];
+      fields::march_ray(g, o + 3 * r, d + 3 * r, tmin[r], tmax[r], off[r], s, [&](float t0, float t1) {
+        ri[at] = r;
+        ts[at] = t0;
+        te[at] = t1;
+        ++at;
+      });
+    }
+  });
+  return {ray_indices, t_starts, t_ends};
+}
+
+// ray_offsets (R + 1,) int64: samples of ray r are [ray_offsets[r], ray_offsets[r + 1]).
+std::vector<torch::Tensor> composite_forward(torch::Tensor sigmas, torch::Tensor rgbs, torch::Tensor t_starts,
+                                             torch::Tensor t_ends, torch::Tensor ray_offsets, double eps) {
+  for (auto* t : {&sigmas, &rgbs, &t_starts, &t_ends}) check_cpu_float(*t, "composite input");
+  const int64_t n_rays = ray_offsets.size(0) - 1;
+  auto rgb = torch::empty({n_rays, 3}, torch::kFloat32);
+  auto depth = torch::empty({n_rays}, torch::kFloat32);
+  auto opacity = torch::empty({n_rays}, torch::kFloat32);
+  auto weights = torch::empty_like(sigmas);
+  const int64_t* off = ray_offsets.data_ptr<int64_t>();
+  at::parallel_for(0, n_rays, 256, [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r)
+      fields::composite_ray_forward<double>(sigmas.data_ptr<float>(), rgbs.data_ptr<float>(),
+                                            t_starts.data_ptr<float>(), t_ends.data_ptr<float>(), off[r],
+                                            off[r + 1], (float)eps, rgb.data_ptr<float>() + 3 * r,
+                                            depth.data_ptr<float>() + r, opacity.data_ptr<float>() + r,
+                                            weights.data_ptr<float>());
+  });
+  return {rgb, depth, opacity, weights};
+}
+
+std::vector<torch::Tensor> composite_backward(torch::Tensor grad_rgb, torch::Tensor grad_depth,
+                                              torch::Tensor grad_opacity, torch::Tensor sigmas, torch::Tensor rgbs,
+                                              torch::Tensor t_starts, torch::Tensor t_ends,
+                                              torch::Tensor ray_offsets, double eps) {
+  for (auto* t : {&grad_rgb, &grad_depth, &grad_opacity}) check_cpu_float(*t, "composite gradient");
+  const int64_t n_rays = ray_offsets.size(0) - 1;
+  auto grad_sigmas = torch::empty_like(sigmas);
+  auto grad_rgbs = torch::empty_like(rgbs);
+  const int64_t* off = ray_offsets.data_ptr<int64_t>();
+  at::parallel_for(0, n_rays, 256, [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r)
+      fields::composite_ray_backward<double>(
+          grad_rgb.data_ptr<float>() + 3 * r, grad_depth.data_ptr<float>()[r], grad_opacity.data_ptr<float>()[r],
+          sigmas.data_ptr<float>(), rgbs.data_ptr<float>(), t_starts.data_ptr<float>(), t_ends.data_ptr<float>(),
+          off[r], off[r + 1], (float)eps, grad_sigmas.data_ptr<float>(), grad_rgbs.data_ptr<float>());
+  });
+  return {grad_sigmas, grad_rgbs};
+}
+
+std::vector<HashLevel> hash_levels(const torch::Tensor& scales, const torch::Tensor& resolutions,
+                                   const torch::Tensor& rows, const torch::Tensor& offsets, int64_t n_dense) {
+  std::vector<HashLevel> levels(scales.size(0));
+  for (int64_t l = 0; l < scales.size(0); ++l)
+    levels[l] = HashLevel{scales[l].item<float>(), (uint32_t)resolutions[l].item<int64_t>(),
+                          (uint32_t)rows[l].item<int64_t>(), (uint32_t)offsets[l].item<int64_t>(), l < n_dense};
+  return levels;
+}
+
+// x (N, 3) in [0, 1], table (rows, F) -> (N, L * F). Level-major: all points of a level together.
+torch::Tensor hash_encode_forward(torch::Tensor x, torch::Tensor table, torch::Tensor scales,
+                                  torch::Tensor resolutions, torch::Tensor rows, torch::Tensor offsets,
+                                  int64_t n_dense) {
+  check_cpu_float(x, "x");
+  check_cpu_float(table, "table");
+  const auto levels = hash_levels(scales, resolutions, rows, offsets, n_dense);
+  const int64_t n = x.size(0), n_levels = (int64_t)levels.size(), n_feat = table.size(1);
+  auto out = torch::empty({n, n_levels * n_feat}, torch::kFloat32);
+  const float *xp = x.data_ptr<float>(), *tp = table.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  for (int64_t l = 0; l < n_levels; ++l) {
+    const HashLevel level = levels[l];
+    at::parallel_for(0, n, 1024, [&](int64_t lo, int64_t hi) {
+      uint32_t corner[8];
+      float w[8];
+      for (int64_t i = lo; i < hi; ++i) {
+        fields::hash_corners(xp + 3 * i, level, corner, w);
+        float* dst = op + i * n_levels * n_feat + l * n_feat;
+        for (int64_t f = 0; f < n_feat; ++f) dst[f] = 0.0f;
+        for (int c = 0; c < 8; ++c) {
+          const float* src = tp + (int64_t)corner[c] * n_feat;
+          for (int64_t f = 0; f < n_feat; ++f) dst[f] += w[c] * src[f];
+        }
+      }
+    });
+  }
+  return out;
+}
+
+// Gradient of the table (rows, F) from grad_out (N, L * F). Levels own disjoint rows, so threads
+// split the levels and add without atomics.
+torch::Tensor hash_encode_backward(torch::Tensor grad_out, torch::Tensor x, int64_t table_rows, int64_t n_feat,
+                                   torch::Tensor scales, torch::Tensor resolutions, torch::Tensor rows,
+                                   torch::Tensor offsets, int64_t n_dense) {
+  check_cpu_float(grad_out, "grad_out");
+  check_cpu_float(x, "x");
+  const auto levels = hash_levels(scales, resolutions, rows, offsets, n_dense);
+  const int64_t n = x.size(0), n_levels = (int64_t)levels.size();
+  auto grad_table = torch::zeros({table_rows, n_feat}, torch::kFloat32);
+  const float *xp = x.data_ptr<float>(), *gp = grad_out.data_ptr<float>();
+  float* tp = grad_table.data_ptr<float>();
+  at::parallel_for(0, n_levels, 1, [&](int64_t lo, int64_t hi) {
+    uint32_t corner[8];
+    float w[8];
+    for (int64_t l = lo; l < hi; ++l) {
+      for (int64_t i = 0; i < n; ++i) {
+        fields::hash_corners(xp + 3 * i, levels[l], corner, w);
+        const float* g = gp + i * n_levels * n_feat + l * n_feat;
+        for (int c = 0; c < 8; ++c) {
+          float* dst = tp + (int64_t)corner[c] * n_feat;
+          for (int64_t f = 0; f < n_feat; ++f) dst[f] += w[c] * g[f];
+        }
+      }
+    }
+  });
+  return grad_table;
+}
+
+// EMA update of occupancy values (cells,) at indices (M,) with fresh values (M,); returns the binary grid (cells,).
+torch::Tensor occupancy_update(torch::Tensor occs, torch::Tensor indices, torch::Tensor values, double decay,
+                               double threshold) {
+  check_cpu_float(occs, "occs");
+  check_cpu_float(values, "values");
+  TORCH_CHECK(indices.scalar_type() == torch::kInt64 && indices.is_contiguous(), "indices must be int64");
+  const int64_t n_cells = occs.size(0), m = indices.size(0);
+  float* occ = occs.data_ptr<float>();
+  const int64_t* idx = indices.data_ptr<int64_t>();
+  const float* val = values.data_ptr<float>();
+  std::vector<uint8_t> selected(n_cells, 0);
+  for (int64_t i = 0; i < m; ++i) selected[idx[i]] = 1;
+  at::parallel_for(0, n_cells, 1 << 14, [&](int64_t lo, int64_t hi) {
+    for (int64_t c = lo; c < hi; ++c)
+      if (selected[c]) occ[c] *= (float)decay;
+  });
+  for (int64_t i = 0; i < m; ++i) occ[idx[i]] = occ[idx[i]] > val[i] ? occ[idx[i]] : val[i];
+  double sum = 0.0;
+  int64_t count = 0;
+  for (int64_t c = 0; c < n_cells; ++c)
+    if (occ[c] >= 0.0f) {
+      sum += occ[c];
+      ++count;
+    }
+  const float thre = (float)std::min(count ? sum / count : 0.0, threshold);
+  auto binary = torch::empty({n_cells}, torch::kBool);
+  bool* b = binary.data_ptr<bool>();
+  at::parallel_for(0, n_cells, 1 << 14, [&](int64_t lo, int64_t hi) {
+    for (int64_t c = lo; c < hi; ++c) b[c] = occ[c] > thre;
+  });
+  return binary;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("march_rays", &march_rays, "occupancy-grid ray marching to packed samples");
+  m.def("composite_forward", &composite_forward, "alpha compositing with early termination");
+  m.def("composite_backward", &composite_backward, "gradients of alpha compositing");
+  m.def("hash_encode_forward", &hash_encode_forward, "hash-grid encoding");
+  m.def("hash_encode_backward", &hash_encode_backward, "gradient of the hash table");
+  m.def("occupancy_update", &occupancy_update, "occupancy-grid EMA update and binarisation");
+}
