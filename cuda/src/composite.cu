@@ -1,0 +1,50 @@
+#include "composite.h"
+#include "cuda_api.h"
+
+namespace fields {
+namespace {
+
+constexpr int kThreads = 128;
+
+__global__ void composite_forward_kernel(const float* sigmas, const float* rgbs, const float* t_starts,
+                                         const float* t_ends, const int64_t* ray_offsets, int64_t n_rays, float eps,
+                                         float* rgb, float* depth, float* opacity, float* weights) {
+  int64_t r = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (r >= n_rays) return;
+  composite_ray_forward<float>(sigmas, rgbs, t_starts, t_ends, ray_offsets[r], ray_offsets[r + 1], eps, rgb + 3 * r,
+                               depth + r, opacity + r, weights);
+}
+
+__global__ void composite_backward_kernel(const float* grad_rgb, const float* grad_depth, const float* grad_opacity,
+                                          const float* sigmas, const float* rgbs, const float* t_starts,
+                                          const float* t_ends, const int64_t* ray_offsets, int64_t n_rays, float eps,
+                                          float* grad_sigmas, float* grad_rgbs) {
+  int64_t r = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (r >= n_rays) return;
+  composite_ray_backward<float>(grad_rgb + 3 * r, grad_depth[r], grad_opacity[r], sigmas, rgbs, t_starts, t_ends,
+                                ray_offsets[r], ray_offsets[r + 1], eps, grad_sigmas, grad_rgbs);
+}
+
+unsigned blocks(int64_t n) { return (unsigned)((n + kThreads - 1) / kThreads); }
+
+}  // namespace
+
+void launch_composite_forward(const float* sigmas, const float* rgbs, const float* t_starts, const float* t_ends,
+                              const int64_t* ray_offsets, int64_t n_rays, float eps, float* rgb, float* depth,
+                              float* opacity, float* weights, cudaStream_t stream) {
+  if (n_rays == 0) return;
+  composite_forward_kernel<<<blocks(n_rays), kThreads, 0, stream>>>(sigmas, rgbs, t_starts, t_ends, ray_offsets,
+                                                                    n_rays, eps, rgb, depth, opacity, weights);
+}
+
+void launch_composite_backward(const float* grad_rgb, const float* grad_depth, const float* grad_opacity,
+                               const float* sigmas, const float* rgbs, const float* t_starts, const float* t_ends,
+                               const int64_t* ray_offsets, int64_t n_rays, float eps, float* grad_sigmas,
+                               float* grad_rgbs, cudaStream_t stream) {
+  if (n_rays == 0) return;
+  composite_backward_kernel<<<blocks(n_rays), kThreads, 0, stream>>>(grad_rgb, grad_depth, grad_opacity, sigmas, rgbs,
+                                                                     t_starts, t_ends, ray_offsets, n_rays, eps,
+                                                                     grad_sigmas, grad_rgbs);
+}
+
+}  // namespace fields

@@ -1,0 +1,50 @@
+// Launchers of the CUDA kernels: raw device pointers and a stream, no torch, so each .cu compiles with
+// plain nvcc in about a second. cuda_ops.cpp binds them to tensors.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "hash_encode.h"
+#include "march.h"
+
+namespace fields {
+
+constexpr int kMaxHashLevels = 32;
+struct HashLevels {
+  HashLevel level[kMaxHashLevels];
+  int count;
+};
+
+enum class TableType { kFloat32, kFloat16 };
+
+// Pass 1: samples per ray (n_rays,). Pass 2: fills the samples of ray r from offsets[r] on.
+void launch_march_count(const OccupancyView& grid, const float* origins, const float* directions, const float* t_min,
+                        const float* t_max, const float* offsets, MarchStep step, int64_t n_rays, int64_t* counts,
+                        cudaStream_t stream);
+void launch_march_fill(const OccupancyView& grid, const float* origins, const float* directions, const float* t_min,
+                       const float* t_max, const float* offsets, MarchStep step, int64_t n_rays,
+                       const int64_t* sample_offsets, int64_t* ray_indices, float* t_starts, float* t_ends,
+                       cudaStream_t stream);
+
+// ray_offsets (n_rays + 1): the samples of ray r are [ray_offsets[r], ray_offsets[r + 1]).
+void launch_composite_forward(const float* sigmas, const float* rgbs, const float* t_starts, const float* t_ends,
+                              const int64_t* ray_offsets, int64_t n_rays, float eps, float* rgb, float* depth,
+                              float* opacity, float* weights, cudaStream_t stream);
+void launch_composite_backward(const float* grad_rgb, const float* grad_depth, const float* grad_opacity,
+                               const float* sigmas, const float* rgbs, const float* t_starts, const float* t_ends,
+                               const int64_t* ray_offsets, int64_t n_rays, float eps, float* grad_sigmas,
+                               float* grad_rgbs, cudaStream_t stream);
+
+// x (n, 3) in [0, 1]; table (rows, n_features) of float or half; out (n, levels * n_features) float.
+void launch_hash_encode_forward(const float* x, const void* table, TableType type, const HashLevels& levels,
+                                int64_t n, int n_features, float* out, cudaStream_t stream);
+// grad_table (rows, n_features) float, zeroed by the caller; atomics add every point's share.
+void launch_hash_encode_backward(const float* x, const float* grad_out, const HashLevels& levels, int64_t n,
+                                 int n_features, float* grad_table, cudaStream_t stream);
+
+// EMA step on occs (n_cells): mark the selected cells, decay each once, then max in the values.
+void launch_occupancy_ema(float* occs, uint8_t* selected, const int64_t* indices, const float* values, int64_t m,
+                          int64_t n_cells, float decay, cudaStream_t stream);
+
+}  // namespace fields

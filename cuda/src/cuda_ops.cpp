@@ -1,0 +1,158 @@
+// Thin torch binding of the CUDA launchers (cuda_api.h): checks, allocation, streams. Same entry points and
+// semantics as the CPU build (cpu_ops.cpp), so Python treats both alike.
+#include <c10/cuda/CUDAStream.h>
+#include <torch/extension.h>
+
+#include <vector>
+
+#include "cuda_api.h"
+
+namespace {
+
+using fields::HashLevels;
+using fields::OccupancyView;
+
+void check_cuda_float(const torch::Tensor& t, const char* name) {
+  TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
+  TORCH_CHECK(t.scalar_type() == torch::kFloat32, name, " must be float32");
+  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+}
+
+cudaStream_t stream() { return c10::cuda::getCurrentCUDAStream(); }
+
+OccupancyView occupancy_view(const torch::Tensor& binary, const torch::Tensor& aabb) {
+  TORCH_CHECK(binary.is_cuda() && binary.dim() == 3 && binary.scalar_type() == torch::kBool && binary.is_contiguous(),
+              "binary must be a contiguous bool CUDA grid (X, Y, Z)");
+  auto box = aabb.to(torch::kCPU, torch::kFloat32).contiguous();
+  const float* b = box.data_ptr<float>();
+  OccupancyView g;
+  g.cells = reinterpret_cast<const uint8_t*>(binary.data_ptr<bool>());
+  for (int a = 0; a < 3; ++a) {
+    g.res[a] = (int)binary.size(a);
+    g.lo[a] = b[a];
+    g.hi[a] = b[a + 3];
+    g.scale[a] = (float)g.res[a] / (b[a + 3] - b[a]);
+  }
+  return g;
+}
+
+std::vector<torch::Tensor> march_rays(torch::Tensor origins, torch::Tensor directions, torch::Tensor t_min,
+                                      torch::Tensor t_max, torch::Tensor offsets, torch::Tensor binary,
+                                      torch::Tensor aabb, double step) {
+  for (auto* t : {&origins, &directions, &t_min, &t_max, &offsets}) check_cuda_float(*t, "march_rays input");
+  const int64_t n_rays = origins.size(0);
+  const OccupancyView g = occupancy_view(binary, aabb);
+  const fields::MarchStep s{(float)step, (float)(0.5 * step), step};
+  auto counts = torch::empty({n_rays}, origins.options().dtype(torch::kInt64));
+  fields::launch_march_count(g, origins.data_ptr<float>(), directions.data_ptr<float>(), t_min.data_ptr<float>(),
+                             t_max.data_ptr<float>(), offsets.data_ptr<float>(), s, n_rays,
+                             counts.data_ptr<int64_t>(), stream());
+  auto inclusive = torch::cumsum(counts, 0);
+  const int64_t total = n_rays ? inclusive[-1].item<int64_t>() : 0;
+  auto starts = (inclusive - counts).contiguous();
+  auto ray_indices = torch::empty({total}, counts.options());
+  auto t_starts = torch::empty({total}, origins.options());
+  auto t_ends = torch::empty({total}, origins.options());
+  fields::launch_march_fill(g, origins.data_ptr<float>(), directions.data_ptr<float>(), t_min.data_ptr<float>(),
+                            t_max.data_ptr<float>(), offsets.data_ptr<float>(), s, n_rays,
+                            starts.data_ptr<int64_t>(), ray_indices.data_ptr<int64_t>(), t_starts.data_ptr<float>(),
+                            t_ends.data_ptr<float>(), stream());
+  return {ray_indices, t_starts, t_ends};
+}
+
+std::vector<torch::Tensor> composite_forward(torch::Tensor sigmas, torch::Tensor rgbs, torch::Tensor t_starts,
+                                             torch::Tensor t_ends, torch::Tensor ray_offsets, double eps) {
+  for (auto* t : {&sigmas, &rgbs, &t_starts, &t_ends}) check_cuda_float(*t, "composite input");
+  const int64_t n_rays = ray_offsets.size(0) - 1;
+  auto rgb = torch::empty({n_rays, 3}, sigmas.options());
+  auto depth = torch::empty({n_rays}, sigmas.options());
+  auto opacity = torch::empty({n_rays}, sigmas.options());
+  auto weights = torch::empty_like(sigmas);
+  fields::launch_composite_forward(sigmas.data_ptr<float>(), rgbs.data_ptr<float>(), t_starts.data_ptr<float>(),
+                                   t_ends.data_ptr<float>(), ray_offsets.data_ptr<int64_t>(), n_rays, (float)eps,
+                                   rgb.data_ptr<float>(), depth.data_ptr<float>(), opacity.data_ptr<float>(),
+                                   weights.data_ptr<float>(), stream());
+  return {rgb, depth, opacity, weights};
+}
+
+std::vector<torch::Tensor> composite_backward(torch::Tensor grad_rgb, torch::Tensor grad_depth,
+                                              torch::Tensor grad_opacity, torch::Tensor sigmas, torch::Tensor rgbs,
+                                              torch::Tensor t_starts, torch::Tensor t_ends,
+                                              torch::Tensor ray_offsets, double eps) {
+  for (auto* t : {&grad_rgb, &grad_depth, &grad_opacity}) check_cuda_float(*t, "composite gradient");
+  const int64_t n_rays = ray_offsets.size(0) - 1;
+  auto grad_sigmas = torch::empty_like(sigmas);
+  auto grad_rgbs = torch::empty_like(rgbs);
+  fields::launch_composite_backward(grad_rgb.data_ptr<float>(), grad_depth.data_ptr<float>(),
+                                    grad_opacity.data_ptr<float>(), sigmas.data_ptr<float>(), rgbs.data_ptr<float>(),
+                                    t_starts.data_ptr<float>(), t_ends.data_ptr<float>(),
+                                    ray_offsets.data_ptr<int64_t>(), n_rays, (float)eps,
+                                    grad_sigmas.data_ptr<float>(), grad_rgbs.data_ptr<float>(), stream());
+  return {grad_sigmas, grad_rgbs};
+}
+
+HashLevels hash_levels(const torch::Tensor& scales, const torch::Tensor& resolutions, const torch::Tensor& rows,
+                       const torch::Tensor& offsets, int64_t n_dense) {
+  TORCH_CHECK(scales.size(0) <= fields::kMaxHashLevels, "at most ", fields::kMaxHashLevels, " hash levels");
+  HashLevels levels;
+  levels.count = (int)scales.size(0);
+  for (int l = 0; l < levels.count; ++l)
+    levels.level[l] = fields::HashLevel{scales[l].item<float>(), (uint32_t)resolutions[l].item<int64_t>(),
+                                        (uint32_t)rows[l].item<int64_t>(), (uint32_t)offsets[l].item<int64_t>(),
+                                        l < n_dense};
+  return levels;
+}
+
+// The table may be float32 or float16 (the half-precision option); the output is float32.
+torch::Tensor hash_encode_forward(torch::Tensor x, torch::Tensor table, torch::Tensor scales,
+                                  torch::Tensor resolutions, torch::Tensor rows, torch::Tensor offsets,
+                                  int64_t n_dense) {
+  check_cuda_float(x, "x");
+  TORCH_CHECK(table.is_cuda() && table.is_contiguous(), "table must be a contiguous CUDA tensor");
+  TORCH_CHECK(table.scalar_type() == torch::kFloat32 || table.scalar_type() == torch::kFloat16,
+              "table must be float32 or float16");
+  const HashLevels levels = hash_levels(scales, resolutions, rows, offsets, n_dense);
+  const int64_t n = x.size(0);
+  const int n_feat = (int)table.size(1);
+  auto out = torch::empty({n, levels.count * n_feat}, x.options());
+  auto type = table.scalar_type() == torch::kFloat16 ? fields::TableType::kFloat16 : fields::TableType::kFloat32;
+  fields::launch_hash_encode_forward(x.data_ptr<float>(), table.data_ptr(), type, levels, n, n_feat,
+                                     out.data_ptr<float>(), stream());
+  return out;
+}
+
+torch::Tensor hash_encode_backward(torch::Tensor grad_out, torch::Tensor x, int64_t table_rows, int64_t n_feat,
+                                   torch::Tensor scales, torch::Tensor resolutions, torch::Tensor rows,
+                                   torch::Tensor offsets, int64_t n_dense) {
+  check_cuda_float(grad_out, "grad_out");
+  check_cuda_float(x, "x");
+  const HashLevels levels = hash_levels(scales, resolutions, rows, offsets, n_dense);
+  auto grad_table = torch::zeros({table_rows, n_feat}, x.options());
+  fields::launch_hash_encode_backward(x.data_ptr<float>(), grad_out.data_ptr<float>(), levels, x.size(0), (int)n_feat,
+                                      grad_table.data_ptr<float>(), stream());
+  return grad_table;
+}
+
+torch::Tensor occupancy_update(torch::Tensor occs, torch::Tensor indices, torch::Tensor values, double decay,
+                               double threshold) {
+  check_cuda_float(occs, "occs");
+  check_cuda_float(values, "values");
+  TORCH_CHECK(indices.is_cuda() && indices.scalar_type() == torch::kInt64 && indices.is_contiguous(),
+              "indices must be int64 on the GPU");
+  auto selected = torch::zeros({occs.size(0)}, occs.options().dtype(torch::kUInt8));
+  fields::launch_occupancy_ema(occs.data_ptr<float>(), selected.data_ptr<uint8_t>(), indices.data_ptr<int64_t>(),
+                               values.data_ptr<float>(), indices.size(0), occs.size(0), (float)decay, stream());
+  auto thre = occs.masked_select(occs >= 0).mean().clamp_max(threshold);
+  return occs > thre;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("march_rays", &march_rays, "occupancy-grid ray marching to packed samples");
+  m.def("composite_forward", &composite_forward, "alpha compositing with early termination");
+  m.def("composite_backward", &composite_backward, "gradients of alpha compositing");
+  m.def("hash_encode_forward", &hash_encode_forward, "hash-grid encoding");
+  m.def("hash_encode_backward", &hash_encode_backward, "gradient of the hash table");
+  m.def("occupancy_update", &occupancy_update, "occupancy-grid EMA update and binarisation");
+}
