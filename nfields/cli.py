@@ -95,6 +95,13 @@ def cmd_download(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    from .doctor import doctor_report
+
+    print(doctor_report())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fields", description="Neural fields: train, evaluate, render.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -119,10 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="where to put it (default $FIELDS_DATA_ROOT or ~/.cache/fields/data)")
     p.add_argument("--url", help="another mirror of the same archive")
     p.add_argument("--sha256", help="expected checksum when using --url")
+    sub.add_parser("doctor", help="which backend (CUDA kernels, CPU kernels, PyTorch) runs each operation, and why")
     return parser
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "download": cmd_download}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "download": cmd_download,
+            "doctor": cmd_doctor}
 
 
 def main(argv: list[str] | None = None) -> int:

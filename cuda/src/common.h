@@ -18,7 +18,8 @@ struct OccupancyView {
   int res[3];
   float lo[3];
   float hi[3];
-  float scale[3];  // res / (hi - lo), computed in float as the PyTorch twin does
+  float scale[3];      // res / (hi - lo), computed in float as the PyTorch twin does
+  float cell_size[3];  // (hi - lo) / res
 };
 
 // Cell of a point, clamped into the grid (positions outside read the nearest boundary cell).

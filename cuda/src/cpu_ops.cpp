@@ -3,6 +3,8 @@
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 
+#include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "composite.h"
@@ -32,44 +34,51 @@ OccupancyView occupancy_view(const torch::Tensor& binary, const torch::Tensor& a
     g.lo[a] = b[a];
     g.hi[a] = b[a + 3];
     g.scale[a] = (float)g.res[a] / (b[a + 3] - b[a]);
+    g.cell_size[a] = (b[a + 3] - b[a]) / (float)g.res[a];
   }
   return g;
 }
 
-// Packed samples (ray_indices int64, t_starts, t_ends), sorted by ray: a counting pass, then a filling pass.
+// Packed samples (ray_indices int64, t_starts, t_ends), sorted by ray. One traversal: blocks of rays
+// march in parallel into their own buffers, which are then copied out in ray order.
 std::vector<torch::Tensor> march_rays(torch::Tensor origins, torch::Tensor directions, torch::Tensor t_min,
                                       torch::Tensor t_max, torch::Tensor offsets, torch::Tensor binary,
                                       torch::Tensor aabb, double step) {
   for (auto* t : {&origins, &directions, &t_min, &t_max, &offsets}) check_cpu_float(*t, "march_rays input");
   const int64_t n_rays = origins.size(0);
   const OccupancyView g = occupancy_view(binary, aabb);
-  const fields::MarchStep s{(float)step, (float)(0.5 * step), step};
+  const fields::MarchStep s{(float)step, (float)(0.5 * step), (float)(1.0 / step)};
   const float *o = origins.data_ptr<float>(), *d = directions.data_ptr<float>();
   const float *tmin = t_min.data_ptr<float>(), *tmax = t_max.data_ptr<float>(), *off = offsets.data_ptr<float>();
 
-  auto counts = torch::empty({n_rays + 1}, torch::kInt64);
-  int64_t* count = counts.data_ptr<int64_t>();
-  count[0] = 0;
-  at::parallel_for(0, n_rays, 64, [&](int64_t lo, int64_t hi) {
-    for (int64_t r = lo; r < hi; ++r)
-      count[r + 1] = fields::march_ray(g, o + 3 * r, d + 3 * r, tmin[r], tmax[r], off[r], s, [](float, float) {});
+  struct Block {
+    std::vector<int64_t> rays;
+    std::vector<float> t0, t1;
+  };
+  constexpr int64_t kBlockRays = 128;
+  const int64_t n_blocks = (n_rays + kBlockRays - 1) / kBlockRays;
+  std::vector<Block> blocks(n_blocks);
+  at::parallel_for(0, n_blocks, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t b = lo; b < hi; ++b) {
+      Block& block = blocks[b];
+      for (int64_t r = b * kBlockRays; r < std::min(n_rays, (b + 1) * kBlockRays); ++r)
+        fields::march_ray(g, o + 3 * r, d + 3 * r, tmin[r], tmax[r], off[r], s, [&](float t0, float t1) {
+          block.rays.push_back(r);
+          block.t0.push_back(t0);
+          block.t1.push_back(t1);
+        });
+    }
   });
-  for (int64_t r = 0; r < n_rays; ++r) count[r + 1] += count[r];
-  const int64_t total = count[n_rays];
-  auto ray_indices = torch::empty({total}, torch::kInt64);
-  auto t_starts = torch::empty({total}, torch::kFloat32);
-  auto t_ends = torch::empty({total}, torch::kFloat32);
-  int64_t* ri = ray_indices.data_ptr<int64_t>();
-  float *ts = t_starts.data_ptr<float>(), *te = t_ends.data_ptr<float>();
-  at::parallel_for(0, n_rays, 64, [&](int64_t lo, int64_t hi) {
-    for (int64_t r = lo; r < hi; ++r) {
-      int64_t at = count[r];
-      fields::march_ray(g, o + 3 * r, d + 3 * r, tmin[r], tmax[r], off[r], s, [&](float t0, float t1) {
-        ri[at] = r;
-        ts[at] = t0;
-        te[at] = t1;
-        ++at;
-      });
+  std::vector<int64_t> start(n_blocks + 1, 0);
+  for (int64_t b = 0; b < n_blocks; ++b) start[b + 1] = start[b] + (int64_t)blocks[b].rays.size();
+  auto ray_indices = torch::empty({start[n_blocks]}, torch::kInt64);
+  auto t_starts = torch::empty({start[n_blocks]}, torch::kFloat32);
+  auto t_ends = torch::empty({start[n_blocks]}, torch::kFloat32);
+  at::parallel_for(0, n_blocks, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t b = lo; b < hi; ++b) {
+      std::copy(blocks[b].rays.begin(), blocks[b].rays.end(), ray_indices.data_ptr<int64_t>() + start[b]);
+      std::copy(blocks[b].t0.begin(), blocks[b].t0.end(), t_starts.data_ptr<float>() + start[b]);
+      std::copy(blocks[b].t1.begin(), blocks[b].t1.end(), t_ends.data_ptr<float>() + start[b]);
     }
   });
   return {ray_indices, t_starts, t_ends};
@@ -124,6 +133,57 @@ std::vector<HashLevel> hash_levels(const torch::Tensor& scales, const torch::Ten
   return levels;
 }
 
+// One level of the encoding for points [lo, hi); F features per row (a compile-time constant where
+// it is 1, 2, 4 or 8, so that the feature loops unroll).
+template <int F>
+void encode_level(const float* x, const float* table, const HashLevel& level, int64_t lo, int64_t hi,
+                  int64_t out_stride, int64_t n_feat, float* out) {
+  const int64_t nf = F > 0 ? F : n_feat;
+  uint32_t corner[8];
+  float w[8];
+  for (int64_t i = lo; i < hi; ++i) {
+    fields::hash_corners(x + 3 * i, level, corner, w);
+    float acc[F > 0 ? F : 1 /* unused */] = {};
+    float* dst = out + i * out_stride;
+    if (F > 0) {
+      for (int c = 0; c < 8; ++c)
+        for (int f = 0; f < F; ++f) acc[f] += w[c] * table[(int64_t)corner[c] * F + f];
+      for (int f = 0; f < F; ++f) dst[f] = acc[f];
+    } else {
+      for (int64_t f = 0; f < nf; ++f) dst[f] = 0.0f;
+      for (int c = 0; c < 8; ++c)
+        for (int64_t f = 0; f < nf; ++f) dst[f] += w[c] * table[(int64_t)corner[c] * nf + f];
+    }
+  }
+}
+
+template <int F>
+void accumulate_level(const float* x, const float* grad_out, const HashLevel& level, int64_t n, int64_t out_stride,
+                      int64_t n_feat, float* grad_table) {
+  const int64_t nf = F > 0 ? F : n_feat;
+  uint32_t corner[8];
+  float w[8];
+  for (int64_t i = 0; i < n; ++i) {
+    fields::hash_corners(x + 3 * i, level, corner, w);
+    const float* g = grad_out + i * out_stride;
+    for (int c = 0; c < 8; ++c) {
+      float* dst = grad_table + (int64_t)corner[c] * nf;
+      for (int64_t f = 0; f < nf; ++f) dst[f] += w[c] * g[f];
+    }
+  }
+}
+
+template <typename Fn>
+void with_feature_count(int64_t n_feat, Fn fn) {
+  switch (n_feat) {
+    case 1: fn(std::integral_constant<int, 1>{}); break;
+    case 2: fn(std::integral_constant<int, 2>{}); break;
+    case 4: fn(std::integral_constant<int, 4>{}); break;
+    case 8: fn(std::integral_constant<int, 8>{}); break;
+    default: fn(std::integral_constant<int, 0>{});
+  }
+}
+
 // x (N, 3) in [0, 1], table (rows, F) -> (N, L * F). Level-major: all points of a level together.
 torch::Tensor hash_encode_forward(torch::Tensor x, torch::Tensor table, torch::Tensor scales,
                                   torch::Tensor resolutions, torch::Tensor rows, torch::Tensor offsets,
@@ -135,22 +195,13 @@ torch::Tensor hash_encode_forward(torch::Tensor x, torch::Tensor table, torch::T
   auto out = torch::empty({n, n_levels * n_feat}, torch::kFloat32);
   const float *xp = x.data_ptr<float>(), *tp = table.data_ptr<float>();
   float* op = out.data_ptr<float>();
-  for (int64_t l = 0; l < n_levels; ++l) {
-    const HashLevel level = levels[l];
-    at::parallel_for(0, n, 1024, [&](int64_t lo, int64_t hi) {
-      uint32_t corner[8];
-      float w[8];
-      for (int64_t i = lo; i < hi; ++i) {
-        fields::hash_corners(xp + 3 * i, level, corner, w);
-        float* dst = op + i * n_levels * n_feat + l * n_feat;
-        for (int64_t f = 0; f < n_feat; ++f) dst[f] = 0.0f;
-        for (int c = 0; c < 8; ++c) {
-          const float* src = tp + (int64_t)corner[c] * n_feat;
-          for (int64_t f = 0; f < n_feat; ++f) dst[f] += w[c] * src[f];
-        }
-      }
-    });
-  }
+  with_feature_count(n_feat, [&](auto f) {
+    constexpr int F = decltype(f)::value;
+    for (int64_t l = 0; l < n_levels; ++l)
+      at::parallel_for(0, n, 2048, [&](int64_t lo, int64_t hi) {
+        encode_level<F>(xp, tp, levels[l], lo, hi, n_levels * n_feat, n_feat, op + l * n_feat);
+      });
+  });
   return out;
 }
 
@@ -166,19 +217,12 @@ torch::Tensor hash_encode_backward(torch::Tensor grad_out, torch::Tensor x, int6
   auto grad_table = torch::zeros({table_rows, n_feat}, torch::kFloat32);
   const float *xp = x.data_ptr<float>(), *gp = grad_out.data_ptr<float>();
   float* tp = grad_table.data_ptr<float>();
-  at::parallel_for(0, n_levels, 1, [&](int64_t lo, int64_t hi) {
-    uint32_t corner[8];
-    float w[8];
-    for (int64_t l = lo; l < hi; ++l) {
-      for (int64_t i = 0; i < n; ++i) {
-        fields::hash_corners(xp + 3 * i, levels[l], corner, w);
-        const float* g = gp + i * n_levels * n_feat + l * n_feat;
-        for (int c = 0; c < 8; ++c) {
-          float* dst = tp + (int64_t)corner[c] * n_feat;
-          for (int64_t f = 0; f < n_feat; ++f) dst[f] += w[c] * g[f];
-        }
-      }
-    }
+  with_feature_count(n_feat, [&](auto f) {
+    constexpr int F = decltype(f)::value;
+    at::parallel_for(0, n_levels, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t l = lo; l < hi; ++l)
+        accumulate_level<F>(xp, gp + l * n_feat, levels[l], n, n_levels * n_feat, n_feat, tp);
+    });
   });
   return grad_table;
 }

@@ -32,6 +32,7 @@ OccupancyView occupancy_view(const torch::Tensor& binary, const torch::Tensor& a
     g.lo[a] = b[a];
     g.hi[a] = b[a + 3];
     g.scale[a] = (float)g.res[a] / (b[a + 3] - b[a]);
+    g.cell_size[a] = (b[a + 3] - b[a]) / (float)g.res[a];
   }
   return g;
 }
@@ -42,7 +43,7 @@ std::vector<torch::Tensor> march_rays(torch::Tensor origins, torch::Tensor direc
   for (auto* t : {&origins, &directions, &t_min, &t_max, &offsets}) check_cuda_float(*t, "march_rays input");
   const int64_t n_rays = origins.size(0);
   const OccupancyView g = occupancy_view(binary, aabb);
-  const fields::MarchStep s{(float)step, (float)(0.5 * step), step};
+  const fields::MarchStep s{(float)step, (float)(0.5 * step), (float)(1.0 / step)};
   auto counts = torch::empty({n_rays}, origins.options().dtype(torch::kInt64));
   fields::launch_march_count(g, origins.data_ptr<float>(), directions.data_ptr<float>(), t_min.data_ptr<float>(),
                              t_max.data_ptr<float>(), offsets.data_ptr<float>(), s, n_rays,

@@ -11,17 +11,16 @@ namespace fields {
 struct MarchStep {
   float dt;       // (float) step
   float half_dt;  // (float) (0.5 * step), rounded once as the twin does
-  double dt_exact;
+  float inv_dt;
 };
 
-// Distance along the ray at which it leaves `cell` (in double; only used to skip, never to emit).
-FIELDS_HD double cell_exit(const OccupancyView& g, const float o[3], const float d[3], const int cell[3]) {
-  double t_exit = 1e30;
+// Distance along the ray at which it leaves `cell` (only used to skip, never to emit samples).
+FIELDS_HD float cell_exit(const OccupancyView& g, const float o[3], const float inv_d[3], const int cell[3]) {
+  float t_exit = 3.0e38f;
   for (int a = 0; a < 3; ++a) {
-    if (d[a] == 0.0f) continue;
-    double size = ((double)g.hi[a] - (double)g.lo[a]) / g.res[a];
-    double bound = (double)g.lo[a] + (cell[a] + (d[a] > 0.0f ? 1 : 0)) * size;
-    double t = (bound - (double)o[a]) / (double)d[a];
+    if (inv_d[a] == 0.0f) continue;
+    float bound = g.lo[a] + (float)(cell[a] + (inv_d[a] > 0.0f ? 1 : 0)) * g.cell_size[a];
+    float t = (bound - o[a]) * inv_d[a];
     t_exit = t < t_exit ? t : t_exit;
   }
   return t_exit;
@@ -34,6 +33,8 @@ FIELDS_HD int64_t march_ray(const OccupancyView& g, const float o[3], const floa
   float n_float = floorf((t_max - t_min) / s.dt - offset);
   int64_t n_steps = n_float > 0.0f ? (int64_t)n_float : 0;
   float t_base = t_min + offset * s.dt;
+  float inv_d[3];
+  for (int a = 0; a < 3; ++a) inv_d[a] = d[a] != 0.0f ? 1.0f / d[a] : 0.0f;
   int64_t count = 0;
   int64_t k = 0;
   while (k < n_steps) {
@@ -49,8 +50,8 @@ FIELDS_HD int64_t march_ray(const OccupancyView& g, const float o[3], const floa
       continue;
     }
     // First step whose midpoint passes the cell's exit, less one step of margin against rounding.
-    double k_exit = ceil((cell_exit(g, o, d, cell) - (double)t_base) / s.dt_exact - 0.5) - 1.0;
-    int64_t k_next = k_exit < (double)n_steps ? (int64_t)k_exit : n_steps;
+    float k_exit = ceilf((cell_exit(g, o, inv_d, cell) - t_base) * s.inv_dt - 0.5f) - 1.0f;
+    int64_t k_next = k_exit < (float)n_steps ? (int64_t)k_exit : n_steps;
     k = k_next > k + 1 ? k_next : k + 1;
   }
   return count;

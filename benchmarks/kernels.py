@@ -1,0 +1,194 @@
+"""Native kernels against their PyTorch twins, in one run: samples per second and ratios.
+
+Workloads:
+- marching + compositing (forward and backward) of training-sized ray batches through a 128^3 occupancy
+  grid, with densities that make rays terminate early. Scene: the procedural spheres-and-box scene
+  (default), or a trained run's occupancy grid and field (`--run RUN`, e.g. a lego run);
+- hash encoding forward + backward of a training-sized point batch, for the CPU and published presets.
+References: the PyTorch twins the tests check the kernels against, and nerfacc's pure-PyTorch compositing
+(`render_weight_from_density` on padded (rays, samples) batches: its packed form needs CUDA).
+
+    python benchmarks/kernels.py --threads 2 [--run runs/lego-hashgrid-...] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+from nerfacc.volrend import render_weight_from_density
+
+from nfields.datasets.cameras import Cameras, orbit_poses
+from nfields.datasets.procedural import procedural_sdf
+from nfields.fields.hash_encoding import HashGridGeometry, hash_encode_torch
+from nfields.fields.hashgrid import HashGridConfig
+from nfields.kernels import functions
+from nfields.kernels.dispatch import kernels_for
+from nfields.renderers import torch_ops
+from nfields.renderers.dispatch import TORCH_OPS, native_ops
+from nfields.runs import load_run
+
+
+def compare(candidates: dict, repeats: int, device: torch.device) -> dict[str, float]:
+    """Median seconds of each callable over `repeats` rounds, interleaved so that all of them see the same
+    machine load (these machines are shared), after one warm-up round."""
+    times = {name: [] for name in candidates}
+    for round_ in range(repeats + 1):
+        for name, fn in candidates.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+
+
+def ray_batch(n_rays: int, radius: float, device: torch.device, seed: int = 0):
+    """Random pixels of 100 orbit cameras (fov 0.69 rad, 400x400) looking at the origin."""
+    g = torch.Generator().manual_seed(seed)
+    cams = Cameras.from_fov_x(orbit_poses(100, radius, 30.0), 0.69, 400, 400)
+    idx = torch.randint(0, 100, (n_rays,), generator=g)
+    rays = cams.rays(idx, torch.rand(n_rays, generator=g) * 400, torch.rand(n_rays, generator=g) * 400)
+    return rays.origins.to(device), rays.directions.to(device)
+
+
+class ProceduralScene:
+    """Occupancy from the procedural SDF; density 200 inside the surface, smoothed over 0.01."""
+
+    aabb = torch.tensor([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])
+    radius = 3.0
+
+    def __init__(self, device):
+        res = 128
+        centres = (torch.stack(torch.meshgrid(*[torch.arange(res)] * 3, indexing="ij"), -1).view(-1, 3) + 0.5) / res
+        sdf = procedural_sdf(self.aabb[:3] + centres * 2.0)
+        self.binary = (sdf < 2 * 2.0 / res).view(res, res, res).to(device)
+        self.aabb = self.aabb.to(device)
+        self.step = math.sqrt(3) * 2.0 / 1024
+
+    def sigma_rgb(self, positions):
+        sdf = procedural_sdf(positions.cpu()).to(positions.device)
+        return 200 * torch.sigmoid(-sdf / 0.01), torch.rand(len(positions), 3, device=positions.device)
+
+
+class RunScene:
+    """A trained run's occupancy grid, step and field."""
+
+    def __init__(self, folder, device):
+        run = load_run(folder, str(device))
+        self.field, renderer = run.field, run.renderer
+        self.binary, self.aabb, self.step = renderer.occupancy.binary, renderer.aabb, renderer.step_size
+        self.radius = 4.0
+
+    @torch.no_grad()
+    def sigma_rgb(self, positions):
+        sigma, feature = self.field.density(positions)
+        return sigma, self.field.color(feature, torch.nn.functional.normalize(positions, dim=-1))
+
+
+def march_composite_case(scene, device, n_rays: int, repeats: int):
+    ops = native_ops(kernels_for(device))
+    origins, directions = ray_batch(n_rays, scene.radius, device)
+    t_min, t_max = torch_ops.ray_aabb_intersect(origins, directions, scene.aabb)
+    offsets = torch.rand_like(t_min)
+    coarse = torch_ops.coarse_grid(scene.binary)
+    samples = TORCH_OPS.march_rays(origins, directions, t_min, t_max, scene.binary, scene.aabb, scene.step, offsets,
+                                   coarse)
+    positions, _ = samples.midpoints(origins, directions)
+    sigmas, rgbs = scene.sigma_rgb(positions)
+    grad = torch.rand(n_rays, 3, device=device)
+
+    def run(impl, **kw):
+        s = impl.march_rays(origins, directions, t_min, t_max, scene.binary, scene.aabb, scene.step, offsets, **kw)
+        sg, c = sigmas.clone().requires_grad_(), rgbs.clone().requires_grad_()
+        rgb, *_ = impl.composite(sg, c, s, n_rays, 1e-4)
+        rgb.backward(grad)
+
+    def nerfacc_composite():  # padded (rays, samples) layout: its pure-PyTorch path
+        counts = torch.bincount(samples.ray_indices, minlength=n_rays)
+        width = int(counts.max())
+        local = torch.arange(len(samples), device=device) - (torch.cumsum(counts, 0) - counts)[samples.ray_indices]
+        pad = torch.zeros(n_rays, width, device=device)
+        ts, te, sg = pad.clone(), pad.clone(), pad.clone()
+        ts[samples.ray_indices, local], te[samples.ray_indices, local] = samples.t_starts, samples.t_ends
+        sg[samples.ray_indices, local] = sigmas
+        col = torch.zeros(n_rays, width, 3, device=device)
+        col[samples.ray_indices, local] = rgbs
+        sg.requires_grad_()
+        col.requires_grad_()
+        weights, _, _ = render_weight_from_density(ts, te, sg)
+        (weights[..., None] * col).sum(1).backward(grad)
+
+    def march(impl, **kw):
+        return lambda: impl.march_rays(origins, directions, t_min, t_max, scene.binary, scene.aabb, scene.step,
+                                       offsets, **kw)
+
+    def comp(impl):
+        def fn():
+            sg, c = sigmas.clone().requires_grad_(), rgbs.clone().requires_grad_()
+            rgb, *_ = impl.composite(sg, c, samples, n_rays, 1e-4)
+            rgb.backward(grad)
+        return fn
+
+    results = compare({"native": lambda: run(ops), "pytorch twin": lambda: run(TORCH_OPS, coarse_binary=coarse)},
+                      repeats, device)
+    march_only = compare({"native": march(ops), "pytorch twin": march(TORCH_OPS, coarse_binary=coarse)},
+                         repeats, device)
+    composite_only = compare({"native": comp(ops), "pytorch twin": comp(TORCH_OPS),
+                              "nerfacc (padded)": nerfacc_composite}, repeats, device)
+    return len(samples), results, march_only, composite_only
+
+
+def hash_case(preset: str, device, n_points: int, repeats: int):
+    c = HashGridConfig.presets()[preset]
+    geometry = HashGridGeometry.build(c.n_levels, c.log2_table_size, c.base_resolution, c.max_resolution)
+    table = (torch.rand(geometry.total_size, c.n_features, device=device) * 2e-4 - 1e-4).requires_grad_()
+    x = torch.rand(n_points, 3, device=device)
+    grad = torch.randn(n_points, c.n_levels * c.n_features, device=device)
+    kernels = kernels_for(device)
+    return compare({
+        "native": lambda: functions.hash_encode(kernels, x, table, geometry.native_levels).backward(grad),
+        "pytorch twin": lambda: hash_encode_torch(x, table, geometry).backward(grad),
+    }, repeats, device)
+
+
+def print_rows(title: str, count: int, unit: str, results: dict[str, float]) -> None:
+    base = results["pytorch twin"]
+    print(f"\n{title}  ({count:,} {unit} per batch)")
+    for name, seconds in results.items():
+        print(f"  {name:<18}{seconds * 1e3:9.1f} ms  {count / seconds / 1e6:8.2f} M {unit}/s  "
+              f"{base / seconds:6.2f}x the twin")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--run", help="a trained run folder: use its occupancy grid and field")
+    parser.add_argument("--rays", type=int, default=8192)
+    parser.add_argument("--points", type=int, default=1 << 16, help="hash-encoding batch (a training step's samples)")
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if kernels_for(device) is None:
+        raise SystemExit(f"no native kernels for {device}: run `fields doctor` to see why")
+    print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    scene = RunScene(args.run, device) if args.run else ProceduralScene(device)
+    label = f"run {args.run}" if args.run else "procedural scene"
+    n_samples, both, march, comp = march_composite_case(scene, device, args.rays, args.repeats)
+    print_rows(f"march + composite fwd/bwd, {label}", n_samples, "samples", both)
+    print_rows("  of which marching", n_samples, "samples", march)
+    print_rows("  of which compositing fwd/bwd", n_samples, "samples", comp)
+    for preset in ("cpu", "published"):
+        print_rows(f"hash encoding fwd+bwd, preset {preset}", args.points, "points",
+                   hash_case(preset, device, args.points, args.repeats))
+
+
+if __name__ == "__main__":
+    main()
