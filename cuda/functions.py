@@ -20,21 +20,21 @@ class Composite(torch.autograd.Function):
     def forward(ctx, kernels, sigmas, rgbs, t_starts, t_ends, offsets, eps):
         sigmas, rgbs = sigmas.contiguous(), rgbs.contiguous()
         rgb, depth, opacity, weights = kernels.composite_forward(sigmas, rgbs, t_starts, t_ends, offsets, eps)
-        ctx.save_for_backward(sigmas, rgbs, t_starts, t_ends, offsets)
+        ctx.save_for_backward(sigmas, rgbs, t_starts, t_ends, offsets, rgb, depth, opacity)
         ctx.kernels, ctx.eps = kernels, eps
         ctx.mark_non_differentiable(weights)
         return rgb, depth, opacity, weights
 
     @staticmethod
     def backward(ctx, grad_rgb, grad_depth, grad_opacity, _grad_weights):
-        sigmas, rgbs, t_starts, t_ends, offsets = ctx.saved_tensors
+        sigmas, rgbs, t_starts, t_ends, offsets, rgb, depth, opacity = ctx.saved_tensors
         n_rays = offsets.shape[0] - 1
         zeros = sigmas.new_zeros(n_rays)
         grad_rgb = grad_rgb.contiguous() if grad_rgb is not None else sigmas.new_zeros(n_rays, 3)
         grad_depth = grad_depth.contiguous() if grad_depth is not None else zeros
         grad_opacity = grad_opacity.contiguous() if grad_opacity is not None else zeros
         grad_sigmas, grad_rgbs = ctx.kernels.composite_backward(
-            grad_rgb, grad_depth, grad_opacity, sigmas, rgbs, t_starts, t_ends, offsets, ctx.eps)
+            grad_rgb, grad_depth, grad_opacity, rgb, depth, opacity, sigmas, rgbs, t_starts, t_ends, offsets, ctx.eps)
         return None, grad_sigmas, grad_rgbs, None, None, None, None
 
 
@@ -45,14 +45,15 @@ def composite(kernels: ModuleType, sigmas, rgbs, ray_indices, t_starts, t_ends, 
 
 
 class HashEncode(torch.autograd.Function):
-    """Native hash encoding; gradients flow to the table only."""
+    """Native hash encoding; gradients flow to the table only. The CUDA build also takes a float16 table
+    (the half-precision option): output and accumulation stay float32, the gradient comes back as float16."""
 
     @staticmethod
     def forward(ctx, kernels, x, table, levels):
         x = x.contiguous()
         out = kernels.hash_encode_forward(x, table.contiguous(), *levels)
         ctx.save_for_backward(x)
-        ctx.kernels, ctx.levels, ctx.table_shape = kernels, levels, table.shape
+        ctx.kernels, ctx.levels, ctx.table_shape, ctx.table_dtype = kernels, levels, table.shape, table.dtype
         return out
 
     @staticmethod
@@ -60,7 +61,7 @@ class HashEncode(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         rows, n_features = ctx.table_shape
         grad_table = ctx.kernels.hash_encode_backward(grad_out.contiguous(), x, rows, n_features, *ctx.levels)
-        return None, None, grad_table, None
+        return None, None, grad_table.to(ctx.table_dtype), None
 
 
 def hash_encode(kernels: ModuleType, x: torch.Tensor, table: torch.Tensor, levels: tuple) -> torch.Tensor:

@@ -154,7 +154,7 @@ def hash_encode(x: torch.Tensor, table: torch.Tensor, geometry: HashGridGeometry
     if x.requires_grad:
         return hash_encode_reference(x, table, geometry)
     kernels = kernels_for(x.device)
-    if kernels is not None and table.dtype == torch.float32:
+    if kernels is not None and (table.dtype == torch.float32 or (table.dtype == torch.float16 and x.is_cuda)):
         return functions.hash_encode(kernels, x, table, geometry.native_levels)
     return hash_encode_torch(x, table, geometry)
 

@@ -206,3 +206,17 @@ def test_occupancy_twin_matches_nerfacc_on_a_full_update():
     binary = torch_ops.occupancy_update(ours, indices, thickness(centres), 0.95, 0.01)
     assert torch.allclose(ours, estimator.occs)
     assert torch.equal(binary, estimator.binaries.view(-1))
+
+
+def test_half_precision_table_on_cuda():
+    """The CUDA build's half-precision option: a float16 table encodes to within float16 rounding."""
+    kernels = _native("cuda")
+    geometry = HashGridGeometry.build(8, 15, 16, 512.0)
+    table = torch.randn(geometry.total_size, 2, device="cuda") * 0.1
+    x = torch.rand(4096, 3, device="cuda")
+    full = functions.hash_encode(kernels, x, table, geometry.native_levels)
+    half_table = table.half().requires_grad_()
+    half = functions.hash_encode(kernels, x, half_table, geometry.native_levels)
+    assert half.dtype == torch.float32 and _rel_err(half, full) < 2e-3
+    half.sum().backward()
+    assert half_table.grad.dtype == torch.float16 and half_table.grad.abs().sum() > 0

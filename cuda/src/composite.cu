@@ -16,12 +16,14 @@ __global__ void composite_forward_kernel(const float* sigmas, const float* rgbs,
 }
 
 __global__ void composite_backward_kernel(const float* grad_rgb, const float* grad_depth, const float* grad_opacity,
+                                          const float* rgb, const float* depth, const float* opacity,
                                           const float* sigmas, const float* rgbs, const float* t_starts,
                                           const float* t_ends, const int64_t* ray_offsets, int64_t n_rays, float eps,
                                           float* grad_sigmas, float* grad_rgbs) {
   int64_t r = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (r >= n_rays) return;
-  composite_ray_backward<float>(grad_rgb + 3 * r, grad_depth[r], grad_opacity[r], sigmas, rgbs, t_starts, t_ends,
+  composite_ray_backward<float>(grad_rgb + 3 * r, grad_depth[r], grad_opacity[r], rgb + 3 * r, depth[r], opacity[r],
+                                sigmas, rgbs, t_starts, t_ends,
                                 ray_offsets[r], ray_offsets[r + 1], eps, grad_sigmas, grad_rgbs);
 }
 
@@ -38,11 +40,12 @@ void launch_composite_forward(const float* sigmas, const float* rgbs, const floa
 }
 
 void launch_composite_backward(const float* grad_rgb, const float* grad_depth, const float* grad_opacity,
-                               const float* sigmas, const float* rgbs, const float* t_starts, const float* t_ends,
+                               const float* rgb, const float* depth, const float* opacity, const float* sigmas, const float* rgbs, const float* t_starts, const float* t_ends,
                                const int64_t* ray_offsets, int64_t n_rays, float eps, float* grad_sigmas,
                                float* grad_rgbs, cudaStream_t stream) {
   if (n_rays == 0) return;
-  composite_backward_kernel<<<blocks(n_rays), kThreads, 0, stream>>>(grad_rgb, grad_depth, grad_opacity, sigmas, rgbs,
+  composite_backward_kernel<<<blocks(n_rays), kThreads, 0, stream>>>(grad_rgb, grad_depth, grad_opacity, rgb, depth,
+                                                                     opacity, sigmas, rgbs,
                                                                      t_starts, t_ends, ray_offsets, n_rays, eps,
                                                                      grad_sigmas, grad_rgbs);
 }

@@ -15,8 +15,8 @@ FIELDS_HD void composite_ray_forward(const float* sigmas, const float* rgbs, con
   int64_t i = begin;
   for (; i < end; ++i) {
     if (trans < (Acc)eps) break;
-    Acc dt = (Acc)t_ends[i] - (Acc)t_starts[i];
-    Acc alpha = 1 - exp(-(Acc)sigmas[i] * dt);
+    float dt = t_ends[i] - t_starts[i];
+    Acc alpha = 1 - (Acc)expf(-sigmas[i] * dt);
     Acc w = trans * alpha;
     weights[i] = (float)w;
     r += w * rgbs[3 * i];
@@ -36,30 +36,21 @@ FIELDS_HD void composite_ray_forward(const float* sigmas, const float* rgbs, con
 
 // Gradients of sigmas and rgbs of one ray's samples from the gradients of its rgb (3), depth and opacity.
 // With v_i = g_rgb . c_i + g_depth m_i + g_opacity and T_{i+1} = T_i (1 - alpha_i):
-//   dL/dsigma_i = dt_i (T_{i+1} v_i - sum_{j > i} w_j v_j),   dL/dc_i = w_i g_rgb.
+//   dL/dsigma_i = dt_i (T_{i+1} v_i - sum_{j > i} w_j v_j),   dL/dc_i = w_i g_rgb,
+// where the suffix sum is the ray's total sum_j w_j v_j (from its forward outputs) less the running prefix.
 template <typename Acc>
-FIELDS_HD void composite_ray_backward(const float* g_rgb, float g_depth, float g_opacity, const float* sigmas,
-                                      const float* rgbs, const float* t_starts, const float* t_ends, int64_t begin,
-                                      int64_t end, float eps, float* grad_sigmas, float* grad_rgbs) {
-  // Total sum_j w_j v_j, recomputed so that it matches the running sum below to rounding.
-  Acc total = 0;
-  {
-    Acc trans = 1;
-    for (int64_t i = begin; i < end && trans >= (Acc)eps; ++i) {
-      Acc dt = (Acc)t_ends[i] - (Acc)t_starts[i];
-      Acc alpha = 1 - exp(-(Acc)sigmas[i] * dt);
-      Acc v = g_rgb[0] * (Acc)rgbs[3 * i] + g_rgb[1] * (Acc)rgbs[3 * i + 1] + g_rgb[2] * (Acc)rgbs[3 * i + 2] +
-              g_depth * (Acc)0.5 * ((Acc)t_starts[i] + (Acc)t_ends[i]) + g_opacity;
-      total += trans * alpha * v;
-      trans *= 1 - alpha;
-    }
-  }
+FIELDS_HD void composite_ray_backward(const float* g_rgb, float g_depth, float g_opacity, const float* rgb,
+                                      float depth, float opacity, const float* sigmas, const float* rgbs,
+                                      const float* t_starts, const float* t_ends, int64_t begin, int64_t end,
+                                      float eps, float* grad_sigmas, float* grad_rgbs) {
+  const Acc total = (Acc)g_rgb[0] * rgb[0] + (Acc)g_rgb[1] * rgb[1] + (Acc)g_rgb[2] * rgb[2] +
+                    (Acc)g_depth * depth + (Acc)g_opacity * opacity;
   Acc trans = 1, prefix = 0;
   int64_t i = begin;
   for (; i < end; ++i) {
     if (trans < (Acc)eps) break;
-    Acc dt = (Acc)t_ends[i] - (Acc)t_starts[i];
-    Acc alpha = 1 - exp(-(Acc)sigmas[i] * dt);
+    float dt = t_ends[i] - t_starts[i];
+    Acc alpha = 1 - (Acc)expf(-sigmas[i] * dt);
     Acc w = trans * alpha;
     Acc v = g_rgb[0] * (Acc)rgbs[3 * i] + g_rgb[1] * (Acc)rgbs[3 * i + 1] + g_rgb[2] * (Acc)rgbs[3 * i + 2] +
             g_depth * (Acc)0.5 * ((Acc)t_starts[i] + (Acc)t_ends[i]) + g_opacity;

@@ -105,11 +105,14 @@ std::vector<torch::Tensor> composite_forward(torch::Tensor sigmas, torch::Tensor
   return {rgb, depth, opacity, weights};
 }
 
+// Gradients of sigmas and rgbs; rgb, depth, opacity are the forward outputs.
 std::vector<torch::Tensor> composite_backward(torch::Tensor grad_rgb, torch::Tensor grad_depth,
-                                              torch::Tensor grad_opacity, torch::Tensor sigmas, torch::Tensor rgbs,
+                                              torch::Tensor grad_opacity, torch::Tensor rgb, torch::Tensor depth,
+                                              torch::Tensor opacity, torch::Tensor sigmas, torch::Tensor rgbs,
                                               torch::Tensor t_starts, torch::Tensor t_ends,
                                               torch::Tensor ray_offsets, double eps) {
-  for (auto* t : {&grad_rgb, &grad_depth, &grad_opacity}) check_cpu_float(*t, "composite gradient");
+  for (auto* t : {&grad_rgb, &grad_depth, &grad_opacity, &rgb, &depth, &opacity})
+    check_cpu_float(*t, "composite gradient");
   const int64_t n_rays = ray_offsets.size(0) - 1;
   auto grad_sigmas = torch::empty_like(sigmas);
   auto grad_rgbs = torch::empty_like(rgbs);
@@ -118,6 +121,7 @@ std::vector<torch::Tensor> composite_backward(torch::Tensor grad_rgb, torch::Ten
     for (int64_t r = lo; r < hi; ++r)
       fields::composite_ray_backward<double>(
           grad_rgb.data_ptr<float>() + 3 * r, grad_depth.data_ptr<float>()[r], grad_opacity.data_ptr<float>()[r],
+          rgb.data_ptr<float>() + 3 * r, depth.data_ptr<float>()[r], opacity.data_ptr<float>()[r],
           sigmas.data_ptr<float>(), rgbs.data_ptr<float>(), t_starts.data_ptr<float>(), t_ends.data_ptr<float>(),
           off[r], off[r + 1], (float)eps, grad_sigmas.data_ptr<float>(), grad_rgbs.data_ptr<float>());
   });

@@ -31,8 +31,9 @@ void launch_march_fill(const OccupancyView& grid, const float* origins, const fl
 void launch_composite_forward(const float* sigmas, const float* rgbs, const float* t_starts, const float* t_ends,
                               const int64_t* ray_offsets, int64_t n_rays, float eps, float* rgb, float* depth,
                               float* opacity, float* weights, cudaStream_t stream);
+// rgb, depth, opacity: the forward outputs.
 void launch_composite_backward(const float* grad_rgb, const float* grad_depth, const float* grad_opacity,
-                               const float* sigmas, const float* rgbs, const float* t_starts, const float* t_ends,
+                               const float* rgb, const float* depth, const float* opacity, const float* sigmas, const float* rgbs, const float* t_starts, const float* t_ends,
                                const int64_t* ray_offsets, int64_t n_rays, float eps, float* grad_sigmas,
                                float* grad_rgbs, cudaStream_t stream);
 

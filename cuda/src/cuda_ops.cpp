@@ -77,15 +77,18 @@ std::vector<torch::Tensor> composite_forward(torch::Tensor sigmas, torch::Tensor
 }
 
 std::vector<torch::Tensor> composite_backward(torch::Tensor grad_rgb, torch::Tensor grad_depth,
-                                              torch::Tensor grad_opacity, torch::Tensor sigmas, torch::Tensor rgbs,
+                                              torch::Tensor grad_opacity, torch::Tensor rgb, torch::Tensor depth,
+                                              torch::Tensor opacity, torch::Tensor sigmas, torch::Tensor rgbs,
                                               torch::Tensor t_starts, torch::Tensor t_ends,
                                               torch::Tensor ray_offsets, double eps) {
-  for (auto* t : {&grad_rgb, &grad_depth, &grad_opacity}) check_cuda_float(*t, "composite gradient");
+  for (auto* t : {&grad_rgb, &grad_depth, &grad_opacity, &rgb, &depth, &opacity})
+    check_cuda_float(*t, "composite gradient");
   const int64_t n_rays = ray_offsets.size(0) - 1;
   auto grad_sigmas = torch::empty_like(sigmas);
   auto grad_rgbs = torch::empty_like(rgbs);
   fields::launch_composite_backward(grad_rgb.data_ptr<float>(), grad_depth.data_ptr<float>(),
-                                    grad_opacity.data_ptr<float>(), sigmas.data_ptr<float>(), rgbs.data_ptr<float>(),
+                                    grad_opacity.data_ptr<float>(), rgb.data_ptr<float>(), depth.data_ptr<float>(),
+                                    opacity.data_ptr<float>(), sigmas.data_ptr<float>(), rgbs.data_ptr<float>(),
                                     t_starts.data_ptr<float>(), t_ends.data_ptr<float>(),
                                     ray_offsets.data_ptr<int64_t>(), n_rays, (float)eps,
                                     grad_sigmas.data_ptr<float>(), grad_rgbs.data_ptr<float>(), stream());
