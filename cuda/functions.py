@@ -7,12 +7,6 @@ from types import ModuleType
 import torch
 
 
-def ray_offsets(ray_indices: torch.Tensor, n_rays: int) -> torch.Tensor:
-    """(R + 1,) int64: the samples of ray r are [offsets[r], offsets[r + 1]) in a ray-sorted packing."""
-    counts = torch.bincount(ray_indices, minlength=n_rays)
-    return torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
-
-
 class Composite(torch.autograd.Function):
     """Native compositing; gradients flow to sigmas and rgbs through rgb, depth and opacity (not weights)."""
 
@@ -38,9 +32,9 @@ class Composite(torch.autograd.Function):
         return None, grad_sigmas, grad_rgbs, None, None, None, None
 
 
-def composite(kernels: ModuleType, sigmas, rgbs, ray_indices, t_starts, t_ends, n_rays: int, eps: float):
-    """rgb (R, 3), depth (R,), opacity (R,), weights (S,) of ray-sorted packed samples."""
-    offsets = ray_offsets(ray_indices, n_rays)
+def composite(kernels: ModuleType, sigmas, rgbs, offsets, t_starts, t_ends, eps: float):
+    """rgb (R, 3), depth (R,), opacity (R,), weights (S,) of ray-sorted packed samples;
+    offsets (R + 1,): the samples of ray r are [offsets[r], offsets[r + 1])."""
     return Composite.apply(kernels, sigmas, rgbs, t_starts.contiguous(), t_ends.contiguous(), offsets, eps)
 
 

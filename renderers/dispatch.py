@@ -23,6 +23,7 @@ class RenderOps:
     ray_starts: Callable
     transmittance: Callable
     composite: Callable
+    termination_round: Callable
     occupancy_update: Callable
 
 
@@ -32,6 +33,7 @@ TORCH_OPS = RenderOps(
     ray_starts=torch_ops.ray_starts,
     transmittance=torch_ops.transmittance,
     composite=torch_ops.composite,
+    termination_round=torch_ops.termination_round,
     occupancy_update=torch_ops.occupancy_update,
 )
 
@@ -48,8 +50,13 @@ def native_ops(kernels: ModuleType) -> RenderOps:
         return PackedSamples(ray_indices, t_starts, t_ends)
 
     def composite(sigmas, rgbs, samples: PackedSamples, n_rays: int, early_stop_eps: float = 0.0):
-        return functions.composite(kernels, sigmas, rgbs, samples.ray_indices, samples.t_starts, samples.t_ends,
-                                   n_rays, early_stop_eps)
+        offsets = torch_ops.sample_offsets(samples.ray_indices, n_rays)
+        return functions.composite(kernels, sigmas, rgbs, offsets, samples.t_starts, samples.t_ends, early_stop_eps)
+
+    def termination_round(sigmas, samples: PackedSamples, optical_depth, alive, eps: float):
+        offsets = torch_ops.sample_offsets(samples.ray_indices, optical_depth.shape[0])
+        return kernels.termination_round(sigmas.contiguous(), samples.t_starts.contiguous(),
+                                         samples.t_ends.contiguous(), offsets, optical_depth, alive, eps)
 
     def occupancy_update(occs, indices, values, decay, threshold):
         return kernels.occupancy_update(occs, indices.contiguous(), values.contiguous(), decay, threshold)
@@ -60,6 +67,7 @@ def native_ops(kernels: ModuleType) -> RenderOps:
         ray_starts=torch_ops.ray_starts,
         transmittance=torch_ops.transmittance,
         composite=composite,
+        termination_round=termination_round,
         occupancy_update=occupancy_update,
     )
 

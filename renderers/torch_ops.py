@@ -134,6 +134,39 @@ def transmittance(sigmas: torch.Tensor, samples: PackedSamples, n_rays: int):
     return torch.exp(-before), 1.0 - torch.exp(-tau)
 
 
+def sample_offsets(ray_indices: torch.Tensor, n_rays: int) -> torch.Tensor:
+    """(R + 1,) long: the samples of ray r are [offsets[r], offsets[r + 1]) in a ray-sorted packing."""
+    counts = torch.bincount(ray_indices, minlength=n_rays)
+    return torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+
+
+def round_samples(offsets: torch.Tensor, alive: torch.Tensor, first: int, count: int) -> torch.Tensor:
+    """Indices (C,) of the samples ranked [first, first + count) within each live ray, ray-sorted.
+
+    offsets (R + 1,) from `sample_offsets`; alive (R,) bool."""
+    rays = alive.nonzero().squeeze(1)
+    start = offsets[rays] + first
+    n = (offsets[rays + 1] - start).clamp(min=0, max=count)
+    owner, local = _enumerate(n)
+    return start[owner] + local
+
+
+def termination_round(sigmas: torch.Tensor, samples: PackedSamples, optical_depth: torch.Tensor,
+                      alive: torch.Tensor, eps: float) -> torch.Tensor:
+    """One round of early termination: the samples (C,) continue each ray's optical depth so far.
+
+    Returns keep (C,) bool, transmittance before the sample >= eps. Adds the round's sigma * dt to
+    optical_depth (R,) float64 and clears alive (R,) where transmittance fell below eps, in place.
+    """
+    n_rays = optical_depth.shape[0]
+    trans, _ = transmittance(sigmas, samples, n_rays)
+    trans = trans * torch.exp(-optical_depth[samples.ray_indices]).float()
+    tau = (sigmas * (samples.t_ends - samples.t_starts)).double()
+    optical_depth.index_add_(0, samples.ray_indices, tau)
+    alive &= torch.exp(-optical_depth).float() >= eps
+    return trans >= eps
+
+
 def composite(
     sigmas: torch.Tensor, rgbs: torch.Tensor, samples: PackedSamples, n_rays: int, early_stop_eps: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

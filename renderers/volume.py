@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from . import torch_ops
 from .dispatch import ops_for
 from .occupancy import OccupancyGrid
 
@@ -61,31 +62,25 @@ class VolumeRenderer(nn.Module):
         >= early_stop_eps), sigmas (S,) and features (S, F), valid where keep is set.
         """
         ops = ops_for(positions.device)
-        idx = samples.ray_indices
-        rank = torch.arange(len(samples), device=positions.device) - ops.ray_starts(idx, n_rays)
-        depth = torch.zeros(n_rays, dtype=torch.float64, device=positions.device)
-        alive = torch.ones(n_rays, dtype=torch.bool, device=positions.device)
-        keep = torch.zeros(len(samples), dtype=torch.bool, device=positions.device)
-        sigmas = torch.zeros(len(samples), device=positions.device)
+        device = positions.device
+        offsets = torch_ops.sample_offsets(samples.ray_indices, n_rays)
+        depth = torch.zeros(n_rays, dtype=torch.float64, device=device)
+        alive = torch.ones(n_rays, dtype=torch.bool, device=device)
+        keep = torch.zeros(len(samples), dtype=torch.bool, device=device)
+        sigmas = torch.zeros(len(samples), device=device)
         features = None
-        lo, size = 0, first_round
+        first, size = 0, first_round
         while True:
-            chosen = ((rank >= lo) & (rank < lo + size) & alive[idx]).nonzero().squeeze(1)
+            chosen = torch_ops.round_samples(offsets, alive, first, size)
             if len(chosen) == 0:
                 break
-            sub = samples.select(chosen)
             sigma, feature = field.density(positions[chosen])
-            trans, _ = ops.transmittance(sigma, sub, n_rays)
-            trans = trans * torch.exp(-depth[sub.ray_indices]).float()
-            keep[chosen] = trans >= self.early_stop_eps
+            keep[chosen] = ops.termination_round(sigma, samples.select(chosen), depth, alive, self.early_stop_eps)
             sigmas[chosen] = sigma
             if features is None:
                 features = feature.new_zeros(len(samples), feature.shape[1])
             features[chosen] = feature
-            tau = (sigma * (sub.t_ends - sub.t_starts)).double()
-            depth.index_add_(0, sub.ray_indices, tau)
-            alive &= torch.exp(-depth) >= self.early_stop_eps
-            lo, size = lo + size, size * 2
+            first, size = first + size, size * 2
         if features is None:
             features = field.density(positions[:0])[1]
         return keep, sigmas, features

@@ -128,9 +128,42 @@ def test_composite_values_and_gradients_match_the_twin(device, eps):
 def test_composite_of_no_samples_is_empty_space(device):
     kernels = _native(device)
     nothing = torch.zeros(0, device=device)
+    offsets = torch.zeros(4, dtype=torch.long, device=device)
     rgb, depth, opacity, weights = functions.composite(
-        kernels, nothing, torch.zeros(0, 3, device=device), nothing.long(), nothing, nothing, 3, 1e-4)
+        kernels, nothing, torch.zeros(0, 3, device=device), offsets, nothing, nothing, 1e-4)
     assert rgb.shape == (3, 3) and (rgb == 0).all() and (opacity == 0).all() and weights.shape == (0,)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_termination_rounds_match_the_twin(device):
+    """Rounds of 16, 32, 64, ... samples per live ray: keep flags, carried depth and live rays agree."""
+    ops = native_ops(_native(device))
+    samples, sigmas, _, n_rays = _packed_batch(device)
+    offsets = torch_ops.sample_offsets(samples.ray_indices, n_rays)
+    state = {name: (torch.zeros(n_rays, dtype=torch.float64, device=device),
+                    torch.ones(n_rays, dtype=torch.bool, device=device)) for name in ("twin", "native")}
+    first, size, rounds = 0, 16, 0
+    while True:
+        chosen = {name: torch_ops.round_samples(offsets, alive, first, size) for name, (_, alive) in state.items()}
+        assert torch.equal(chosen["twin"], chosen["native"])
+        if len(chosen["twin"]) == 0:
+            break
+        sub = samples.select(chosen["twin"])
+        keep_twin = TORCH_OPS.termination_round(sigmas[chosen["twin"]], sub, *state["twin"], 1e-4)
+        keep_native = ops.termination_round(sigmas[chosen["twin"]], sub, *state["native"], 1e-4)
+        assert torch.equal(keep_twin, keep_native)
+        assert torch.allclose(state["twin"][0], state["native"][0], rtol=1e-6)
+        assert torch.equal(state["twin"][1], state["native"][1])
+        first, size, rounds = first + size, size * 2, rounds + 1
+    assert rounds >= 3 and not state["twin"][1].all()  # several rounds ran and some rays terminated
+
+
+def test_round_samples_picks_ranks_of_live_rays():
+    offsets = torch.tensor([0, 3, 3, 8])  # ray 0: 3 samples, ray 1: none, ray 2: 5
+    alive = torch.tensor([True, True, True])
+    assert torch_ops.round_samples(offsets, alive, 0, 2).tolist() == [0, 1, 3, 4]
+    assert torch_ops.round_samples(offsets, alive, 2, 2).tolist() == [2, 5, 6]
+    assert torch_ops.round_samples(offsets, torch.tensor([True, True, False]), 2, 4).tolist() == [2]
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -27,6 +27,17 @@ __global__ void composite_backward_kernel(const float* grad_rgb, const float* gr
                                 ray_offsets[r], ray_offsets[r + 1], eps, grad_sigmas, grad_rgbs);
 }
 
+__global__ void termination_round_kernel(const float* sigmas, const float* t_starts, const float* t_ends,
+                                         const int64_t* ray_offsets, int64_t n_rays, float eps,
+                                         double* optical_depth, bool* alive, bool* keep) {
+  int64_t r = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (r >= n_rays || ray_offsets[r] == ray_offsets[r + 1]) return;
+  double depth = termination_round_ray(sigmas, t_starts, t_ends, ray_offsets[r], ray_offsets[r + 1],
+                                       optical_depth[r], eps, keep);
+  optical_depth[r] = depth;
+  alive[r] = alive[r] && (float)exp(-depth) >= eps;
+}
+
 unsigned blocks(int64_t n) { return (unsigned)((n + kThreads - 1) / kThreads); }
 
 }  // namespace
@@ -48,6 +59,14 @@ void launch_composite_backward(const float* grad_rgb, const float* grad_depth, c
                                                                      opacity, sigmas, rgbs,
                                                                      t_starts, t_ends, ray_offsets, n_rays, eps,
                                                                      grad_sigmas, grad_rgbs);
+}
+
+void launch_termination_round(const float* sigmas, const float* t_starts, const float* t_ends,
+                              const int64_t* ray_offsets, int64_t n_rays, float eps, double* optical_depth,
+                              bool* alive, bool* keep, cudaStream_t stream) {
+  if (n_rays == 0) return;
+  termination_round_kernel<<<blocks(n_rays), kThreads, 0, stream>>>(sigmas, t_starts, t_ends, ray_offsets, n_rays,
+                                                                     eps, optical_depth, alive, keep);
 }
 
 }  // namespace fields

@@ -69,3 +69,18 @@ FIELDS_HD void composite_ray_backward(const float* g_rgb, float g_depth, float g
 }
 
 }  // namespace fields
+
+namespace fields {
+
+// One round of early termination for one ray: its next samples [begin, end) continue the optical depth
+// `depth` carried from earlier rounds. keep[i]: transmittance before sample i >= eps. Returns the new depth.
+FIELDS_HD double termination_round_ray(const float* sigmas, const float* t_starts, const float* t_ends, int64_t begin,
+                                       int64_t end, double depth, float eps, bool* keep) {
+  for (int64_t i = begin; i < end; ++i) {
+    keep[i] = (float)exp(-depth) >= eps;
+    depth += (double)(sigmas[i] * (t_ends[i] - t_starts[i]));
+  }
+  return depth;
+}
+
+}  // namespace fields

@@ -128,6 +128,32 @@ std::vector<torch::Tensor> composite_backward(torch::Tensor grad_rgb, torch::Ten
   return {grad_sigmas, grad_rgbs};
 }
 
+// One round of early termination over ray-sorted samples; ray_offsets (R + 1) over all rays. Updates
+// optical_depth (R,) float64 and alive (R,) bool in place; returns keep (S,) bool.
+torch::Tensor termination_round(torch::Tensor sigmas, torch::Tensor t_starts, torch::Tensor t_ends,
+                                torch::Tensor ray_offsets, torch::Tensor optical_depth, torch::Tensor alive,
+                                double eps) {
+  for (auto* t : {&sigmas, &t_starts, &t_ends}) check_cpu_float(*t, "termination input");
+  TORCH_CHECK(optical_depth.scalar_type() == torch::kFloat64 && optical_depth.is_contiguous(),
+              "optical_depth must be float64");
+  TORCH_CHECK(alive.scalar_type() == torch::kBool && alive.is_contiguous(), "alive must be bool");
+  const int64_t n_rays = ray_offsets.size(0) - 1;
+  auto keep = torch::empty({sigmas.size(0)}, torch::kBool);
+  const int64_t* off = ray_offsets.data_ptr<int64_t>();
+  double* depth = optical_depth.data_ptr<double>();
+  bool* live = alive.data_ptr<bool>();
+  at::parallel_for(0, n_rays, 512, [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      if (off[r] == off[r + 1]) continue;
+      depth[r] = fields::termination_round_ray(sigmas.data_ptr<float>(), t_starts.data_ptr<float>(),
+                                               t_ends.data_ptr<float>(), off[r], off[r + 1], depth[r], (float)eps,
+                                               keep.data_ptr<bool>());
+      live[r] = live[r] && (float)std::exp(-depth[r]) >= (float)eps;
+    }
+  });
+  return keep;
+}
+
 std::vector<HashLevel> hash_levels(const torch::Tensor& scales, const torch::Tensor& resolutions,
                                    const torch::Tensor& rows, const torch::Tensor& offsets, int64_t n_dense) {
   std::vector<HashLevel> levels(scales.size(0));
@@ -270,6 +296,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("march_rays", &march_rays, "occupancy-grid ray marching to packed samples");
   m.def("composite_forward", &composite_forward, "alpha compositing with early termination");
   m.def("composite_backward", &composite_backward, "gradients of alpha compositing");
+  m.def("termination_round", &termination_round, "one round of early termination");
   m.def("hash_encode_forward", &hash_encode_forward, "hash-grid encoding");
   m.def("hash_encode_backward", &hash_encode_backward, "gradient of the hash table");
   m.def("occupancy_update", &occupancy_update, "occupancy-grid EMA update and binarisation");

@@ -37,6 +37,11 @@ void launch_composite_backward(const float* grad_rgb, const float* grad_depth, c
                                const int64_t* ray_offsets, int64_t n_rays, float eps, float* grad_sigmas,
                                float* grad_rgbs, cudaStream_t stream);
 
+// One round of early termination; updates optical_depth (n_rays) and alive (n_rays) in place.
+void launch_termination_round(const float* sigmas, const float* t_starts, const float* t_ends,
+                              const int64_t* ray_offsets, int64_t n_rays, float eps, double* optical_depth,
+                              bool* alive, bool* keep, cudaStream_t stream);
+
 // x (n, 3) in [0, 1]; table (rows, n_features) of float or half; out (n, levels * n_features) float.
 void launch_hash_encode_forward(const float* x, const void* table, TableType type, const HashLevels& levels,
                                 int64_t n, int n_features, float* out, cudaStream_t stream);

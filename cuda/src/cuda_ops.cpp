@@ -95,6 +95,20 @@ std::vector<torch::Tensor> composite_backward(torch::Tensor grad_rgb, torch::Ten
   return {grad_sigmas, grad_rgbs};
 }
 
+torch::Tensor termination_round(torch::Tensor sigmas, torch::Tensor t_starts, torch::Tensor t_ends,
+                                torch::Tensor ray_offsets, torch::Tensor optical_depth, torch::Tensor alive,
+                                double eps) {
+  for (auto* t : {&sigmas, &t_starts, &t_ends}) check_cuda_float(*t, "termination input");
+  TORCH_CHECK(optical_depth.is_cuda() && optical_depth.scalar_type() == torch::kFloat64, "optical_depth: float64");
+  TORCH_CHECK(alive.is_cuda() && alive.scalar_type() == torch::kBool, "alive: bool");
+  auto keep = torch::empty({sigmas.size(0)}, sigmas.options().dtype(torch::kBool));
+  fields::launch_termination_round(sigmas.data_ptr<float>(), t_starts.data_ptr<float>(), t_ends.data_ptr<float>(),
+                                   ray_offsets.data_ptr<int64_t>(), ray_offsets.size(0) - 1, (float)eps,
+                                   optical_depth.data_ptr<double>(), alive.data_ptr<bool>(), keep.data_ptr<bool>(),
+                                   stream());
+  return keep;
+}
+
 HashLevels hash_levels(const torch::Tensor& scales, const torch::Tensor& resolutions, const torch::Tensor& rows,
                        const torch::Tensor& offsets, int64_t n_dense) {
   TORCH_CHECK(scales.size(0) <= fields::kMaxHashLevels, "at most ", fields::kMaxHashLevels, " hash levels");
@@ -156,6 +170,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("march_rays", &march_rays, "occupancy-grid ray marching to packed samples");
   m.def("composite_forward", &composite_forward, "alpha compositing with early termination");
   m.def("composite_backward", &composite_backward, "gradients of alpha compositing");
+  m.def("termination_round", &termination_round, "one round of early termination");
   m.def("hash_encode_forward", &hash_encode_forward, "hash-grid encoding");
   m.def("hash_encode_backward", &hash_encode_backward, "gradient of the hash table");
   m.def("occupancy_update", &occupancy_update, "occupancy-grid EMA update and binarisation");
