@@ -4,12 +4,16 @@ PYTHON ?= python3
 # GPU users: install a CUDA build of torch first (https://pytorch.org), then `make install TORCH_SPEC=`.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install lego test bench
+.PHONY: install kernels lego test bench
 
 install:
 	@if [ -n "$(TORCH_SPEC)" ] && ! $(PYTHON) -c "import torch" 2>/dev/null; then \
 		$(PYTHON) -m pip install -q "$(TORCH_SPEC)"; fi
 	$(PYTHON) -m pip install -q -e ".[test]"
+
+# Optional: build the native kernels now instead of on first use (about a minute).
+kernels: install
+	$(PYTHON) -m nfields.kernels.build
 
 lego: install
 	fields train --scene lego --time-budget 10 --threads 2
