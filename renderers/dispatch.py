@@ -21,6 +21,7 @@ class RenderOps:
     ray_aabb_intersect: Callable
     march_rays: Callable
     ray_starts: Callable
+    sample_offsets: Callable
     transmittance: Callable
     composite: Callable
     termination_round: Callable
@@ -31,6 +32,7 @@ TORCH_OPS = RenderOps(
     ray_aabb_intersect=torch_ops.ray_aabb_intersect,
     march_rays=torch_ops.march_rays,
     ray_starts=torch_ops.ray_starts,
+    sample_offsets=torch_ops.sample_offsets,
     transmittance=torch_ops.transmittance,
     composite=torch_ops.composite,
     termination_round=torch_ops.termination_round,
@@ -49,12 +51,15 @@ def native_ops(kernels: ModuleType) -> RenderOps:
             offsets.contiguous(), binary.contiguous(), aabb, float(step_size))
         return PackedSamples(ray_indices, t_starts, t_ends)
 
+    def sample_offsets(ray_indices, n_rays: int):
+        return kernels.sample_offsets(ray_indices.contiguous(), n_rays)
+
     def composite(sigmas, rgbs, samples: PackedSamples, n_rays: int, early_stop_eps: float = 0.0):
-        offsets = torch_ops.sample_offsets(samples.ray_indices, n_rays)
+        offsets = sample_offsets(samples.ray_indices, n_rays)
         return functions.composite(kernels, sigmas, rgbs, offsets, samples.t_starts, samples.t_ends, early_stop_eps)
 
     def termination_round(sigmas, samples: PackedSamples, optical_depth, alive, eps: float):
-        offsets = torch_ops.sample_offsets(samples.ray_indices, optical_depth.shape[0])
+        offsets = sample_offsets(samples.ray_indices, optical_depth.shape[0])
         return kernels.termination_round(sigmas.contiguous(), samples.t_starts.contiguous(),
                                          samples.t_ends.contiguous(), offsets, optical_depth, alive, eps)
 
@@ -65,6 +70,7 @@ def native_ops(kernels: ModuleType) -> RenderOps:
         ray_aabb_intersect=torch_ops.ray_aabb_intersect,
         march_rays=march_rays,
         ray_starts=torch_ops.ray_starts,
+        sample_offsets=sample_offsets,
         transmittance=torch_ops.transmittance,
         composite=composite,
         termination_round=termination_round,

@@ -63,7 +63,7 @@ class VolumeRenderer(nn.Module):
         """
         ops = ops_for(positions.device)
         device = positions.device
-        offsets = torch_ops.sample_offsets(samples.ray_indices, n_rays)
+        offsets = ops.sample_offsets(samples.ray_indices, n_rays)
         depth = torch.zeros(n_rays, dtype=torch.float64, device=device)
         alive = torch.ones(n_rays, dtype=torch.bool, device=device)
         keep = torch.zeros(len(samples), dtype=torch.bool, device=device)

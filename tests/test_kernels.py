@@ -158,6 +158,16 @@ def test_termination_rounds_match_the_twin(device):
     assert rounds >= 3 and not state["twin"][1].all()  # several rounds ran and some rays terminated
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_sample_offsets_match_the_twin(device):
+    ops = native_ops(_native(device))
+    samples, _, _, n_rays = _packed_batch(device)
+    for ray_indices in (samples.ray_indices, samples.ray_indices[:0], torch.tensor([2, 2, 5], device=device)):
+        got, want = ops.sample_offsets(ray_indices, n_rays), TORCH_OPS.sample_offsets(ray_indices, n_rays)
+        assert torch.equal(got, want)
+    assert (torch.diff(want) >= 0).all() and want[-1] == 3  # rays 6.. after the last sample are empty
+
+
 def test_round_samples_picks_ranks_of_live_rays():
     offsets = torch.tensor([0, 3, 3, 8])  # ray 0: 3 samples, ray 1: none, ray 2: 5
     alive = torch.tensor([True, True, True])

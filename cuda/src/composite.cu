@@ -38,9 +38,23 @@ __global__ void termination_round_kernel(const float* sigmas, const float* t_sta
   alive[r] = alive[r] && (float)exp(-depth) >= eps;
 }
 
+// Sample i starts the rays (ray_indices[i - 1], ray_indices[i]]; i == n fills the rays after the last one.
+__global__ void sample_offsets_kernel(const int64_t* ray_indices, int64_t n, int64_t n_rays, int64_t* offsets) {
+  int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (i > n) return;
+  const int64_t prev = i == 0 ? -1 : ray_indices[i - 1];
+  const int64_t next = i == n ? n_rays : ray_indices[i];
+  for (int64_t r = prev + 1; r <= next; ++r) offsets[r] = i;
+}
+
 unsigned blocks(int64_t n) { return (unsigned)((n + kThreads - 1) / kThreads); }
 
 }  // namespace
+
+void launch_sample_offsets(const int64_t* ray_indices, int64_t n, int64_t n_rays, int64_t* offsets,
+                           cudaStream_t stream) {
+  sample_offsets_kernel<<<blocks(n + 1), kThreads, 0, stream>>>(ray_indices, n, n_rays, offsets);
+}
 
 void launch_composite_forward(const float* sigmas, const float* rgbs, const float* t_starts, const float* t_ends,
                               const int64_t* ray_offsets, int64_t n_rays, float eps, float* rgb, float* depth,

@@ -84,6 +84,24 @@ std::vector<torch::Tensor> march_rays(torch::Tensor origins, torch::Tensor direc
   return {ray_indices, t_starts, t_ends};
 }
 
+// (R + 1,) int64 offsets of ray-sorted ray indices (S,): the samples of ray r are [offsets[r], offsets[r + 1]).
+torch::Tensor sample_offsets(torch::Tensor ray_indices, int64_t n_rays) {
+  TORCH_CHECK(ray_indices.scalar_type() == torch::kInt64 && ray_indices.is_contiguous(), "ray_indices: int64");
+  const int64_t n = ray_indices.size(0);
+  auto offsets = torch::empty({n_rays + 1}, torch::kInt64);
+  const int64_t* ri = ray_indices.data_ptr<int64_t>();
+  int64_t* off = offsets.data_ptr<int64_t>();
+  // Sample i starts rays (ri[i - 1], ri[i]]; the end fills the rays after the last sample.
+  at::parallel_for(0, n + 1, 4096, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const int64_t prev = i == 0 ? -1 : ri[i - 1];
+      const int64_t next = i == n ? n_rays : ri[i];
+      for (int64_t r = prev + 1; r <= next; ++r) off[r] = i;
+    }
+  });
+  return offsets;
+}
+
 // ray_offsets (R + 1,) int64: samples of ray r are [ray_offsets[r], ray_offsets[r + 1]).
 std::vector<torch::Tensor> composite_forward(torch::Tensor sigmas, torch::Tensor rgbs, torch::Tensor t_starts,
                                              torch::Tensor t_ends, torch::Tensor ray_offsets, double eps) {
@@ -294,6 +312,7 @@ torch::Tensor occupancy_update(torch::Tensor occs, torch::Tensor indices, torch:
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("march_rays", &march_rays, "occupancy-grid ray marching to packed samples");
+  m.def("sample_offsets", &sample_offsets, "per-ray offsets of ray-sorted samples");
   m.def("composite_forward", &composite_forward, "alpha compositing with early termination");
   m.def("composite_backward", &composite_backward, "gradients of alpha compositing");
   m.def("termination_round", &termination_round, "one round of early termination");

@@ -27,6 +27,10 @@ void launch_march_fill(const OccupancyView& grid, const float* origins, const fl
                        const int64_t* sample_offsets, int64_t* ray_indices, float* t_starts, float* t_ends,
                        cudaStream_t stream);
 
+// offsets (n_rays + 1) of ray-sorted ray_indices (n): the samples of ray r are [offsets[r], offsets[r + 1]).
+void launch_sample_offsets(const int64_t* ray_indices, int64_t n, int64_t n_rays, int64_t* offsets,
+                           cudaStream_t stream);
+
 // ray_offsets (n_rays + 1): the samples of ray r are [ray_offsets[r], ray_offsets[r + 1]).
 void launch_composite_forward(const float* sigmas, const float* rgbs, const float* t_starts, const float* t_ends,
                               const int64_t* ray_offsets, int64_t n_rays, float eps, float* rgb, float* depth,

@@ -61,6 +61,15 @@ std::vector<torch::Tensor> march_rays(torch::Tensor origins, torch::Tensor direc
   return {ray_indices, t_starts, t_ends};
 }
 
+torch::Tensor sample_offsets(torch::Tensor ray_indices, int64_t n_rays) {
+  TORCH_CHECK(ray_indices.is_cuda() && ray_indices.scalar_type() == torch::kInt64 && ray_indices.is_contiguous(),
+              "ray_indices: contiguous int64 on the GPU");
+  auto offsets = torch::empty({n_rays + 1}, ray_indices.options());
+  fields::launch_sample_offsets(ray_indices.data_ptr<int64_t>(), ray_indices.size(0), n_rays,
+                                offsets.data_ptr<int64_t>(), stream());
+  return offsets;
+}
+
 std::vector<torch::Tensor> composite_forward(torch::Tensor sigmas, torch::Tensor rgbs, torch::Tensor t_starts,
                                              torch::Tensor t_ends, torch::Tensor ray_offsets, double eps) {
   for (auto* t : {&sigmas, &rgbs, &t_starts, &t_ends}) check_cuda_float(*t, "composite input");
@@ -168,6 +177,7 @@ torch::Tensor occupancy_update(torch::Tensor occs, torch::Tensor indices, torch:
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("march_rays", &march_rays, "occupancy-grid ray marching to packed samples");
+  m.def("sample_offsets", &sample_offsets, "per-ray offsets of ray-sorted samples");
   m.def("composite_forward", &composite_forward, "alpha compositing with early termination");
   m.def("composite_backward", &composite_backward, "gradients of alpha compositing");
   m.def("termination_round", &termination_round, "one round of early termination");
