@@ -20,9 +20,7 @@ from .torch_ops import PackedSamples
 class RenderOps:
     ray_aabb_intersect: Callable
     march_rays: Callable
-    ray_starts: Callable
     sample_offsets: Callable
-    transmittance: Callable
     composite: Callable
     termination_round: Callable
     occupancy_update: Callable
@@ -31,9 +29,7 @@ class RenderOps:
 TORCH_OPS = RenderOps(
     ray_aabb_intersect=torch_ops.ray_aabb_intersect,
     march_rays=torch_ops.march_rays,
-    ray_starts=torch_ops.ray_starts,
     sample_offsets=torch_ops.sample_offsets,
-    transmittance=torch_ops.transmittance,
     composite=torch_ops.composite,
     termination_round=torch_ops.termination_round,
     occupancy_update=torch_ops.occupancy_update,
@@ -69,10 +65,8 @@ def native_ops(kernels: ModuleType) -> RenderOps:
     return RenderOps(
         ray_aabb_intersect=torch_ops.ray_aabb_intersect,
         march_rays=march_rays,
-        ray_starts=torch_ops.ray_starts,
-        sample_offsets=sample_offsets,
-        transmittance=torch_ops.transmittance,
-        composite=composite,
+            sample_offsets=sample_offsets,
+            composite=composite,
         termination_round=termination_round,
         occupancy_update=occupancy_update,
     )
