@@ -15,6 +15,7 @@ def _add_train(sub) -> None:
     p.add_argument("--scene", default="lego", help="scene name under the data root, or a scene folder")
     p.add_argument("--data-root",
                    help="folder holding nerf_synthetic/<scene> (default: $FIELDS_DATA_ROOT, ../shared/data)")
+    p.add_argument("--data", help="a scene written by `fields convert` (or any format it reads); replaces --scene")
     p.add_argument("--field", default="hashgrid", help="backbone: hashgrid (default) or mlp")
     p.add_argument("--preset", help="backbone preset (default: the device's, e.g. hashgrid 'cpu' or 'published')")
     p.add_argument("--steps", type=int, help="training steps (default 20000)")
@@ -41,8 +42,10 @@ def cmd_train(args) -> int:
         overrides = {k: v for k, v in (("steps", args.steps), ("time_budget", args.time_budget)) if v is not None}
         result = resume(Path(args.resume), overrides)
     else:
+        data = Path(args.data).expanduser().resolve() if args.data else None
         config = TrainConfig(
-            scene=args.scene, data_root=args.data_root, field=args.field, preset=args.preset,
+            scene=(data.name if data.is_dir() else data.parent.name) if data else args.scene,
+            data=str(data) if data else None, data_root=args.data_root, field=args.field, preset=args.preset,
             steps=args.steps if args.steps is not None else (0 if args.time_budget else TrainConfig.steps),
             time_budget=args.time_budget, device=args.device, threads=args.threads, seed=args.seed,
             output=args.output, samples_per_step=args.samples_per_step, downscale=args.downscale,
