@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from .cameras import Cameras
 from .capture import Capture, Normalization, apply_normalization, check_poses
 from .errors import DatasetError
 from .images import image_size
@@ -93,4 +95,21 @@ def normalise_forward_facing(capture: Capture) -> Capture:
                          rotation=avg[:3, :3].T)
     out = apply_normalization(capture, norm, aabb=np.array([-1.0, -1, -1, 1, 1, 1]), near=0.0, bounded=True)
     out.ndc_near = NDC_NEAR
+    out.aabb = ndc_box(out)
     return out
+
+
+def ndc_box(capture: Capture) -> np.ndarray:
+    """(6,) box in NDC holding every camera's frustum from the near plane (z = -1) to infinity (z = 1)."""
+    n = len(capture)
+    intrinsics = torch.from_numpy(capture.intrinsics).float()
+    cameras = Cameras(torch.from_numpy(capture.camera_to_world).float(), intrinsics[:, :2], intrinsics[:, 2:],
+                      capture.width, capture.height, ndc_near=capture.ndc_near)
+    xs = torch.tensor([0.0, capture.width, 0.0, capture.width]).repeat(n)
+    ys = torch.tensor([0.0, 0.0, capture.height, capture.height]).repeat(n)
+    rays = cameras.rays(torch.arange(n).repeat_interleave(4), xs, ys)
+    far = rays.origins + rays.directions * (2.0 / rays.directions[:, 2:3])
+    corners = torch.cat([rays.origins, far])[:, :2]
+    lo = torch.minimum(corners.min(0).values, torch.tensor(-1.0)).tolist()
+    hi = torch.maximum(corners.max(0).values, torch.tensor(1.0)).tolist()
+    return np.array([lo[0], lo[1], -1.0, hi[0], hi[1], 1.0])
