@@ -110,7 +110,9 @@ def check_poses(capture: Capture, origin: Path) -> None:
     """Every pose a finite rigid transform; intrinsics finite with positive focal lengths."""
     for i, pose in enumerate(capture.camera_to_world):
         rot = pose[:3, :3]
-        if not np.isfinite(pose).all() or not np.allclose(rot @ rot.T, np.eye(3), atol=1e-3):
+        with np.errstate(over="ignore", invalid="ignore"):
+            rigid = np.isfinite(pose).all() and np.allclose(rot @ rot.T, np.eye(3), atol=1e-3)
+        if not rigid:
             raise DatasetError(origin, f"{capture.records[i]}: camera pose is not a finite rotation and translation")
     bad = ~np.isfinite(capture.intrinsics).all(axis=1) | (capture.intrinsics[:, :2] <= 0).any(axis=1)
     if bad.any():
@@ -167,6 +169,10 @@ def capture_scene(capture: Capture, split: str, downscale: int = 1) -> SceneData
     paths = [prescaled / capture.image_paths[i].name if prescaled else capture.image_paths[i] for i in indices]
     images = read_images(paths, [capture.records[i] for i in indices], 1 if prescaled else downscale)
     h, w = images.shape[1:3]
+    if not prescaled and (w, h) != (capture.width // downscale, capture.height // downscale):
+        raise DatasetError(paths[0], f"image is {w * downscale}x{h * downscale} but {capture.records[indices[0]]} "
+                           f"states {capture.width}x{capture.height}",
+                           "The images must be the ones the poses were computed on (not a resized copy).")
     intr = torch.from_numpy(capture.intrinsics[indices]).float()
     scale = float(downscale)
     distortion = torch.from_numpy(capture.distortion[indices]).float()

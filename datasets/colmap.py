@@ -279,9 +279,9 @@ def colmap_capture(model: ColmapModel, image_dir: Path, name: str = "") -> Captu
             raise DatasetError(cameras_file, f"camera_id {camera.camera_id}: camera model {camera.model} is not "
                                f"supported (supported: {', '.join(SUPPORTED_MODELS)})",
                                "Undistort the images with `colmap image_undistorter` and convert its output.")
-        if not np.isfinite(image.qvec).all() or np.linalg.norm(image.qvec) < 1e-9:
-            raise DatasetError(images_file, f"image_id {image.image_id}: quaternion {image.qvec.tolist()} is not a "
-                               "rotation")
+        if not np.isfinite(image.qvec).all() or np.linalg.norm(image.qvec) < 1e-9 or not np.isfinite(image.tvec).all():
+            raise DatasetError(images_file, f"image_id {image.image_id}: pose {image.qvec.tolist()} "
+                               f"{image.tvec.tolist()} is not a finite rotation and translation")
         intr, k = camera_intrinsics(camera)
         poses.append(image_camera_to_world(image))
         intrinsics.append(intr)

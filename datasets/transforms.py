@@ -40,7 +40,9 @@ def read_json(path: Path) -> dict:
 
 
 def _number(path: Path, where: str, record: dict, key: str, default=None, positive: bool = False) -> float | None:
-    value = record.get(key, default)
+    value = record.get(key)
+    if value is None:  # absent or null: the default
+        value = default
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or (
