@@ -101,8 +101,8 @@ class Capture:
 
 
 def holdout_splits(n: int) -> dict[str, list[int]]:
-    """Every 8th image (from the first) for val and test, the rest for training; all for training if n < 8."""
-    held = list(range(0, n, HOLDOUT_EVERY)) if n >= HOLDOUT_EVERY else []
+    """Every 8th image (from the first) for val and test, the rest for training (a single image: train only)."""
+    held = list(range(0, n, HOLDOUT_EVERY)) if n >= 2 else []
     return {"train": [i for i in range(n) if i not in held], "val": held, "test": held}
 
 
@@ -164,7 +164,7 @@ def capture_scene(capture: Capture, split: str, downscale: int = 1) -> SceneData
     indices = capture.splits[split]
     if not indices:
         raise DatasetError(capture.image_paths[0].parent, f"split '{split}' holds no images",
-                           f"The capture has {len(capture)} images; at least {HOLDOUT_EVERY} give a held-out split.")
+                           "A capture of one image has no held-out views; give the file split lists.")
     prescaled = capture.image_dirs.get(downscale)
     paths = [prescaled / capture.image_paths[i].name if prescaled else capture.image_paths[i] for i in indices]
     images = read_images(paths, [capture.records[i] for i in indices], 1 if prescaled else downscale)

@@ -28,6 +28,8 @@ def detect_format(path: str | Path) -> str:
             return "video"
         if path.name == "poses_bounds.npy":
             return "llff"
+        if path.name.startswith("transforms_") and path.suffix == ".json":
+            return "blender"
         if path.suffix == ".json":
             return "canonical" if is_canonical(path) else _transforms_kind(path)
         raise DatasetError(path, "unknown input: expected a folder, a transforms.json, a poses_bounds.npy or a video")
@@ -66,7 +68,7 @@ def read_capture(path: str | Path, fmt: str | None = None, image_dir: str | Path
     if fmt == "canonical":
         return read_canonical(path)
     if fmt == "blender":
-        return read_blender_capture(path)
+        return read_blender_capture(path.parent if path.is_file() else path)
     if fmt in ("nerfstudio", "instant-ngp"):
         capture, meta = read_transforms_capture(_transforms_path(path))
         if fmt == "instant-ngp":

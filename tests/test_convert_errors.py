@@ -53,7 +53,7 @@ def test_mismatched_image_sizes(tmp_path):
     with pytest.raises(DatasetError, match=r"cameras.bin: cameras have different image sizes \[\(16, 12\), \(20, 12"):
         read_capture(tmp_path / "a")
     _colmap(tmp_path / "b", sizes=(32, 24))  # images resized after COLMAP ran
-    with pytest.raises(DatasetError, match=r"im0.png: image is 32x24 but images.bin image_id 1 \(im0.png\) states"):
+    with pytest.raises(DatasetError, match=r"im1.png: image is 32x24 but images.bin image_id 2 \(im1.png\) states"):
         load_dataset(tmp_path / "b", "train")
     c2w = orbit_c2w(2)
     write_images(tmp_path / "ns", ["a.png", "b.png"], 8, 8)
@@ -138,7 +138,7 @@ def test_fuzzed_files_raise_only_dataset_errors(valid_scenes, scene, name, cut, 
 
 def test_fuzz_harness_loads_the_unmodified_scenes(valid_scenes):
     for scene in ("colmap_bin", "colmap_txt", "llff", "ns", "canonical"):
-        assert len(load_dataset(valid_scenes / scene, "train").images) >= 3
+        assert len(load_dataset(valid_scenes / scene, "train").images) >= 2
     assert json.loads((valid_scenes / "canonical" / "transforms.json").read_text())["fields"]["source"] == "colmap"
     assert iio.imread(valid_scenes / "colmap_bin" / "images" / "im1.png").shape == (12, 16, 3)
 
