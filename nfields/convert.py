@@ -83,6 +83,7 @@ def convert(input_path: str | Path, out: str | Path, fmt: str | None = None, dow
             write_canonical(capture, temp, tuple(downscales), progress=bar.update)
         if model_dir is not None:  # keep COLMAP's model (capture coordinates) beside the converted scene
             shutil.copytree(model_dir, temp / "colmap" / "sparse" / "0")
+            shutil.copyfile(temp / ".work" / "colmap" / "colmap.log", temp / "colmap" / "colmap.log")
         shutil.rmtree(temp / ".work", ignore_errors=True)
         _check_destination(out)
         if out.exists():

@@ -86,6 +86,7 @@ def test_video_converts_to_the_requested_frame_count(video, tmp_path, fake_colma
     assert main(["convert", str(video), "--out", str(out), "--frames", "8", "--downscales", "2"]) == 0
     assert len(list((out / "images").glob("*.png"))) == 8 and len(list((out / "images_2").glob("*.png"))) == 8
     assert (out / "colmap" / "sparse" / "0" / "images.txt").is_file() and not (out / ".work").exists()
+    assert "colmap mapper --database_path" in (out / "colmap" / "colmap.log").read_text()
     assert detect_format(out) == "canonical"
     scene = load_dataset(out, "train", downscale=2)
     assert scene.images.shape == (7, 24, 32, 3) and not scene.bounded
