@@ -1,6 +1,7 @@
 """Round trips through `fields convert`: every format lands in the canonical layout with its poses intact."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from capture_writers import orbit_c2w, write_colmap_model, write_images, write_l
 from plyfile import PlyData
 
 from nfields.cli import main
+from nfields.config import TrainConfig
 from nfields.convert import convert
 from nfields.datasets import (
     detect_format,
@@ -19,6 +21,7 @@ from nfields.datasets import (
     write_blender_scene,
 )
 from nfields.datasets.distortion import distort, undistort
+from nfields.train import train
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +169,18 @@ def test_instant_ngp_box(tmp_path):
     np.testing.assert_allclose(capture.normalization.center, [0, 0, 1])
     assert capture.normalization.scale == pytest.approx(0.5) and capture.bounded
     assert capture.intrinsics[0, 0] == pytest.approx(5 / np.tan(0.4))
+
+
+def test_train_on_converted_scene(blender_dir, tmp_path, monkeypatch):
+    convert(blender_dir, tmp_path / "scene", progress=False)
+    run = tmp_path / "run"
+    result = train(TrainConfig(scene="scene", data=str(tmp_path / "scene"), field="mlp", steps=3, output=str(run),
+                               grid_resolution=16, samples_per_step=1 << 12, initial_rays=64, eval_every=1e9,
+                               final_eval_views=1), progress=False)
+    assert result.step == 3 and result.metrics["views"] == 1
+    assert main(["eval", str(run), "--views", "1"]) == 0  # eval finds the scene through the run's config
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--steps", "3"]) == 2
+    seen = []
+    monkeypatch.setattr("nfields.train.train", lambda config: seen.append(config) or SimpleNamespace(metrics=None))
+    assert main(["train", "--data", str(tmp_path / "scene")]) == 130
+    assert seen[0].data == str((tmp_path / "scene").resolve()) and seen[0].scene == "scene"
