@@ -44,8 +44,8 @@ def cmd_train(args) -> int:
     else:
         data = Path(args.data).expanduser().resolve() if args.data else None
         config = TrainConfig(
-            scene=(data.name if data.is_dir() else data.parent.name) if data else args.scene,
-            data=str(data) if data else None, data_root=args.data_root, field=args.field, preset=args.preset,
+            scene=args.scene, data=str(data) if data else None, data_root=args.data_root, field=args.field,
+            preset=args.preset,
             steps=args.steps if args.steps is not None else (0 if args.time_budget else TrainConfig.steps),
             time_budget=args.time_budget, device=args.device, threads=args.threads, seed=args.seed,
             output=args.output, samples_per_step=args.samples_per_step, downscale=args.downscale,

@@ -43,6 +43,11 @@ class TrainConfig:
     checkpoint_every: float = 300.0  # seconds of training between checkpoints
     snapshot_minutes: list[float] = dataclass_field(default_factory=list)  # keep checkpoints at these training times
 
+    def __post_init__(self):
+        if self.data is not None and self.scene == TrainConfig.scene:  # label runs by the data's folder
+            data = Path(self.data).expanduser()
+            self.scene = data.parent.name if data.is_file() else data.name
+
     def validate(self) -> None:
         if self.steps <= 0 and not self.time_budget:
             raise FieldsError("config: 'steps' must be positive, or give a 'time_budget'")
