@@ -117,8 +117,8 @@ def check_poses(capture: Capture, origin: Path) -> None:
     bad = ~np.isfinite(capture.intrinsics).all(axis=1) | (capture.intrinsics[:, :2] <= 0).any(axis=1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DatasetError(origin, f"{capture.records[i]}: focal lengths must be positive, got "
-                                   f"{capture.intrinsics[i, :2].tolist()}")
+        raise DatasetError(origin, f"{capture.records[i]}: intrinsics must be finite with positive focal lengths, "
+                                   f"got fx, fy, cx, cy = {capture.intrinsics[i].tolist()}")
 
 
 def up_rotation(c2w: np.ndarray) -> np.ndarray:
@@ -133,7 +133,7 @@ def up_rotation(c2w: np.ndarray) -> np.ndarray:
     return np.eye(3) + vx + vx @ vx / (1 + c)
 
 
-def normalise_captured(capture: Capture, margin: float = 1.0) -> Capture:
+def normalise_captured(capture: Capture) -> Capture:
     """A real capture (COLMAP, nerfstudio, video): up to +z, centred on the cameras, cameras inside [-1, 1]^3.
 
     The scene is marked unbounded: see UNBOUNDED_NOTE.
@@ -142,7 +142,7 @@ def normalise_captured(capture: Capture, margin: float = 1.0) -> Capture:
     positions = capture.camera_to_world[:, :3, 3] @ rotation.T
     center_rot = positions.mean(axis=0)
     extent = np.abs(positions - center_rot).max()
-    norm = Normalization(center=rotation.T @ center_rot, scale=margin / max(float(extent), 1e-9), rotation=rotation)
+    norm = Normalization(center=rotation.T @ center_rot, scale=1.0 / max(float(extent), 1e-9), rotation=rotation)
     return apply_normalization(capture, norm, aabb=np.array([-1.0, -1, -1, 1, 1, 1]), near=0.05, bounded=False)
 
 
