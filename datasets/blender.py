@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
 import torch
 
 from .cameras import Cameras
+from .capture import Capture
 from .errors import DatasetError
+from .images import image_size, read_images
 from .scene import SceneData
 
 # nerfacc and TensoRF bound Blender scenes by +-1.5 and start rays at 2 units from the camera.
@@ -57,24 +57,6 @@ def _image_path(scene_dir: Path, file_path: str) -> Path:
     return path if path.suffix else path.with_suffix(".png")
 
 
-def _read_image(path: Path, json_path: Path, i: int, downscale: int) -> np.ndarray:
-    if not path.is_file():
-        raise DatasetError(path, f"image is missing (named by {json_path.name} frames[{i}].file_path)")
-    try:
-        img = iio.imread(path)
-    except Exception as err:  # imageio raises many types for unreadable files
-        raise DatasetError(path, f"image cannot be read ({err.__class__.__name__}: {err})") from None
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=-1)
-    if img.dtype != np.uint8:
-        raise DatasetError(path, f"expected an 8-bit image, got {img.dtype}")
-    if downscale > 1:
-        h, w = img.shape[0] // downscale * downscale, img.shape[1] // downscale * downscale
-        img = img[:h, :w].reshape(h // downscale, downscale, w // downscale, downscale, -1)
-        img = (img.astype(np.float32).mean(axis=(1, 3)) + 0.5).astype(np.uint8)
-    return img
-
-
 def load_blender_scene(scene_dir: str | Path, split: str = "train", downscale: int = 1) -> SceneData:
     """Load one split of a Blender scene; images stay uint8 RGBA (composite them per batch).
 
@@ -87,22 +69,39 @@ def load_blender_scene(scene_dir: str | Path, split: str = "train", downscale: i
     meta = _read_transforms(json_path)
     poses = [_frame_pose(json_path, i, f) for i, f in enumerate(meta["frames"])]
     paths = [_image_path(scene_dir, f["file_path"]) for f in meta["frames"]]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        images = list(pool.map(lambda a: _read_image(a[1], json_path, a[0], downscale), enumerate(paths)))
-    h, w, c = images[0].shape
-    for i, (img, path) in enumerate(zip(images, paths)):
-        if img.shape[:2] != (h, w):
-            raise DatasetError(
-                path, f"image is {img.shape[1]}x{img.shape[0]} but frames[0] ({paths[0].name}) is {w}x{h}",
-                "All images of a split must share one size.",
-            )
-        if img.shape[2] != c:
-            raise DatasetError(path, f"image has {img.shape[2]} channels but frames[0] has {c}")
+    images = read_images(paths, [f"{json_path.name} frames[{i}].file_path" for i in range(len(paths))], downscale)
+    h, w = images.shape[1:3]
     cameras = Cameras.from_fov_x(torch.from_numpy(np.stack(poses)), float(meta["camera_angle_x"]), w, h)
     return SceneData(
         cameras=cameras,
-        images=torch.from_numpy(np.stack(images)),
+        images=torch.from_numpy(images),
         aabb=torch.tensor(BLENDER_AABB, dtype=torch.float32),
         name=scene_dir.name,
         near=BLENDER_NEAR,
     )
+
+
+def read_blender_capture(scene_dir: str | Path) -> Capture:
+    """All splits of a Blender scene as one Capture (bounded, box +-1.5, rays from 2 units)."""
+    scene_dir = Path(scene_dir)
+    paths, poses, intrinsics, records, splits = [], [], [], [], {}
+    size = None
+    for split in ("train", "val", "test"):
+        json_path = scene_dir / f"transforms_{split}.json"
+        if split != "train" and not json_path.is_file():
+            continue
+        meta = _read_transforms(json_path)
+        start = len(paths)
+        for i, frame in enumerate(meta["frames"]):
+            poses.append(_frame_pose(json_path, i, frame))
+            paths.append(_image_path(scene_dir, frame["file_path"]))
+            records.append(f"{json_path.name} frames[{i}]")
+        if size is None:
+            size = image_size(paths[start], records[start])
+        f = 0.5 * size[0] / np.tan(0.5 * float(meta["camera_angle_x"]))
+        intrinsics += [[f, f, size[0] / 2.0, size[1] / 2.0]] * (len(paths) - start)
+        splits[split] = list(range(start, len(paths)))
+    n = len(paths)
+    return Capture(paths, np.stack(poses).astype(np.float64), np.array(intrinsics), np.zeros((n, 6)), size[0],
+                   size[1], source="blender", name=scene_dir.name, records=records, splits=splits,
+                   aabb=np.array(BLENDER_AABB), near=BLENDER_NEAR, bounded=True)

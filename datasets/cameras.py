@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .distortion import undistort
+
 
 @dataclass
 class RayBundle:
@@ -23,10 +25,13 @@ class RayBundle:
 
 @dataclass
 class Cameras:
-    """N pinhole cameras sharing one image size.
+    """N pinhole cameras sharing one image size, each with its own intrinsics.
 
     camera_to_world: (N, 4, 4) float32, OpenGL axes. focal: (N, 2) fx, fy in pixels.
     principal: (N, 2) cx, cy in pixels (pixel centres lie at integer + 0.5).
+    distortion: (N, 6) k1, k2, k3, k4, p1, p2 (OpenCV model, see distortion.py) or None; rays are undistorted.
+    ndc_near: when set, rays are mapped into normalised device coordinates of a forward-facing scene
+        (near plane at -ndc_near along -z, far plane at infinity), as in NeRF's LLFF scenes.
     """
 
     camera_to_world: torch.Tensor
@@ -34,6 +39,8 @@ class Cameras:
     principal: torch.Tensor
     width: int
     height: int
+    distortion: torch.Tensor | None = None
+    ndc_near: float | None = None
 
     def __len__(self) -> int:
         return self.camera_to_world.shape[0]
@@ -56,11 +63,17 @@ class Cameras:
         c2w = self.camera_to_world[camera_index]  # (R, 4, 4)
         fx, fy = self.focal[camera_index].unbind(-1)
         cx, cy = self.principal[camera_index].unbind(-1)
+        u, v = (x - cx) / fx, (y - cy) / fy  # normalised image coordinates, y down (OpenCV)
+        if self.distortion is not None:
+            u, v = undistort(u, v, self.distortion[camera_index])
         # OpenGL camera: image y grows downwards, camera y upwards, camera looks along -z.
-        d_cam = torch.stack([(x - cx) / fx, -(y - cy) / fy, -torch.ones_like(x)], dim=-1)
+        d_cam = torch.stack([u, -v, -torch.ones_like(x)], dim=-1)
         d_world = torch.einsum("rij,rj->ri", c2w[:, :3, :3], d_cam)
+        origins = c2w[:, :3, 3]
+        if self.ndc_near is not None:
+            origins, d_world = ndc_rays(origins, d_world, fx, fy, self.width, self.height, self.ndc_near)
         d_world = d_world / d_world.norm(dim=-1, keepdim=True)
-        return RayBundle(c2w[:, :3, 3].contiguous(), d_world.contiguous())
+        return RayBundle(origins.contiguous(), d_world.contiguous())
 
     def image_rays(self, index: int) -> RayBundle:
         """All rays of camera `index`, row-major through pixel centres: (H*W, 3) each."""
@@ -71,6 +84,23 @@ class Cameras:
         )
         cam = torch.full((self.height * self.width,), index, dtype=torch.long)
         return self.rays(cam, xs.reshape(-1), ys.reshape(-1))
+
+
+def ndc_rays(origins: torch.Tensor, directions: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor,
+             width: int, height: int, near: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """World rays (R, 3) of a forward-facing scene (looking down -z) in NDC (Mildenhall et al. 2020, eq. 25).
+
+    Origins move onto the near plane z = -near; the NDC box [-1, 1]^3 spans near to infinity.
+    Returns NDC origins and (unnormalised) directions (R, 3).
+    """
+    t = -(near + origins[:, 2]) / directions[:, 2]
+    o = origins + t[:, None] * directions
+    ox, oy, oz = o.unbind(-1)
+    dx, dy, dz = directions.unbind(-1)
+    ax, ay = -2.0 * fx / width, -2.0 * fy / height
+    o_ndc = torch.stack([ax * ox / oz, ay * oy / oz, 1.0 + 2.0 * near / oz], dim=-1)
+    d_ndc = torch.stack([ax * (dx / dz - ox / oz), ay * (dy / dz - oy / oz), -2.0 * near / oz], dim=-1)
+    return o_ndc, d_ndc
 
 
 def look_at(eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor) -> torch.Tensor:

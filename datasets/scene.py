@@ -20,6 +20,8 @@ class SceneData:
 
     images: (N, H, W, C) uint8, C = 4 (RGBA, straight alpha) or 3 (RGB).
     aabb: (6,) float32 min xyz then max xyz of the region holding the content.
+    bounds: (N, 2) near, far distance per image where the capture states them (LLFF), else None.
+    bounded: False for real captures whose content extends beyond aabb (see capture.UNBOUNDED_NOTE).
     """
 
     cameras: Cameras
@@ -27,6 +29,8 @@ class SceneData:
     aabb: torch.Tensor
     name: str = ""
     near: float = 0.0
+    bounds: torch.Tensor | None = None
+    bounded: bool = True
 
     def __post_init__(self):
         n, h, w, _ = self.images.shape

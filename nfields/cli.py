@@ -15,6 +15,7 @@ def _add_train(sub) -> None:
     p.add_argument("--scene", default="lego", help="scene name under the data root, or a scene folder")
     p.add_argument("--data-root",
                    help="folder holding nerf_synthetic/<scene> (default: $FIELDS_DATA_ROOT, ../shared/data)")
+    p.add_argument("--data", help="a scene written by `fields convert` (or any format it reads); replaces --scene")
     p.add_argument("--field", default="hashgrid", help="backbone: hashgrid (default) or mlp")
     p.add_argument("--preset", help="backbone preset (default: the device's, e.g. hashgrid 'cpu' or 'published')")
     p.add_argument("--steps", type=int, help="training steps (default 20000)")
@@ -41,8 +42,10 @@ def cmd_train(args) -> int:
         overrides = {k: v for k, v in (("steps", args.steps), ("time_budget", args.time_budget)) if v is not None}
         result = resume(Path(args.resume), overrides)
     else:
+        data = Path(args.data).expanduser().resolve() if args.data else None
         config = TrainConfig(
-            scene=args.scene, data_root=args.data_root, field=args.field, preset=args.preset,
+            scene=args.scene, data=str(data) if data else None, data_root=args.data_root, field=args.field,
+            preset=args.preset,
             steps=args.steps if args.steps is not None else (0 if args.time_budget else TrainConfig.steps),
             time_budget=args.time_budget, device=args.device, threads=args.threads, seed=args.seed,
             output=args.output, samples_per_step=args.samples_per_step, downscale=args.downscale,
@@ -102,10 +105,43 @@ def cmd_doctor(args) -> int:
     return 0
 
 
+def _add_convert(sub) -> None:
+    from .datasets import FORMATS
+
+    p = sub.add_parser("convert", help="turn a capture (COLMAP, LLFF, transforms.json, Blender, images, video) "
+                                       "into the canonical layout `fields train --data` reads")
+    p.add_argument("input", help="scene folder, transforms.json, poses_bounds.npy, image folder or video file")
+    p.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    p.add_argument("--from", dest="fmt", choices=FORMATS, help="input format (default: detected)")
+    p.add_argument("--downscales", type=int, nargs="*", default=[], metavar="K",
+                   help="also write images_K/ copies downscaled K times, e.g. --downscales 2 4")
+    p.add_argument("--images", help="images of a COLMAP model (default INPUT/images)")
+    p.add_argument("--frames", type=int, help="video: number of frames to keep (default 100)")
+    p.add_argument("--fps", type=float, help="video: frames per second of video to keep (instead of --frames)")
+    p.add_argument("--min-sharpness", type=float, default=0.2,
+                   help="video: drop frames less sharp than this fraction of the median (variance of Laplacian)")
+
+
+def cmd_convert(args) -> int:
+    from .convert import convert
+
+    result = convert(args.input, args.out, args.fmt, tuple(args.downscales), args.images, args.frames, args.fps,
+                     args.min_sharpness)
+    cap = result.capture
+    splits = ", ".join(f"{len(v)} {k}" for k, v in cap.splits.items())
+    print(f"{result.source_format} -> {result.out}: {len(cap)} images {cap.width}x{cap.height} ({splits}), "
+          f"{'bounded' if cap.bounded else 'unbounded'} scene in box {cap.aabb.tolist()}, "
+          f"scale {cap.normalization.scale:.4g}" + (", NDC" if cap.ndc_near else "")
+          + (f", {result.frames_dropped_blurry} blurry frames dropped" if result.frames_dropped_blurry else ""))
+    print(f"train on it: fields train --data {result.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fields", description="Neural fields: train, evaluate, render.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
+    _add_convert(sub)
     p = sub.add_parser("eval", help="PSNR and SSIM of a trained run on a split")
     p.add_argument("run")
     p.add_argument("--split", default="val", choices=["train", "val", "test"])
@@ -131,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "download": cmd_download,
-            "doctor": cmd_doctor}
+            "doctor": cmd_doctor, "convert": cmd_convert}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from .errors import FieldsError
 class TrainConfig:
     scene: str = "lego"
     data_root: str | None = None
+    data: str | None = None  # a converted scene or any capture format `fields convert` reads; replaces `scene`
     field: str = "hashgrid"
     preset: str | None = None  # None: the backbone's default for the device
     steps: int = 20000
@@ -42,6 +43,11 @@ class TrainConfig:
     checkpoint_every: float = 300.0  # seconds of training between checkpoints
     snapshot_minutes: list[float] = dataclass_field(default_factory=list)  # keep checkpoints at these training times
 
+    def __post_init__(self):
+        if self.data is not None and self.scene == TrainConfig.scene:  # label runs by the data's folder
+            data = Path(self.data).expanduser()
+            self.scene = data.parent.name if data.is_file() else data.name
+
     def validate(self) -> None:
         if self.steps <= 0 and not self.time_budget:
             raise FieldsError("config: 'steps' must be positive, or give a 'time_budget'")
@@ -51,6 +57,8 @@ class TrainConfig:
             raise FieldsError(f"config: 'loss' must be 'huber' or 'mse', got '{self.loss}'")
         if self.grid_resolution < 2 or self.grid_resolution % 2:
             raise FieldsError(f"config: 'grid_resolution' must be an even number of cells, got {self.grid_resolution}")
+        if self.data is not None and not Path(self.data).expanduser().exists():
+            raise FieldsError(f"config: 'data' path {self.data} does not exist")
         if self.device not in ("auto", "cpu", "cuda"):
             raise FieldsError(f"config: 'device' must be auto, cpu or cuda, got '{self.device}'")
 

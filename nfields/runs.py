@@ -9,7 +9,7 @@ import torch
 
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
-from .datasets import SceneData, load_blender_scene, resolve_scene_dir
+from .datasets import SceneData, load_blender_scene, load_dataset, resolve_scene_dir
 from .errors import FieldsError
 from .fields import Field, UnknownFieldError, build_field, default_preset
 from .renderers import VolumeRenderer
@@ -27,7 +27,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_scene(config: TrainConfig, split: str, data_root: str | None = None) -> SceneData:
-    """A split of the run's scene; `data_root` overrides the one the run was trained with."""
+    """A split of the run's scene; `data_root` overrides the one the run was trained with.
+
+    With `config.data` set, the scene is read from that path in any format `fields convert` reads.
+    """
+    if config.data is not None:
+        return load_dataset(Path(config.data).expanduser(), split, config.downscale)
     return load_blender_scene(resolve_scene_dir(config.scene, data_root or config.data_root), split, config.downscale)
 
 

@@ -1,0 +1,144 @@
+"""The canonical layout `fields convert` writes and `fields train --data` reads.
+
+    transforms.json   nerfstudio-style: OpenGL camera-to-world per frame, per-frame intrinsics
+                      (fl_x, fl_y, cx, cy, k1..k4, p1, p2), w, h, camera_model, {train,val,test}_filenames,
+                      applied_transform / applied_scale, and a `fields` block (box, near, bounded, NDC,
+                      per-frame near/far bounds, the capture -> scene normalisation, downscales, source)
+    images/           full-size images;  images_2/, images_4/, ...: area-averaged copies
+    sparse_pc.ply     sparse points in scene coordinates (where the capture has them)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+
+from .capture import UNBOUNDED_NOTE, Capture, Normalization
+from .distortion import PARAM_NAMES
+from .errors import DatasetError
+from .images import downscale_image, read_image
+from .pointcloud import write_ply_points
+from .transforms import read_transforms_capture
+
+FORMAT_VERSION = 1
+PLY_NAME = "sparse_pc.ply"
+
+
+def is_canonical(path: Path) -> bool:
+    """A folder (or transforms.json) written by `fields convert`."""
+    json_path = path / "transforms.json" if path.is_dir() else path
+    if not json_path.is_file():
+        return False
+    try:
+        return "fields" in json.loads(json_path.read_text())
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+
+
+def _image_names(capture: Capture) -> list[str]:
+    """Unique output names: the source names, prefixed by their folder where two share a name."""
+    names = [p.name for p in capture.image_paths]
+    if len(set(names)) == len(names):
+        return names
+    return [f"{p.parent.name}_{p.name}" for p in capture.image_paths]
+
+
+def _frame(capture: Capture, i: int, name: str) -> dict:
+    fx, fy, cx, cy = capture.intrinsics[i].tolist()
+    frame = {"file_path": f"images/{name}", "transform_matrix": capture.camera_to_world[i].tolist(),
+             "fl_x": fx, "fl_y": fy, "cx": cx, "cy": cy}
+    frame.update(dict(zip(PARAM_NAMES, capture.distortion[i].tolist())))
+    if capture.bounds is not None:
+        frame["near_far"] = capture.bounds[i].tolist()
+    return frame
+
+
+def write_canonical(capture: Capture, out: Path, downscales: tuple[int, ...] = (), progress=None) -> dict:
+    """Write a normalised capture into the existing, empty folder `out`; returns the transforms.json content.
+
+    Images are copied byte for byte into images/; images_<k>/ hold area-averaged copies (same names).
+    progress: optional callable(int) told of each image written.
+    """
+    names = _image_names(capture)
+    for folder in ["images"] + [f"images_{k}" for k in downscales]:
+        (out / folder).mkdir()
+    for i, (src, name) in enumerate(zip(capture.image_paths, names)):
+        if not src.is_file():
+            raise DatasetError(src, f"image is missing (named by {capture.records[i]})")
+        shutil.copyfile(src, out / "images" / name)
+        if downscales:
+            img = read_image(src, capture.records[i])
+            for k in downscales:
+                iio.imwrite(out / f"images_{k}" / name, downscale_image(img, k))
+        if progress:
+            progress(1)
+    norm = capture.normalization
+    distorted = bool(np.abs(capture.distortion).max() > 0)
+    meta = {
+        "camera_model": "OPENCV" if distorted else "PINHOLE",
+        "w": capture.width, "h": capture.height,
+        "frames": [_frame(capture, i, name) for i, name in enumerate(names)],
+        **{f"{s}_filenames": [f"images/{names[i]}" for i in capture.splits.get(s, [])]
+           for s in ("train", "val", "test")},
+        "applied_transform": (norm.matrix()[:3] / norm.scale).tolist(),
+        "applied_scale": norm.scale,
+        "fields": {
+            "format_version": FORMAT_VERSION, "source": capture.source, "name": capture.name,
+            "aabb": capture.aabb.tolist(), "near": capture.near, "bounded": capture.bounded,
+            "ndc_near": capture.ndc_near, "normalization": norm.to_json(), "downscales": list(downscales),
+        },
+    }
+    if not capture.bounded:
+        meta["fields"]["note"] = UNBOUNDED_NOTE
+    if capture.points is not None and len(capture.points):
+        write_ply_points(out / PLY_NAME, capture.points, capture.colors)
+        meta["ply_file_path"] = PLY_NAME
+    (out / "transforms.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return meta
+
+
+def _field(path: Path, block: dict, key: str, kind, optional: bool = False):
+    value = block.get(key)
+    if value is None and optional:
+        return None
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise DatasetError(path, f"fields.{key} is missing or malformed (got {value!r})",
+                           "Not written by `fields convert`, or edited since: re-run the conversion.") from None
+
+
+def read_canonical(path: str | Path) -> Capture:
+    """A converted scene (folder or its transforms.json), in scene coordinates."""
+    path = Path(path)
+    json_path = path / "transforms.json" if path.is_dir() else path
+    capture, meta = read_transforms_capture(json_path)
+    block = meta.get("fields")
+    if not isinstance(block, dict):
+        raise DatasetError(json_path, "field 'fields' is missing: not a scene written by `fields convert`")
+    aabb = _field(json_path, block, "aabb", lambda v: np.asarray(v, dtype=np.float64))
+    if aabb.shape != (6,) or not np.isfinite(aabb).all() or (aabb[3:] <= aabb[:3]).any():
+        raise DatasetError(json_path, f"fields.aabb must be min xyz then max xyz, got {block.get('aabb')!r}")
+    norm_block = block.get("normalization") if isinstance(block.get("normalization"), dict) else {}
+    capture.normalization = Normalization(
+        center=_field(json_path, norm_block, "center", lambda v: np.asarray(v, dtype=np.float64).reshape(3)),
+        scale=_field(json_path, norm_block, "scale", float),
+        rotation=_field(json_path, norm_block, "rotation", lambda v: np.asarray(v, dtype=np.float64).reshape(3, 3)),
+    )
+    capture.aabb, capture.near = aabb, _field(json_path, block, "near", float)
+    capture.bounded = bool(block.get("bounded", True))
+    capture.ndc_near = _field(json_path, block, "ndc_near", float, optional=True)
+    capture.source = str(block.get("source", "canonical"))
+    capture.name = str(block.get("name", json_path.parent.name))
+    frames = meta["frames"]
+    if all("near_far" in f for f in frames):
+        capture.bounds = _field(json_path, {"near_far": [f["near_far"] for f in frames]}, "near_far",
+                                lambda v: np.asarray(v, dtype=np.float64).reshape(len(frames), 2))
+    for k in block.get("downscales", []) if isinstance(block.get("downscales"), list) else []:
+        if isinstance(k, int) and (json_path.parent / f"images_{k}").is_dir():
+            capture.image_dirs[k] = json_path.parent / f"images_{k}"
+    return capture

@@ -1,0 +1,185 @@
+"""A capture: posed images in one common form that every input format is read into.
+
+Readers (blender, colmap, llff, transforms) build a Capture in the capture's own coordinates;
+`normalise` maps it into the scene box; `capture_scene` reads one split's images into a SceneData.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .cameras import Cameras
+from .errors import DatasetError
+from .images import read_images
+from .scene import SceneData
+
+OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
+SPLITS = ("train", "val", "test")
+HOLDOUT_EVERY = 8  # captures without splits: every 8th image is held out for val/test (LLFF convention)
+UNBOUNDED_NOTE = ("captured scene normalised into the box by its camera positions; content beyond the box "
+                  "needs a scene contraction and occupancy-grid cascades, which the renderer does not have yet")
+
+
+@dataclass
+class Normalization:
+    """p_scene = scale * (rotation @ p_capture - rotation @ center): capture coordinates into the scene box."""
+
+    center: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    scale: float = 1.0
+    rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
+
+    def matrix(self) -> np.ndarray:
+        """(4, 4) similarity taking homogeneous capture points into the scene."""
+        m = np.eye(4)
+        m[:3, :3] = self.scale * self.rotation
+        m[:3, 3] = -self.scale * self.rotation @ self.center
+        return m
+
+    def apply_to_poses(self, c2w: np.ndarray) -> np.ndarray:
+        """Camera-to-world (N, 4, 4) in capture coordinates -> scene coordinates (rotations stay orthonormal)."""
+        out = c2w.copy()
+        out[:, :3, :3] = self.rotation @ c2w[:, :3, :3]
+        out[:, :3, 3] = self.scale * (c2w[:, :3, 3] - self.center) @ self.rotation.T
+        return out
+
+    def invert_poses(self, c2w: np.ndarray) -> np.ndarray:
+        """Scene camera-to-world (N, 4, 4) -> capture coordinates (for exports)."""
+        out = c2w.copy()
+        out[:, :3, :3] = self.rotation.T @ c2w[:, :3, :3]
+        out[:, :3, 3] = c2w[:, :3, 3] @ self.rotation / self.scale + self.center
+        return out
+
+    def to_json(self) -> dict:
+        return {"center": self.center.tolist(), "scale": float(self.scale), "rotation": self.rotation.tolist(),
+                "capture_to_scene": self.matrix().tolist()}
+
+
+@dataclass
+class Capture:
+    """Posed images. N images, P sparse points.
+
+    camera_to_world: (N, 4, 4) OpenGL axes. intrinsics: (N, 4) fx, fy, cx, cy in pixels of the full-size image.
+    distortion: (N, 6) k1, k2, k3, k4, p1, p2 (zeros: pinhole). width, height: full image size.
+    bounds: (N, 2) near, far per image (LLFF) or None. points, colors: (P, 3) float64 / uint8 or None.
+    splits: split name -> image indices. aabb: (6,) box holding the content; near: ray start distance.
+    bounded: the content lies inside aabb. ndc_near: forward-facing scene rendered in NDC with this near plane.
+    """
+
+    image_paths: list[Path]
+    camera_to_world: np.ndarray
+    intrinsics: np.ndarray
+    distortion: np.ndarray
+    width: int
+    height: int
+    source: str  # format name, e.g. "colmap"
+    name: str = ""
+    records: list[str] = field(default_factory=list)  # e.g. "images.txt image_id 3", for error messages
+    bounds: np.ndarray | None = None
+    points: np.ndarray | None = None
+    colors: np.ndarray | None = None
+    splits: dict[str, list[int]] = field(default_factory=dict)
+    aabb: np.ndarray | None = None
+    near: float = 0.0
+    bounded: bool = True
+    ndc_near: float | None = None
+    normalization: Normalization = field(default_factory=Normalization)
+    image_dirs: dict[int, Path] = field(default_factory=dict)  # downscale factor -> folder of pre-scaled images
+
+    def __post_init__(self):
+        n = len(self.image_paths)
+        if not self.records:
+            self.records = [f"image {i}" for i in range(n)]
+        if not self.splits:
+            self.splits = holdout_splits(n)
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+
+def holdout_splits(n: int) -> dict[str, list[int]]:
+    """Every 8th image (from the first) for val and test, the rest for training (a single image: train only)."""
+    held = list(range(0, n, HOLDOUT_EVERY)) if n >= 2 else []
+    return {"train": [i for i in range(n) if i not in held], "val": held, "test": held}
+
+
+def check_poses(capture: Capture, origin: Path) -> None:
+    """Every pose a finite rigid transform; intrinsics finite with positive focal lengths."""
+    for i, pose in enumerate(capture.camera_to_world):
+        rot = pose[:3, :3]
+        with np.errstate(over="ignore", invalid="ignore"):
+            rigid = np.isfinite(pose).all() and np.allclose(rot @ rot.T, np.eye(3), atol=1e-3)
+        if not rigid:
+            raise DatasetError(origin, f"{capture.records[i]}: camera pose is not a finite rotation and translation")
+    bad = ~np.isfinite(capture.intrinsics).all(axis=1) | (capture.intrinsics[:, :2] <= 0).any(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DatasetError(origin, f"{capture.records[i]}: intrinsics must be finite with positive focal lengths, "
+                                   f"got fx, fy, cx, cy = {capture.intrinsics[i].tolist()}")
+
+
+def up_rotation(c2w: np.ndarray) -> np.ndarray:
+    """(3, 3) rotation taking the mean camera up vector (OpenGL +y) to +z."""
+    up = c2w[:, :3, 1].mean(axis=0)
+    up = up / max(np.linalg.norm(up), 1e-12)
+    z = np.array([0.0, 0.0, 1.0])
+    v, c = np.cross(up, z), float(up @ z)
+    if np.linalg.norm(v) < 1e-9:
+        return np.eye(3) if c > 0 else np.diag([1.0, -1.0, -1.0])
+    vx = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+    return np.eye(3) + vx + vx @ vx / (1 + c)
+
+
+def normalise_captured(capture: Capture) -> Capture:
+    """A real capture (COLMAP, nerfstudio, video): up to +z, centred on the cameras, cameras inside [-1, 1]^3.
+
+    The scene is marked unbounded: see UNBOUNDED_NOTE.
+    """
+    rotation = up_rotation(capture.camera_to_world)
+    positions = capture.camera_to_world[:, :3, 3] @ rotation.T
+    center_rot = positions.mean(axis=0)
+    extent = np.abs(positions - center_rot).max()
+    norm = Normalization(center=rotation.T @ center_rot, scale=1.0 / max(float(extent), 1e-9), rotation=rotation)
+    return apply_normalization(capture, norm, aabb=np.array([-1.0, -1, -1, 1, 1, 1]), near=0.05, bounded=False)
+
+
+def apply_normalization(capture: Capture, norm: Normalization, aabb: np.ndarray, near: float,
+                        bounded: bool) -> Capture:
+    """The capture in scene coordinates, with its box and the normalisation recorded."""
+    points = None if capture.points is None else (capture.points - norm.center) @ norm.rotation.T * norm.scale
+    bounds = None if capture.bounds is None else capture.bounds * norm.scale
+    return replace(capture, camera_to_world=norm.apply_to_poses(capture.camera_to_world), points=points,
+                   bounds=bounds, aabb=np.asarray(aabb, dtype=np.float64), near=near, bounded=bounded,
+                   normalization=norm)
+
+
+def capture_scene(capture: Capture, split: str, downscale: int = 1) -> SceneData:
+    """Read one split's images and cameras. downscale: integer; uses `image_dirs[downscale]` when present."""
+    if split not in capture.splits:
+        raise DatasetError(capture.image_paths[0].parent, f"split '{split}' does not exist; "
+                           f"splits are {', '.join(capture.splits)}")
+    indices = capture.splits[split]
+    if not indices:
+        raise DatasetError(capture.image_paths[0].parent, f"split '{split}' holds no images",
+                           "A capture of one image has no held-out views; give the file split lists.")
+    prescaled = capture.image_dirs.get(downscale)
+    paths = [prescaled / capture.image_paths[i].name if prescaled else capture.image_paths[i] for i in indices]
+    images = read_images(paths, [capture.records[i] for i in indices], 1 if prescaled else downscale)
+    h, w = images.shape[1:3]
+    if not prescaled and (w, h) != (capture.width // downscale, capture.height // downscale):
+        raise DatasetError(paths[0], f"image is {w * downscale}x{h * downscale} but {capture.records[indices[0]]} "
+                           f"states {capture.width}x{capture.height}",
+                           "The images must be the ones the poses were computed on (not a resized copy).")
+    intr = torch.from_numpy(capture.intrinsics[indices]).float()
+    scale = float(downscale)
+    distortion = torch.from_numpy(capture.distortion[indices]).float()
+    cameras = Cameras(
+        torch.from_numpy(capture.camera_to_world[indices]).float(), intr[:, :2] / scale, intr[:, 2:] / scale, w, h,
+        distortion=distortion if distortion.abs().max() > 0 else None, ndc_near=capture.ndc_near,
+    )
+    bounds = None if capture.bounds is None else torch.from_numpy(capture.bounds[indices]).float()
+    return SceneData(cameras, torch.from_numpy(images), torch.from_numpy(capture.aabb).float(),
+                     name=capture.name, near=capture.near, bounds=bounds, bounded=capture.bounded)

@@ -1,0 +1,96 @@
+"""Which format a path holds, and loading any of them as a normalised Capture or a SceneData split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .blender import read_blender_capture
+from .canonical import is_canonical, read_canonical
+from .capture import Capture, capture_scene, normalise_captured
+from .colmap import colmap_capture, find_model_dir, read_colmap_model
+from .errors import DatasetError
+from .llff import list_images, normalise_forward_facing, read_llff_capture
+from .scene import SceneData
+from .transforms import is_instant_ngp, normalise_instant_ngp, read_json, read_transforms_capture
+
+POSED_FORMATS = ("canonical", "blender", "nerfstudio", "instant-ngp", "colmap", "llff")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
+FORMATS = POSED_FORMATS + ("images", "video")
+
+
+def detect_format(path: str | Path) -> str:
+    """One of FORMATS, from the files present; DatasetError when none fits."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(path, "does not exist")
+    if path.is_file():
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            return "video"
+        if path.name == "poses_bounds.npy":
+            return "llff"
+        if path.name.startswith("transforms_") and path.suffix == ".json":
+            return "blender"
+        if path.suffix == ".json":
+            return "canonical" if is_canonical(path) else _transforms_kind(path)
+        raise DatasetError(path, "unknown input: expected a folder, a transforms.json, a poses_bounds.npy or a video")
+    if is_canonical(path):
+        return "canonical"
+    if (path / "transforms_train.json").is_file():
+        return "blender"
+    if (path / "transforms.json").is_file():
+        return _transforms_kind(path / "transforms.json")
+    if (path / "poses_bounds.npy").is_file():
+        return "llff"
+    if find_model_dir(path) is not None:
+        return "colmap"
+    if list_images(path) or list_images(path / "images"):
+        return "images"
+    raise DatasetError(path, "no known format found: expected transforms.json, transforms_train.json, "
+                             "poses_bounds.npy, a COLMAP model (sparse/0/cameras.bin), images or a video",
+                       "Name the format with --from.")
+
+
+def _transforms_kind(json_path: Path) -> str:
+    return "instant-ngp" if is_instant_ngp(read_json(json_path)) else "nerfstudio"
+
+
+def _transforms_path(path: Path) -> Path:
+    return path if path.is_file() else path / "transforms.json"
+
+
+def read_capture(path: str | Path, fmt: str | None = None, image_dir: str | Path | None = None) -> Capture:
+    """A posed capture in scene coordinates (normalised into its box). fmt: one of POSED_FORMATS or None (detect).
+
+    image_dir: the images of a COLMAP model (default: <path>/images).
+    """
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    if fmt == "canonical":
+        return read_canonical(path)
+    if fmt == "blender":
+        return read_blender_capture(path.parent if path.is_file() else path)
+    if fmt in ("nerfstudio", "instant-ngp"):
+        capture, meta = read_transforms_capture(_transforms_path(path))
+        if fmt == "instant-ngp":
+            return normalise_instant_ngp(capture, meta, _transforms_path(path))
+        capture.source = "nerfstudio"
+        return normalise_captured(capture)
+    if fmt == "colmap":
+        folder = path.parent if path.is_file() else path
+        model_dir = find_model_dir(folder)
+        if model_dir is None:
+            raise DatasetError(folder, "no COLMAP model here (looked for cameras.bin / cameras.txt in ., sparse/0, "
+                                       "sparse, colmap/sparse/0)")
+        images = Path(image_dir) if image_dir else folder / "images"
+        return normalise_captured(colmap_capture(read_colmap_model(model_dir), images, folder.name))
+    if fmt == "llff":
+        return normalise_forward_facing(read_llff_capture(path.parent if path.is_file() else path))
+    if fmt in ("images", "video"):
+        raise DatasetError(path, f"a {fmt} input has no camera poses yet",
+                           f"Convert it first: `fields convert {path} --out DIR` (runs COLMAP).")
+    raise DatasetError(path, f"unknown format '{fmt}' (known: {', '.join(FORMATS)})")
+
+
+def load_dataset(path: str | Path, split: str = "train", downscale: int = 1, fmt: str | None = None) -> SceneData:
+    """One split of a scene in any posed format, ready for training."""
+    return capture_scene(read_capture(path, fmt), split, downscale)
