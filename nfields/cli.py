@@ -32,14 +32,24 @@ def _add_train(sub) -> None:
                    help="evenly spaced validation views in the final evaluation (`fields eval` scores them all)")
     p.add_argument("--snapshot-minutes", type=float, nargs="*", default=[],
                    help="also keep checkpoints at these training times (minutes)")
+    p.add_argument("--view", action="store_true", help="serve the live viewer while training (see `fields view`)")
+    p.add_argument("--view-host", default="127.0.0.1", help="viewer interface (default 127.0.0.1: this machine only)")
+    p.add_argument("--view-port", type=int, default=8080, help="viewer port (the next free one if taken)")
+    p.add_argument("--view-share", type=float, default=0.5,
+                   help="most of the time the viewer may take from training while both run (0-1]")
 
 
 def cmd_train(args) -> int:
     from .train import resume, train
 
+    monitor = None
+    if args.view:
+        from .viewer import LiveViewer
+
+        monitor = LiveViewer(args.view_host, args.view_port, viewer_share=args.view_share)
     if args.resume:
         overrides = {k: v for k, v in (("steps", args.steps), ("time_budget", args.time_budget)) if v is not None}
-        result = resume(Path(args.resume), overrides)
+        result = resume(Path(args.resume), overrides, monitor=monitor)
     else:
         config = TrainConfig(
             scene=args.scene, data_root=args.data_root, field=args.field, preset=args.preset,
@@ -49,7 +59,9 @@ def cmd_train(args) -> int:
             eval_every=args.eval_every, final_eval_views=args.final_eval_views,
             snapshot_minutes=args.snapshot_minutes,
         )
-        result = train(config)
+        result = train(config, monitor=monitor)
+    if monitor is not None:
+        _keep_viewing(monitor)
     if result.metrics is None:
         return 130
     m = result.metrics
@@ -57,6 +69,19 @@ def cmd_train(args) -> int:
           f"after {result.step} steps, {result.train_seconds / 60:.1f} min of training")
     print(f"run folder: {result.run_dir}  (metrics.json, renders_val/, psnr_vs_time.png, checkpoint.pt)")
     return 0
+
+
+def _keep_viewing(monitor) -> None:
+    import time
+
+    print("training finished; the viewer stays up until Ctrl-C", flush=True)
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        monitor.stop()
 
 
 def cmd_eval(args) -> int:
