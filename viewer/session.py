@@ -114,10 +114,9 @@ class ClientSession:
                 continue
             spp = seconds / (camera.width * camera.height)
             self.seconds_per_pixel = spp if self.seconds_per_pixel is None else 0.5 * self.seconds_per_pixel + 0.5 * spp
-            try:
-                self.client.scene.set_background_image(image, format="jpeg", jpeg_quality=90)
-            except Exception:  # the tab closed while rendering
+            if self._stopped:  # the tab closed while rendering
                 return
+            self.client.scene.set_background_image(image, format="jpeg", jpeg_quality=90)
             frame = Frame(camera, image, kind, output, seconds, time.time())
             with self._cond:
                 self.last_frame = frame
