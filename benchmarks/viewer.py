@@ -22,7 +22,7 @@ import torch
 from nfields.evaluate import render_view
 from nfields.runs import load_run, load_scene
 from nfields.viewer import ComputeShare
-from nfields.viewer.frames import frame_size, pinhole, render_frame
+from nfields.viewer.frames import moving_frame_size, pinhole, render_frame
 from nfields.viewer.ports import free_port
 from nfields.viewer.serve import open_run_viewer
 
@@ -61,9 +61,12 @@ def frame_times(run_dir: str, views: int, repeats: int, still_rows: int | None =
         part_cameras, _ = band(cameras, still_rows)
         still.append(timed(lambda: render_frame(run.field, run.renderer, part, "RGB", share), repeats) / fraction)
         reference.append(timed(lambda: render_view(run.field, run.renderer, part_cameras, i), repeats) / fraction)
-        # The session's rule: pixels for a 1/15 s frame at the measured time per pixel of the still frame.
-        w, h = frame_size(cameras.width / cameras.height, MOVING_SECONDS / (still[-1] / (full.width * full.height)),
-                          cameras.height)
+        # The session's rule: the per-pixel cost from the still frame, the fixed cost from a 48-row frame.
+        spp = still[-1] / (full.width * full.height)
+        probe = pinhole(c2w, fov, 48, 48)
+        overhead = max(0.0, timed(lambda: render_frame(run.field, run.renderer, probe, "RGB", share), repeats)
+                       - spp * 48 * 48)
+        w, h = moving_frame_size(cameras.width / cameras.height, cameras.height, spp, overhead, MOVING_SECONDS)
         small = pinhole(c2w, fov, w, h)
         moving.append(timed(lambda: render_frame(run.field, run.renderer, small, "RGB", share), repeats))
         moving_px.append((w, h))

@@ -93,6 +93,14 @@ def test_browser_connects_moves_and_shows_the_scene(trained_procedural_run):
             assert error < 0.3 * error_before_move and error < 0.2 * error_blank, (error, error_before_move,
                                                                                     error_blank)
 
+            # Keyboard fly: W moves the camera forward, towards the scene.
+            distance = np.linalg.norm(session.client.camera.position)
+            page.keyboard.down("w")
+            page.wait_for_timeout(400)
+            page.keyboard.up("w")
+            page.wait_for_timeout(300)
+            assert np.linalg.norm(session.client.camera.position) < distance - 0.1
+
             # A second tab gets its own session; closing it frees it.
             second = browser.new_page(viewport={"width": 320, "height": 240})
             second.goto(viewer.url)

@@ -99,3 +99,54 @@ def test_training_and_rendering_alternate_within_the_share():
     assert not any(overlaps)
     fraction = share.render_seconds / (share.render_seconds + share.train_seconds)
     assert 0.15 < fraction < 0.3, fraction  # neither starves; the viewer keeps to its quarter
+
+
+def test_viewer_on_a_taken_port_moves_on_and_says_so(model):
+    from nfields.viewer import ViewerServer
+
+    cameras = make_procedural_scene(4, 16).cameras
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        taken = sock.getsockname()[1]
+        viewer = ViewerServer(*model, cameras, "sdf", port=taken, verbose=False)
+        try:
+            assert viewer.port != taken
+            assert viewer.messages[0] == f"port {taken} is in use; serving on port {viewer.port} instead"
+            assert f"http://localhost:{viewer.port}" in viewer.messages[1]
+        finally:
+            viewer.stop()
+
+
+def test_cli_view_of_a_missing_run_is_one_line(tmp_path, capsys):
+    from nfields.cli import main
+
+    assert main(["view", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err.strip() == f"fields view: error: {tmp_path / 'nope'}: run folder does not exist"
+
+
+def test_live_viewer_follows_training(procedural_dir, tmp_path):
+    from nfields.config import TrainConfig
+    from nfields.train import train
+    from nfields.viewer import LiveViewer
+
+    monitor = LiveViewer(port=free_port("127.0.0.1", 8650), refresh_seconds=0.0, verbose=False)
+    try:
+        result = train(TrainConfig(scene=str(procedural_dir), field="mlp", steps=12, output=str(tmp_path / "run"),
+                                   samples_per_step=1 << 11, grid_resolution=32, eval_every=1e9, eval_pixels=256,
+                                   final_eval_views=1), progress=False, monitor=monitor)
+        assert result.step == 12
+        assert monitor.server.status.content.startswith("**mlp** · step 12")
+        assert monitor.share.train_seconds > 0 and not monitor.share._training
+    finally:
+        monitor.stop()
+
+
+def test_moving_frames_fit_the_time_budget():
+    from nfields.viewer.frames import MIN_MOVING_HEIGHT, moving_frame_size
+
+    assert moving_frame_size(1.0, 400, None, 0.0, 1 / 15) == (64, 64)  # nothing measured yet
+    w, h = moving_frame_size(1.0, 400, 1e-6, 0.02, 1 / 15)  # (1/15 - 0.02) s at 1 us per pixel
+    assert abs(w * h - 46_667) < 1000
+    assert moving_frame_size(1.0, 400, 1e-9, 0.0, 1 / 15) == (400, 400)  # capped at full resolution
+    assert moving_frame_size(2.0, 400, 1e-3, 0.5, 1 / 15)[1] == MIN_MOVING_HEIGHT  # too slow: the floor

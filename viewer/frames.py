@@ -49,6 +49,20 @@ def frame_size(aspect: float, pixels: float, max_height: int) -> tuple[int, int]
     return max(8, round(height * aspect)), height
 
 
+MIN_MOVING_HEIGHT = 48
+
+
+def moving_frame_size(aspect: float, full_height: int, seconds_per_pixel: float | None, overhead: float,
+                      target_seconds: float) -> tuple[int, int]:
+    """The frame size expected to render in `target_seconds`, from a cost model seconds = overhead +
+    seconds_per_pixel * pixels; 64 rows before anything was measured, never below MIN_MOVING_HEIGHT rows."""
+    if seconds_per_pixel is None:
+        return frame_size(aspect, 64 * 64 * aspect, min(64, full_height))
+    pixels = max(target_seconds - overhead, 0.0) / seconds_per_pixel
+    floor = min(MIN_MOVING_HEIGHT, full_height) ** 2 * aspect
+    return frame_size(aspect, max(pixels, floor), full_height)
+
+
 def to_image(rgb: torch.Tensor, depth: torch.Tensor, opacity: torch.Tensor, output: str) -> np.ndarray:
     """(H, W, 3) uint8 for the chosen output: RGB, depth (turbo colour map, near bright) or opacity."""
     if output == "Depth":

@@ -11,7 +11,7 @@ import numpy as np
 from ..datasets import Cameras
 from ..fields import Field
 from ..renderers import VolumeRenderer
-from .frames import camera_to_world, frame_size, pinhole, render_frame
+from .frames import camera_to_world, frame_size, moving_frame_size, pinhole, render_frame
 from .share import ComputeShare
 
 
@@ -30,9 +30,10 @@ class Frame:
 class ClientSession:
     """Renders for one client on its own thread.
 
-    While the camera moves, frames are rendered at a resolution chosen to take `moving_seconds` (from the
-    measured time per pixel). Once the camera has been still for `still_after` seconds, a full-resolution
-    frame is rendered in row chunks; a newer camera interrupts it between chunks.
+    While the camera moves, frames are rendered at a resolution chosen to take `moving_seconds`: the time
+    per pixel is measured on full frames, the fixed cost per frame on quick ones. Once the camera has been
+    still for `still_after` seconds, a full-resolution frame is rendered in row chunks; a newer camera
+    interrupts it between chunks.
     """
 
     def __init__(self, client, field: Field, renderer: VolumeRenderer, share: ComputeShare, max_height: int,
@@ -40,7 +41,8 @@ class ClientSession:
         self.client, self.field, self.renderer, self.share = client, field, renderer, share
         self.max_height, self.output = max_height, "RGB"
         self.moving_seconds, self.still_after = moving_seconds, still_after
-        self.seconds_per_pixel: float | None = None
+        self.seconds_per_pixel: float | None = None  # measured on full-resolution frames
+        self.overhead = 0.0  # seconds per frame beyond the per-pixel cost, measured on quick frames
         self.frames_sent = 0
         self.last_frame: Frame | None = None
         self.on_frame = None  # optional callable(Frame), e.g. to show statistics
@@ -97,9 +99,16 @@ class ClientSession:
         full_height = min(self.max_height, cam.image_height)
         width, height = frame_size(cam.aspect, full_height**2 * cam.aspect, full_height)
         if kind == "moving":
-            budget = self.moving_seconds / self.seconds_per_pixel if self.seconds_per_pixel else 64 * 64
-            width, height = frame_size(cam.aspect, min(budget, width * height), full_height)
+            width, height = moving_frame_size(cam.aspect, full_height, self.seconds_per_pixel, self.overhead,
+                                              self.moving_seconds)
         return pinhole(camera_to_world(cam.wxyz, cam.position), cam.fov, width, height)
+
+    def _update_costs(self, kind: str, seconds: float, pixels: int) -> None:
+        if kind == "still" or self.seconds_per_pixel is None:
+            spp = seconds / pixels
+            self.seconds_per_pixel = spp if self.seconds_per_pixel is None else 0.5 * (self.seconds_per_pixel + spp)
+        else:
+            self.overhead = 0.5 * self.overhead + 0.5 * max(0.0, seconds - self.seconds_per_pixel * pixels)
 
     def _loop(self) -> None:
         while (job := self._next_job()) is not None:
@@ -112,8 +121,7 @@ class ClientSession:
             seconds = time.perf_counter() - start
             if image is None:
                 continue
-            spp = seconds / (camera.width * camera.height)
-            self.seconds_per_pixel = spp if self.seconds_per_pixel is None else 0.5 * self.seconds_per_pixel + 0.5 * spp
+            self._update_costs(kind, seconds, camera.width * camera.height)
             if self._stopped:  # the tab closed while rendering
                 return
             self.client.scene.set_background_image(image, format="jpeg", jpeg_quality=90)
