@@ -135,6 +135,10 @@ def cmd_export(args) -> int:
 def cmd_view(args) -> int:
     from .viewer import serve_run
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     serve_run(args.run, host=args.host, port=args.port, device=args.device, data_root=args.data_root)
     return 0
 
@@ -187,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8080, help="port (the next free one if taken)")
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch (1 is faster on a busy machine)")
     p.add_argument("--data-root")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p = sub.add_parser("download", help="fetch a public data set into the data root (resumable, checksummed)")
