@@ -150,3 +150,62 @@ def test_moving_frames_fit_the_time_budget():
     assert abs(w * h - 46_667) < 1000
     assert moving_frame_size(1.0, 400, 1e-9, 0.0, 1 / 15) == (400, 400)  # capped at full resolution
     assert moving_frame_size(2.0, 400, 1e-3, 0.5, 1 / 15)[1] == MIN_MOVING_HEIGHT  # too slow: the floor
+
+
+class _FakeClient:
+    """What a ClientSession uses of a viser client: its camera and a background image sink."""
+
+    def __init__(self, c2w):
+        from types import SimpleNamespace
+
+        wxyz, position = viser_pose(c2w)
+        self.client_id = 1
+        self.camera = SimpleNamespace(wxyz=wxyz, position=position, fov=0.8, aspect=1.0, image_height=128)
+        self.sent = []
+        self.scene = SimpleNamespace(set_background_image=lambda image, **kw: self.sent.append(image))
+
+
+def test_session_sends_a_quick_frame_then_a_full_one_and_a_move_interrupts_it(model):
+    from contextlib import contextmanager
+
+    from nfields.viewer.session import ClientSession
+
+    class SlowShare(ComputeShare):
+        chunks = 0
+
+        @contextmanager
+        def render_chunk(self):
+            SlowShare.chunks += 1
+            time.sleep(0.05)
+            yield
+
+    poses = make_procedural_scene(4, 16).cameras.camera_to_world.double().numpy()
+    client = _FakeClient(poses[0])
+    session = ClientSession(client, *model, SlowShare(), max_height=128, still_after=0.05)
+    try:  # a new session renders at once
+        still = session.wait_for_frame(lambda f: f.kind == "still", 60)
+        assert still is not None and (still.camera.width, still.camera.height) == (128, 128)
+        assert session.frames_sent == 2 and len(client.sent) == 2  # one quick frame, then the full one
+        assert client.sent[0].shape[:2] == (64, 64)  # the quick frame: 64 rows before anything is measured
+
+        # Move while the next full frame renders (128 rows in two chunks of 64).
+        client.camera.position = poses[1][:3, 3]
+        client.camera.wxyz = viser_pose(poses[1])[0]
+        session.view_changed()
+        session.wait_for_frame(lambda f: f is not still and f.kind == "moving", 60)
+        start_chunks = SlowShare.chunks
+        while SlowShare.chunks < start_chunks + 1:  # the full frame for poses[1] has started
+            time.sleep(0.01)
+        client.camera.position = poses[2][:3, 3]
+        client.camera.wxyz = viser_pose(poses[2])[0]
+        session.view_changed()
+        final = session.wait_for_frame(
+            lambda f: f.kind == "still" and np.allclose(f.camera.camera_to_world[0, :3, 3].numpy(), poses[2][:3, 3],
+                                                        atol=1e-5), 60)
+        assert final is not None
+        kinds = session.frames_sent
+        # No full frame of poses[1] was sent: moving(0), still(0), moving(1), moving(2), still(2).
+        assert kinds == 5, kinds
+    finally:
+        session.close()
+    assert not session.alive

@@ -126,7 +126,6 @@ class ViewerServer:
         with self._lock:
             self.sessions[client.client_id] = session
             self._connected.notify_all()
-        session.view_changed()
 
     def _disconnect(self, client) -> None:
         with self._lock:

@@ -28,7 +28,7 @@ class Frame:
 
 
 class ClientSession:
-    """Renders for one client on its own thread.
+    """Renders for one client on its own thread, starting with a quick frame of the current camera.
 
     While the camera moves, frames are rendered at a resolution chosen to take `moving_seconds`: the time
     per pixel is measured on full frames, the fixed cost per frame on quick ones. Once the camera has been
