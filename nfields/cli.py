@@ -33,14 +33,24 @@ def _add_train(sub) -> None:
                    help="evenly spaced validation views in the final evaluation (`fields eval` scores them all)")
     p.add_argument("--snapshot-minutes", type=float, nargs="*", default=[],
                    help="also keep checkpoints at these training times (minutes)")
+    p.add_argument("--view", action="store_true", help="serve the live viewer while training (see `fields view`)")
+    p.add_argument("--view-host", default="127.0.0.1", help="viewer interface (default 127.0.0.1: this machine only)")
+    p.add_argument("--view-port", type=int, default=8080, help="viewer port (the next free one if taken)")
+    p.add_argument("--view-share", type=float, default=0.5,
+                   help="most of the time the viewer may take from training while both run (0-1]")
 
 
 def cmd_train(args) -> int:
     from .train import resume, train
 
+    monitor = None
+    if args.view:
+        from .viewer import LiveViewer
+
+        monitor = LiveViewer(args.view_host, args.view_port, viewer_share=args.view_share)
     if args.resume:
         overrides = {k: v for k, v in (("steps", args.steps), ("time_budget", args.time_budget)) if v is not None}
-        result = resume(Path(args.resume), overrides)
+        result = resume(Path(args.resume), overrides, monitor=monitor)
     else:
         data = Path(args.data).expanduser().resolve() if args.data else None
         config = TrainConfig(
@@ -52,7 +62,9 @@ def cmd_train(args) -> int:
             eval_every=args.eval_every, final_eval_views=args.final_eval_views,
             snapshot_minutes=args.snapshot_minutes,
         )
-        result = train(config)
+        result = train(config, monitor=monitor)
+    if monitor is not None:
+        _keep_viewing(monitor)
     if result.metrics is None:
         return 130
     m = result.metrics
@@ -60,6 +72,19 @@ def cmd_train(args) -> int:
           f"after {result.step} steps, {result.train_seconds / 60:.1f} min of training")
     print(f"run folder: {result.run_dir}  (metrics.json, renders_val/, psnr_vs_time.png, checkpoint.pt)")
     return 0
+
+
+def _keep_viewing(monitor) -> None:
+    import time
+
+    print("training finished; the viewer stays up until Ctrl-C", flush=True)
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        monitor.stop()
 
 
 def cmd_eval(args) -> int:
@@ -79,13 +104,45 @@ def cmd_eval(args) -> int:
 
 def cmd_render(args) -> int:
     from .runs import load_run, load_scene
-    from .video import render_orbit
+    from .video import render_camera_path, render_orbit
 
     run = load_run(args.run, args.device)
-    reference = load_scene(run.config, "train", args.data_root).cameras
-    out = Path(args.out) if args.out else run.folder / f"orbit.{args.format}"
-    render_orbit(run, reference, out, n_frames=args.frames, fps=args.fps, resolution=args.resolution)
+    if args.path:
+        out = Path(args.out) if args.out else run.folder / f"{Path(args.path).stem}.{args.format}"
+        render_camera_path(run, Path(args.path), out, n_frames=args.frames, fps=args.fps, resolution=args.resolution)
+    else:
+        reference = load_scene(run.config, "train", args.data_root).cameras
+        out = Path(args.out) if args.out else run.folder / f"orbit.{args.format}"
+        render_orbit(run, reference, out, n_frames=args.frames or 60, fps=args.fps or 24, resolution=args.resolution)
     print(f"video: {out}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_mesh, export_points, resized
+    from .runs import load_run, load_scene
+
+    run = load_run(args.run, args.device)
+    if args.what == "mesh":
+        out = Path(args.out) if args.out else run.folder / f"mesh.{args.format}"
+        report = export_mesh(run.field, run.renderer, out, resolution=args.resolution, threshold=args.threshold)
+    else:
+        cameras = resized(load_scene(run.config, "train", args.data_root).cameras, args.width)
+        out = Path(args.out) if args.out else run.folder / "points.ply"
+        report = export_points(run.field, run.renderer, cameras, out, views=args.views,
+                               min_opacity=args.min_opacity, max_points=args.max_points)
+    print(report.summary())
+    return 0
+
+
+def cmd_view(args) -> int:
+    from .viewer import serve_run
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    serve_run(args.run, host=args.host, port=args.port, device=args.device, data_root=args.data_root)
     return 0
 
 
@@ -148,13 +205,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root")
     p.add_argument("--views", type=int, help="evaluate this many evenly spaced views (default all)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p = sub.add_parser("render", help="orbit video of a trained run (RGB and depth)")
+    p = sub.add_parser("render", help="video of a trained run (RGB | depth) along an orbit or a camera path")
     p.add_argument("run")
-    p.add_argument("--frames", type=int, default=60)
-    p.add_argument("--fps", type=int, default=24)
-    p.add_argument("--resolution", type=int, help="frame width in pixels (default: the training images')")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--orbit", action="store_true", help="an orbit around the scene (default)")
+    source.add_argument("--path", help="camera path JSON (keyframes; see nfields/camera_path.py, the viewer saves it)")
+    p.add_argument("--frames", type=int, help="frame count (default 60 for an orbit, the path file's for a path)")
+    p.add_argument("--fps", type=int, help="frames per second (default 24, or the path file's)")
+    p.add_argument("--resolution", type=int, help="frame width in pixels (default: the training images' or path's)")
     p.add_argument("--format", default="mp4", choices=["mp4", "gif"])
-    p.add_argument("--out", help="output file (default RUN/orbit.<format>)")
+    p.add_argument("--out", help="output file (default RUN/orbit.<format> or RUN/<path name>.<format>)")
+    p.add_argument("--data-root")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p = sub.add_parser("export", help="a coloured mesh (marching cubes) or point cloud (depth renders) of a run")
+    p.add_argument("run")
+    p.add_argument("what", choices=["mesh", "points"])
+    p.add_argument("--resolution", type=int, default=256, help="mesh: lattice points along the box's longest side")
+    p.add_argument("--threshold", type=float, default=10.0, help="mesh: density level of the surface")
+    p.add_argument("--format", default="ply", choices=["ply", "obj", "glb"], help="mesh file format")
+    p.add_argument("--views", type=int, default=20, help="points: evenly spaced training cameras to render")
+    p.add_argument("--width", type=int, help="points: render width in pixels (default: the training images')")
+    p.add_argument("--min-opacity", type=float, default=0.9, help="points: keep rays at least this opaque")
+    p.add_argument("--max-points", type=int, default=1_000_000)
+    p.add_argument("--out", help="output file (default RUN/mesh.<format> or RUN/points.ply)")
+    p.add_argument("--data-root")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p = sub.add_parser("view", help="interactive viewer of a run in the browser")
+    p.add_argument("run")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8080, help="port (the next free one if taken)")
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch (1 is faster on a busy machine)")
     p.add_argument("--data-root")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p = sub.add_parser("download", help="fetch a public data set into the data root (resumable, checksummed)")
@@ -166,8 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "download": cmd_download,
-            "doctor": cmd_doctor, "convert": cmd_convert}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "export": cmd_export, "view": cmd_view,
+            "download": cmd_download, "doctor": cmd_doctor, "convert": cmd_convert}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ContextManager, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +40,18 @@ def lr_factor(config: TrainConfig, step: int, progress: float) -> float:
     """Linear warm-up from 0.01, then x decay_factor at each fraction of training in decay_at."""
     warm = min(1.0, 0.01 + 0.99 * step / max(config.warmup_steps, 1))
     return warm * config.decay_factor ** sum(progress >= p for p in config.decay_at)
+
+
+class TrainingMonitor(Protocol):
+    """Watches a run while it trains (e.g. the live viewer): each step runs inside `step_guard()`."""
+
+    def start(self, trainer: "Trainer") -> None: ...
+
+    def step_guard(self) -> ContextManager: ...
+
+    def after_step(self, trainer: "Trainer", val_psnr: float | None) -> None: ...
+
+    def finish(self, trainer: "Trainer") -> None: ...
 
 
 class Trainer:
@@ -160,8 +174,9 @@ class Trainer:
         self.history.append({"step": self.step, "train_seconds": self.train_seconds, "val_psnr": value})
         return value
 
-    def run(self) -> TrainResult:
+    def run(self, monitor: TrainingMonitor | None = None) -> TrainResult:
         cfg = self.config
+        guard = monitor.step_guard if monitor is not None else nullcontext
         total = f"{cfg.time_budget:g} min" if cfg.time_budget else f"{cfg.steps} steps"
         bar = tqdm(total=cfg.steps if not cfg.time_budget else None, initial=self.step, disable=not self.progress,
                    desc=f"{cfg.field} {cfg.scene} ({total})", dynamic_ncols=True)
@@ -170,19 +185,23 @@ class Trainer:
         self.field.train()
         try:
             while not self.done():
-                tic = time.perf_counter()
-                loss, mse, n_samples = self.train_step()
-                dt = time.perf_counter() - tic
+                with guard():
+                    tic = time.perf_counter()
+                    loss, mse, n_samples = self.train_step()
+                    dt = time.perf_counter() - tic
                 self.train_seconds += dt
                 batch_psnr = -10 * math.log10(max(mse, 1e-10))
                 psnr_ema = batch_psnr if psnr_ema is None else 0.9 * psnr_ema + 0.1 * batch_psnr
                 rays_per_s = 0.9 * rays_per_s + 0.1 * (int(self.n_rays) / dt) if rays_per_s else int(self.n_rays) / dt
                 self._maybe_snapshot()
                 if self.train_seconds - last_eval >= cfg.eval_every:
-                    val_psnr, last_eval = self.quick_eval(), self.train_seconds
+                    with guard():
+                        val_psnr, last_eval = self.quick_eval(), self.train_seconds
                 if self.train_seconds - last_ckpt >= cfg.checkpoint_every:
                     self.save()
                     last_ckpt = self.train_seconds
+                if monitor is not None:
+                    monitor.after_step(self, val_psnr)
                 bar.update(1)
                 bar.set_postfix_str(self._status(loss, psnr_ema, val_psnr, rays_per_s, n_samples))
         except KeyboardInterrupt:
@@ -237,8 +256,10 @@ def default_run_dir(config: TrainConfig) -> Path:
 
 
 def train(config: TrainConfig, progress: bool = True, train_scene: SceneData | None = None,
-          val_scene: SceneData | None = None) -> TrainResult:
-    """Train a new run (writes config.json first). Scenes default to the config's scene on disk."""
+          val_scene: SceneData | None = None, monitor: TrainingMonitor | None = None) -> TrainResult:
+    """Train a new run (writes config.json first). Scenes default to the config's scene on disk.
+
+    monitor: e.g. the live viewer (nfields.viewer.LiveViewer), started once the model exists."""
     config.validate()
     run_dir = Path(config.output) if config.output else default_run_dir(config)
     if (run_dir / CHECKPOINT_NAME).exists():
@@ -250,10 +271,11 @@ def train(config: TrainConfig, progress: bool = True, train_scene: SceneData | N
     config.output = str(run_dir)
     config.save(run_dir / CONFIG_NAME)
     trainer = Trainer(config, run_dir, train_scene, val_scene, progress=progress)
-    return trainer.run()
+    return _run(trainer, monitor)
 
 
-def resume(run_dir: Path, overrides: dict | None = None, progress: bool = True) -> TrainResult:
+def resume(run_dir: Path, overrides: dict | None = None, progress: bool = True,
+           monitor: TrainingMonitor | None = None) -> TrainResult:
     """Continue a run from its checkpoint; `overrides` may extend steps or time_budget."""
     config = TrainConfig.load(run_dir / CONFIG_NAME)
     for key, value in (overrides or {}).items():
@@ -261,7 +283,17 @@ def resume(run_dir: Path, overrides: dict | None = None, progress: bool = True) 
     config.save(run_dir / CONFIG_NAME)
     trainer = Trainer(config, run_dir, load_scene(config, "train"), load_scene(config, "val"), resume=True,
                       progress=progress)
-    return trainer.run()
+    return _run(trainer, monitor)
 
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer", "train", "resume"]
+def _run(trainer: Trainer, monitor: TrainingMonitor | None) -> TrainResult:
+    if monitor is None:
+        return trainer.run()
+    monitor.start(trainer)
+    try:
+        return trainer.run(monitor)
+    finally:
+        monitor.finish(trainer)
+
+
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingMonitor", "train", "resume"]

@@ -1,4 +1,4 @@
-"""Orbit videos of a trained run (RGB and depth side by side), written with imageio."""
+"""Videos of a trained run (RGB and depth side by side) along an orbit or a camera path, written with imageio."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .camera_path import load_camera_path
 from .datasets import Cameras
 from .datasets.cameras import orbit_poses
 from .evaluate import render_view
@@ -36,18 +37,31 @@ def colorize_depth(depth: torch.Tensor, opacity: torch.Tensor) -> np.ndarray:
     return (matplotlib.colormaps["turbo"](norm.numpy())[..., :3] * 255).astype(np.uint8)
 
 
-def render_orbit(run: LoadedRun, reference: Cameras, out_path: Path, n_frames: int = 60, fps: int = 24,
-                 resolution: int | None = None, progress: bool = True) -> Path:
-    """Render an orbit video (mp4 through imageio-ffmpeg, or gif by extension) of RGB | depth."""
-    cameras = orbit_cameras(reference, n_frames, resolution)
+def render_video(run: LoadedRun, cameras: Cameras, out_path: Path, fps: int = 24, progress: bool = True) -> Path:
+    """Render one frame per camera, RGB | depth side by side, as mp4 (imageio-ffmpeg) or gif (by extension)."""
     frames = []
-    for i in tqdm(range(n_frames), desc="rendering", disable=not progress):
+    bar = tqdm(range(len(cameras)), desc="rendering", unit="frame", disable=not progress, dynamic_ncols=True)
+    for i in bar:
         view = render_view(run.field, run.renderer, cameras, i)
         rgb = (view["rgb"].numpy() * 255 + 0.5).astype(np.uint8)
         frames.append(np.concatenate([rgb, colorize_depth(view["depth"], view["opacity"])], axis=1))
+        bar.set_postfix_str(f"{cameras.width}x{cameras.height}, {bar.format_dict['rate'] or 0:.2f} frames/s")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if out_path.suffix == ".gif":
         imageio.mimsave(out_path, frames, duration=1000 / fps, loop=0)
     else:
         imageio.mimsave(out_path, frames, fps=fps, macro_block_size=1)
     return out_path
+
+
+def render_orbit(run: LoadedRun, reference: Cameras, out_path: Path, n_frames: int = 60, fps: int = 24,
+                 resolution: int | None = None, progress: bool = True) -> Path:
+    """Render an orbit video of RGB | depth around the scene (see `render_video`)."""
+    return render_video(run, orbit_cameras(reference, n_frames, resolution), out_path, fps, progress)
+
+
+def render_camera_path(run: LoadedRun, path_file: Path, out_path: Path, n_frames: int | None = None,
+                       fps: int | None = None, resolution: int | None = None, progress: bool = True) -> Path:
+    """Render a camera path file (see nfields.camera_path) as a video of RGB | depth."""
+    path = load_camera_path(path_file)
+    return render_video(run, path.cameras(n_frames, resolution), out_path, fps or path.fps, progress)

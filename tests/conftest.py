@@ -13,3 +13,15 @@ def procedural_dir(tmp_path_factory):
     write_blender_scene(make_procedural_scene(40, 48), folder, "train")
     write_blender_scene(make_procedural_scene(4, 48, seed_offset=17.0), folder, "val")
     return folder
+
+
+@pytest.fixture(scope="session")
+def trained_procedural_run(procedural_dir, tmp_path_factory):
+    """A hash-grid field fitted to the procedural scene (250 steps, about a minute on 2 cores)."""
+    from nfields.config import TrainConfig
+    from nfields.train import train
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    train(TrainConfig(scene=str(procedural_dir), steps=250, output=str(out), samples_per_step=1 << 13,
+                      grid_resolution=64, eval_every=1e9, eval_pixels=1024, final_eval_views=1), progress=False)
+    return out

@@ -1,0 +1,209 @@
+"""The viewer server: viser serves the page, each tab gets a ClientSession, training cameras are frustums."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import viser
+
+from ..camera_path import CameraPath, Keyframe
+from ..datasets import Cameras
+from ..evaluate import view_indices
+from ..fields import Field
+from ..renderers import VolumeRenderer
+from .frames import OUTPUTS, camera_to_world, viser_pose
+from .ports import free_port
+from .session import ClientSession
+from .share import ComputeShare
+
+MAX_FRUSTUMS = 100
+
+
+def access_hint(host: str, port: int) -> str:
+    """How to open the viewer, locally or through an SSH tunnel."""
+    if host in ("127.0.0.1", "localhost", "::1"):
+        return (f"viewer: http://localhost:{port}  (bound to {host}: this machine only; from another machine "
+                f"tunnel it with `ssh -N -L {port}:localhost:{port} USER@THIS_HOST` and open http://localhost:{port})")
+    return (f"viewer: http://{host}:{port}  (warning: bound to {host}, reachable by anyone who can reach this "
+            "machine; use the default --host 127.0.0.1 and an SSH tunnel to keep it private)")
+
+
+class ViewerServer:
+    """Serves an interactive view of `field` in the browser.
+
+    cameras: the training cameras (the view starts at the first; all are drawn as clickable frustums).
+    share: how renders share the machine with a trainer (see share.py); a fresh one when None.
+    """
+
+    def __init__(self, field: Field, renderer: VolumeRenderer, cameras: Cameras, backbone: str,
+                 host: str = "127.0.0.1", port: int = 8080, share: ComputeShare | None = None,
+                 run_folder: Path | None = None, step: int | None = None, psnr: float | None = None,
+                 verbose: bool = True):
+        self.field, self.renderer, self.cameras = field, renderer, cameras
+        self.share = share or ComputeShare()
+        self.run_folder = run_folder or Path(".")
+        self.backbone, self.step, self.psnr = backbone, step, psnr
+        self.sessions: dict[int, ClientSession] = {}
+        self._lock = threading.Lock()
+        self._connected = threading.Condition(self._lock)
+        self.requested_port = port
+        self.port = free_port(host, port)
+        self.host = host
+        self.messages = []
+        if self.port != port:
+            self.messages.append(f"port {port} is in use; serving on port {self.port} instead")
+        self.messages.append(access_hint(host, self.port))
+        self.started_at = time.perf_counter()
+        self.server = viser.ViserServer(host=host, port=self.port, label="fields", verbose=False)
+        self.port = self.server.get_port()
+        self._setup_scene()
+        self.server.on_client_connect(self._connect)
+        self.server.on_client_disconnect(self._disconnect)
+        if verbose:
+            for line in self.messages:
+                print(line, flush=True)
+
+    # ----- scene -----
+    @property
+    def fov_y(self) -> float:
+        return 2 * math.atan(self.cameras.height / (2 * float(self.cameras.focal[0, 1])))
+
+    def _setup_scene(self) -> None:
+        start = self.cameras.camera_to_world[0].double().numpy()
+        eye, forward = start[:3, 3], -start[:3, 2]
+        self.server.initial_camera.position = tuple(eye)
+        self.server.initial_camera.look_at = tuple(eye + forward * max(float(-eye @ forward), 0.1))
+        self.server.initial_camera.up = (0.0, 0.0, 1.0)
+        self.server.initial_camera.fov = self.fov_y
+        self.status = self.server.gui.add_markdown(self._status_text())
+
+    def _status_text(self) -> str:
+        parts = [f"**{self.backbone}**"]
+        if self.step is not None:
+            parts.append(f"step {self.step}")
+        if self.psnr is not None:
+            parts.append(f"val PSNR {self.psnr:.2f} dB")
+        return " · ".join(parts)
+
+    def set_training_status(self, step: int, psnr: float | None) -> None:
+        """Show the trainer's progress and have every tab render the new weights."""
+        self.step, self.psnr = step, psnr if psnr is not None else self.psnr
+        self.status.content = self._status_text()
+        for session in list(self.sessions.values()):
+            session.field_changed()
+
+    def _add_frustums(self, client) -> list:
+        positions = self.cameras.camera_to_world[:, :3, 3]
+        scale = 0.06 * float(positions.norm(dim=-1).mean())
+        handles = []
+        for i in view_indices(len(self.cameras), MAX_FRUSTUMS):
+            c2w = self.cameras.camera_to_world[i].double().numpy()
+            wxyz, position = viser_pose(c2w)
+            frustum = client.scene.add_camera_frustum(
+                f"/training_cameras/{i}", fov=self.fov_y, aspect=self.cameras.width / self.cameras.height,
+                scale=scale, wxyz=wxyz, position=position, color=(40, 90, 200))
+            frustum.on_click(lambda event, c2w=c2w: self._jump(event.client, c2w))
+            handles.append(frustum)
+        return handles
+
+    @staticmethod
+    def _jump(client, c2w: np.ndarray) -> None:
+        wxyz, position = viser_pose(c2w)
+        with client.atomic():
+            client.camera.wxyz = wxyz
+            client.camera.position = position
+
+    # ----- clients -----
+    def _connect(self, client) -> None:
+        session = ClientSession(client, self.field, self.renderer, self.share, max_height=self.cameras.height)
+        frustums = self._add_frustums(client)
+        self._add_controls(client, session, frustums)
+        client.camera.on_update(lambda _: session.view_changed())
+        with self._lock:
+            self.sessions[client.client_id] = session
+            self._connected.notify_all()
+
+    def _disconnect(self, client) -> None:
+        with self._lock:
+            session = self.sessions.pop(client.client_id, None)
+        if session is not None:
+            session.close()
+
+    def _add_controls(self, client, session: ClientSession, frustums: list) -> None:
+        gui = client.gui
+        output = gui.add_dropdown("Output", OUTPUTS, initial_value="RGB")
+        resolution = gui.add_slider("Max resolution", min=32, max=2048, step=16,
+                                    initial_value=self.cameras.height)
+        show = gui.add_checkbox("Training cameras", initial_value=True)
+        stats = gui.add_markdown("frame: -")
+
+        @output.on_update
+        def _(_) -> None:
+            session.output = output.value
+            session.view_changed()
+
+        @resolution.on_update
+        def _(_) -> None:
+            session.max_height = int(resolution.value)
+            session.view_changed()
+
+        @show.on_update
+        def _(_) -> None:
+            for frustum in frustums:
+                frustum.visible = show.value
+
+        session.on_frame = lambda f: setattr(
+            stats, "content", f"frame: {f.camera.width}x{f.camera.height} {f.kind}, {1000 * f.seconds:.0f} ms")
+        self._add_path_editor(client)
+
+    def _add_path_editor(self, client) -> None:
+        gui = client.gui
+        keyframes: list[Keyframe] = []
+        with gui.add_folder("Camera path", expand_by_default=False):
+            add = gui.add_button("Add keyframe (current view)")
+            clear = gui.add_button("Clear keyframes")
+            frames = gui.add_number("Frames", initial_value=120, min=2, step=1)
+            fps = gui.add_number("FPS", initial_value=24, min=1, step=1)
+            name = gui.add_text("File", initial_value="camera_path.json")
+            save = gui.add_button("Save path")
+            info = gui.add_markdown("0 keyframes")
+
+        @add.on_click
+        def _(_) -> None:
+            keyframes.append(Keyframe(camera_to_world(client.camera.wxyz, client.camera.position),
+                                      math.degrees(client.camera.fov)))
+            info.content = f"{len(keyframes)} keyframes"
+
+        @clear.on_click
+        def _(_) -> None:
+            keyframes.clear()
+            info.content = "0 keyframes"
+
+        @save.on_click
+        def _(_) -> None:
+            if len(keyframes) < 2:
+                info.content = f"{len(keyframes)} keyframes: add at least 2 to save"
+                return
+            path = CameraPath(list(keyframes), self.cameras.width, self.cameras.height, int(fps.value),
+                              int(frames.value)).save(self.run_folder / Path(name.value).name)
+            info.content = f"{len(keyframes)} keyframes saved to {path}; render: `fields render RUN --path {path}`"
+
+    # ----- lifetime -----
+    def wait_for_client(self, timeout: float) -> ClientSession | None:
+        with self._lock:
+            self._connected.wait_for(lambda: bool(self.sessions), timeout)
+            return next(iter(self.sessions.values()), None)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        for session in list(self.sessions.values()):
+            session.close()
+        self.sessions.clear()
+        self.server.stop()
