@@ -1,5 +1,8 @@
 """Gaussian RBFNet (GNF): one layer of Gaussian RBF units acting on features of a low-resolution grid
-encoding, then a linear output. Radiance head: density softplus(o_0 - 10) * 25 and colour
+encoding, then a linear output. The encoder is a multi-level tri-plane (K-planes layout) whose planes
+are summed: its features start near 0, where the units' centres start (U(+-1e-4)), so every unit is
+active at first; with K-planes' product of planes near 1 the units start at exp(-|F|^2 / 2) ~ 0.
+Radiance head: density softplus(o_0 - 10) * 25 (the CPU preset: exp(o_0 - 1)) and colour
 sigmoid(sum_k SH_k(d) c_k) per channel from 16 SH coefficients (the released code's "degree 3")."""
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .base import Field, softplus_density
+from .base import Field, softplus_density, trunc_exp
 from .coordinate import CoordinateNetwork
 from .encodings import spherical_harmonics
 from .grids import MultiPlaneGrid
@@ -42,10 +45,11 @@ class GaussianRBFLayer(nn.Module):
 class RBFConfig:
     channels: int = 4
     resolutions: list[int] = field(default_factory=lambda: [32, 64, 128, 256])  # K-planes levels
-    init_std: float = 0.1  # product planes start at U(1 - std, 1 + std)
+    init_std: float = 0.1  # planes start at U(-std, std)
     n_units: int = 32
     linear_skip: bool = False
     sh_degree: int = 4  # 16 coefficients per channel
+    density_activation: str = "softplus"  # softplus: scale * softplus(o + shift); exp: exp(o + shift)
     density_shift: float = -10.0
     distance_scale: float = 25.0
 
@@ -54,8 +58,9 @@ class RBFConfig:
         return {
             # GNF's radiance setting: N = 32 units, output 1 + 3 x 16, K-planes encoder (here at 300^2 max).
             "published": cls(channels=8, resolutions=[64, 128, 300]),
-            # CPU: density shift -4 (initial sigma about 0.45, as the hash grid's) so early rays stop sooner.
-            "cpu": cls(density_shift=-4.0),
+            # CPU: the v1 paper's linear term on the features and the hash grid's density exp(o - 1), both
+            # for faster progress in short runs (softplus(o - 10) * 25 needs large outputs to turn opaque).
+            "cpu": cls(linear_skip=True, density_activation="exp", density_shift=-1.0),
         }
 
     @staticmethod
@@ -70,12 +75,14 @@ class RBFField(Field):
     def __init__(self, aabb: torch.Tensor, config: RBFConfig):
         super().__init__(aabb, config)
         c = config
-        self.encoder = MultiPlaneGrid(3, c.channels, c.resolutions, "product", c.init_std)
+        self.encoder = MultiPlaneGrid(3, c.channels, c.resolutions, "sum", c.init_std)
         self.rbf_mlp = GaussianRBFLayer(self.encoder.out_dim, c.n_units, 1 + 3 * c.sh_degree**2, c.linear_skip)
 
     def density(self, positions):
         out = self.rbf_mlp(self.encoder(self.normalize(positions) * 2 - 1))
-        sigma = softplus_density(out[:, 0], self.config.density_shift, self.config.distance_scale)
+        c = self.config
+        sigma = trunc_exp(out[:, 0] + c.density_shift) if c.density_activation == "exp" \
+            else softplus_density(out[:, 0], c.density_shift, c.distance_scale)
         return sigma, out[:, 1:]
 
     def color(self, features, directions):
@@ -90,7 +97,7 @@ class RBFField(Field):
 
     @classmethod
     def coordinate_network(cls, dim, n_out):
-        """K-planes encoder (4 levels x 8 channels, product of planes in 3-D), 64 RBF units, linear output."""
+        """Plane encoder (4 levels x 8 channels, three summed planes in 3-D), 64 RBF units, linear output."""
         resolutions = [16, 32, 64, 128] if dim == 3 else [32, 64, 128, 256]
-        encoder = MultiPlaneGrid(dim, 8, resolutions, "product", init_std=0.1)
+        encoder = MultiPlaneGrid(dim, 8, resolutions, "sum", init_std=0.1)
         return CoordinateNetwork(encoder, GaussianRBFLayer(encoder.out_dim, 64, n_out), dim, n_out)
