@@ -16,13 +16,16 @@ from .encodings import positional_encoding, positional_encoding_dim
 class CoordinateNetwork(nn.Module):
     """encoder: (N, dim) -> (N, encoder.out_dim); head: (N, out_dim) -> (N, n_out).
 
-    `parameter_split()` names the encoder's parameters "features" and the head's "decoder".
+    `parameter_split()` names the encoder's parameters "features" and the head's "decoder";
+    `lr` and `decoder_lr` are the Adam learning rates this network is meant to be fitted with.
     """
 
-    def __init__(self, encoder: nn.Module, head: nn.Module, dim: int, n_out: int):
+    def __init__(self, encoder: nn.Module, head: nn.Module, dim: int, n_out: int, lr: float = 1e-2,
+                 decoder_lr: float = 1e-2):
         super().__init__()
         self.encoder, self.head = encoder, head
         self.dim, self.n_out = dim, n_out
+        self.lr, self.decoder_lr = lr, decoder_lr
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x))

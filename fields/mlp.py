@@ -75,4 +75,5 @@ class MLPField(Field):
     @classmethod
     def coordinate_network(cls, dim, n_out):
         encoder = PositionalEncoder(dim, 10)
-        return CoordinateNetwork(encoder, mlp(encoder.out_dim, 128, 3, n_out, bias=True), dim, n_out)
+        return CoordinateNetwork(encoder, mlp(encoder.out_dim, 128, 3, n_out, bias=True), dim, n_out,
+                                 lr=1e-3, decoder_lr=1e-3)

@@ -107,10 +107,10 @@ def _add_fit(sub) -> None:
     p.add_argument("image", help="PNG, JPEG, ... (grey or RGB; alpha is dropped)")
     p.add_argument("--field", default="rbf", help=f"backbone: {BACKBONES} (default rbf)")
     p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--time-budget", type=float, help="seconds of fitting; stops at whichever limit comes first")
+    p.add_argument("--seconds", type=float, help="fitting time budget; stops at whichever limit comes first")
     p.add_argument("--batch", type=int, default=1 << 16, help="random pixels per step")
-    p.add_argument("--lr", type=float, default=1e-2, help="learning rate of the encoder (grids, planes)")
-    p.add_argument("--decoder-lr", type=float, default=1e-3, help="learning rate of the head")
+    p.add_argument("--lr", type=float, help="learning rate of the encoder (default: the backbone's)")
+    p.add_argument("--decoder-lr", type=float, help="learning rate of the head (default: the backbone's)")
     p.add_argument("--output", help="reconstruction image (default runs/fit-image/<image>-<field>.png)")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch")
     p.add_argument("--seed", type=int, default=0)
@@ -118,11 +118,11 @@ def _add_fit(sub) -> None:
     p.add_argument("mesh", help="OBJ, PLY, STL, OFF, ... (normalised to a bounding-box diagonal of 1.9)")
     p.add_argument("--field", default="rbf", help=f"backbone: {BACKBONES} (default rbf)")
     p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--time-budget", type=float, help="seconds of fitting; stops at whichever limit comes first")
+    p.add_argument("--seconds", type=float, help="fitting time budget; stops at whichever limit comes first")
     p.add_argument("--batch", type=int, default=1 << 14, help="points per step")
     p.add_argument("--points", type=int, default=1 << 18, help="training points sampled once (1/8 on the surface)")
-    p.add_argument("--lr", type=float, default=1e-2, help="learning rate of the encoder")
-    p.add_argument("--decoder-lr", type=float, default=1e-2, help="learning rate of the head")
+    p.add_argument("--lr", type=float, help="learning rate of the encoder (default: the backbone's)")
+    p.add_argument("--decoder-lr", type=float, help="learning rate of the head (default: the backbone's)")
     p.add_argument("--resolution", type=int, default=256, help="grid for IoU and marching cubes")
     p.add_argument("--output", help="marching-cubes mesh, .ply or .obj (default runs/fit-sdf/<mesh>-<field>.ply)")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch")
@@ -137,7 +137,7 @@ def cmd_fit_image(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     image = load_image(args.image)
-    result = fit_image(image, args.field, steps=args.steps, time_budget=args.time_budget, batch=args.batch,
+    result = fit_image(image, args.field, steps=args.steps, time_budget=args.seconds, batch=args.batch,
                        lr=args.lr, decoder_lr=args.decoder_lr, seed=args.seed)
     out = Path(args.output or f"runs/fit-image/{Path(args.image).stem}-{args.field}.png")
     save_image(result.reconstruction, out)
@@ -158,7 +158,7 @@ def cmd_fit_sdf(args) -> int:
     out = Path(args.output or f"runs/fit-sdf/{Path(args.mesh).stem}-{args.field}.ply")
     if out.suffix.lower() not in (".ply", ".obj"):
         raise FieldsError(f"--output {out}: mesh output must end in .ply or .obj")
-    result = fit_sdf(args.mesh, args.field, steps=args.steps, time_budget=args.time_budget, batch=args.batch,
+    result = fit_sdf(args.mesh, args.field, steps=args.steps, time_budget=args.seconds, batch=args.batch,
                      n_points=args.points, lr=args.lr, decoder_lr=args.decoder_lr, resolution=args.resolution,
                      seed=args.seed)
     export_mesh(result.mesh, out)

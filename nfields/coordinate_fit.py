@@ -20,8 +20,11 @@ def build_coordinate_network(field: str, dim: int, n_out: int) -> torch.nn.Modul
         raise FieldsError(f"--field: {err}") from None
 
 
-def make_optimizer(network: torch.nn.Module, lr: float, decoder_lr: float) -> torch.optim.Adam:
-    """Adam with `lr` on the encoder (grids, planes, tables) and `decoder_lr` on the head."""
+def make_optimizer(network, lr: float | None = None, decoder_lr: float | None = None) -> torch.optim.Adam:
+    """Adam with `lr` on the encoder (grids, planes, tables) and `decoder_lr` on the head (None: the
+    network's own learning rates)."""
+    lr = network.lr if lr is None else lr
+    decoder_lr = network.decoder_lr if decoder_lr is None else decoder_lr
     named = dict(network.named_parameters())
     split = network.parameter_split()
     groups = [{"params": [named[n] for n in split["features"]], "lr": lr},

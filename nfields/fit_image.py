@@ -49,7 +49,7 @@ def pixel_coordinates(height: int, width: int) -> torch.Tensor:
 
 
 def fit_image(image: torch.Tensor, field: str = "rbf", steps: int = 2000, time_budget: float | None = None,
-              batch: int = 1 << 16, lr: float = 1e-2, decoder_lr: float = 1e-3, seed: int = 0,
+              batch: int = 1 << 16, lr: float | None = None, decoder_lr: float | None = None, seed: int = 0,
               progress: bool = True) -> ImageFit:
     """Fit `image` (H, W, C) in [0, 1] with MSE on random pixel batches; `time_budget` in seconds."""
     torch.manual_seed(seed)

@@ -43,7 +43,7 @@ def sdf_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def fit_sdf(path: str | Path, field: str = "rbf", steps: int = 3000, time_budget: float | None = None,
-            batch: int = 1 << 14, n_points: int = 1 << 18, lr: float = 1e-2, decoder_lr: float = 1e-2,
+            batch: int = 1 << 14, n_points: int = 1 << 18, lr: float | None = None, decoder_lr: float | None = None,
             resolution: int = 256, seed: int = 0, progress: bool = True) -> SDFFit:
     """Fit the mesh at `path` for `steps` (or `time_budget` seconds) and score it on a resolution^3 grid."""
     torch.manual_seed(seed)

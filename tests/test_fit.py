@@ -12,7 +12,7 @@ from nfields.fit_sdf import fit_sdf
 from nfields.meshes import NotWatertightWarning, load_mesh
 
 
-def procedural_image(size: int = 64) -> np.ndarray:
+def procedural_image(size: int = 48) -> np.ndarray:
     """(size, size, 3) uint8: colour gradients, a disc and a bar with sharp edges."""
     y, x = np.mgrid[0:size, 0:size] / (size - 1)
     image = np.stack([x, y, 0.5 + 0.5 * np.sin(6 * x * y)], axis=-1)
@@ -36,15 +36,17 @@ def sphere_path(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("field,threshold", [("rbf", 26.0), ("triplane", 26.0), ("cam", 22.0)])
+# Measured at 100 steps (a constant image scores about 11 dB): rbf 29.3, triplane 39.1, cam 26.6 dB.
+@pytest.mark.parametrize("field,threshold", [("rbf", 26.0), ("triplane", 32.0), ("cam", 22.0)])
 def test_fit_image_reaches_psnr(image_path, field, threshold):
-    result = fit_image(load_image(image_path), field, steps=150, batch=4096, progress=False)
-    assert result.reconstruction.shape == (64, 64, 3)
-    assert result.psnr > threshold, result.psnr  # a constant image scores about 11 dB
+    result = fit_image(load_image(image_path), field, steps=100, batch=1024, progress=False)
+    assert result.reconstruction.shape == (48, 48, 3)
+    assert result.psnr > threshold, result.psnr
 
 
 def test_fit_sdf_of_a_sphere(sphere_path):
-    result = fit_sdf(sphere_path, "rbf", steps=200, batch=4096, n_points=1 << 15, resolution=64, progress=False)
+    # Measured: IoU 0.931, Chamfer 0.0094, median radius 1.005.
+    result = fit_sdf(sphere_path, "rbf", steps=100, batch=2048, n_points=1 << 14, resolution=48, progress=False)
     assert result.watertight
     assert result.iou > 0.9, result.iou
     assert result.chamfer < 0.03, result.chamfer  # the sphere's radius is 0.55 in the normalised frame
@@ -55,7 +57,7 @@ def test_fit_sdf_of_a_sphere(sphere_path):
 def test_cli_fit_image_and_sdf_write_outputs(image_path, sphere_path, tmp_path, capsys):
     assert main(["fit-image", str(image_path), "--field", "rbf", "--steps", "30", "--batch", "2048",
                  "--output", str(tmp_path / "fit.png")]) == 0
-    assert iio.imread(tmp_path / "fit.png").shape == (64, 64, 3)
+    assert iio.imread(tmp_path / "fit.png").shape == (48, 48, 3)
     assert main(["fit-sdf", str(sphere_path), "--field", "rbf", "--steps", "30", "--batch", "2048",
                  "--points", "8192", "--resolution", "48", "--output", str(tmp_path / "sphere.obj")]) == 0
     assert len(trimesh.load(tmp_path / "sphere.obj", force="mesh").faces) > 0
