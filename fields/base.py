@@ -14,6 +14,17 @@ class Field(nn.Module):
 
     Subclasses set `name` and `Config` (a dataclass with a `presets()` classmethod), take
     `(aabb, config)` in their constructor, and implement `density` and `color`.
+
+    Optional hooks, with defaults that do nothing, let a backbone steer its own training:
+    - `regularization()`: a loss term the trainer adds to the photometric loss each step;
+    - `on_training_progress(step)`: called before each step; returns True when the backbone re-created
+      its parameters (e.g. upsampled grids), so the trainer builds a fresh optimiser. Whatever a
+      checkpoint needs to rebuild the field at its current size must be kept in `config`, which the
+      checkpoint saves (`config_dict()`).
+    - `parameter_split()`: parameter names of the feature part (grids, planes, encoders) and of the
+      decoder part (MLPs, bases), for distillation and per-part learning rates.
+    - `coordinate_network(dim, n_out)`: the backbone's encoder and a small head as a plain coordinate
+      network, (N, dim) in [-1, 1] -> (N, n_out), for fitting images (dim 2) and SDFs (dim 3).
     """
 
     name: ClassVar[str]
@@ -51,11 +62,34 @@ class Field(nn.Module):
             groups.append({"params": decay, "lr": lr, "weight_decay": weight_decay})
         return groups
 
+    def regularization(self) -> torch.Tensor | None:
+        """Scalar loss term added to the photometric loss, or None."""
+        return None
+
+    def on_training_progress(self, step: int) -> bool:
+        """Hook before training step `step`; True when parameters were re-created (rebuild the optimiser)."""
+        return False
+
+    def parameter_split(self) -> dict[str, list[str]]:
+        """{"features": [...], "decoder": [...]} parameter names. Default: names containing "mlp" are decoder."""
+        names = [n for n, _ in self.named_parameters()]
+        return {"features": [n for n in names if "mlp" not in n], "decoder": [n for n in names if "mlp" in n]}
+
+    @classmethod
+    def coordinate_network(cls, dim: int, n_out: int, preset: str | None = None) -> nn.Module:
+        """A coordinate network (N, dim) in [-1, 1] -> (N, n_out) built from this backbone's encoder."""
+        raise NotImplementedError(f"the '{cls.name}' backbone has no coordinate network")
+
     def config_dict(self) -> dict:
         return asdict(self.config)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def size_megabytes(self) -> float:
+        """Memory of the parameters and buffers in MB (10^6 bytes)."""
+        tensors = list(self.parameters()) + list(self.buffers())
+        return sum(t.numel() * t.element_size() for t in tensors) / 1e6
 
 
 class TruncExp(torch.autograd.Function):
@@ -74,6 +108,11 @@ class TruncExp(torch.autograd.Function):
 
 def trunc_exp(x: torch.Tensor) -> torch.Tensor:
     return TruncExp.apply(x)
+
+
+def softplus_density(raw: torch.Tensor, shift: float, scale: float) -> torch.Tensor:
+    """TensoRF's density: scale * softplus(raw + shift) (shift -10, distance scale 25 for Blender scenes)."""
+    return scale * torch.nn.functional.softplus(raw + shift)
 
 
 def mlp(n_in: int, width: int, n_hidden: int, n_out: int, bias: bool = False) -> nn.Sequential:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .base import Field, mlp, trunc_exp
+from .coordinate import with_mlp_head
 from .encodings import spherical_harmonics
 from .hash_encoding import HashGridGeometry, hash_encode
 
@@ -40,6 +41,24 @@ class HashGridConfig:
         return "cpu" if device_type == "cpu" else "published"
 
 
+class HashCoordinateEncoder(nn.Module):
+    """Hash-grid features (N, L*F) of coordinates (N, dim) in [-1, 1]; 2-D points lie on the z = 0 plane."""
+
+    def __init__(self, dim: int, config: HashGridConfig):
+        super().__init__()
+        self.dim = dim
+        self.geometry = HashGridGeometry.build(config.n_levels, config.log2_table_size, config.base_resolution,
+                                               config.max_resolution)
+        self.table = nn.Parameter(torch.empty(self.geometry.total_size, config.n_features).uniform_(-1e-4, 1e-4))
+        self.out_dim = config.n_levels * config.n_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        unit = (x + 1) / 2
+        if self.dim == 2:
+            unit = torch.cat([unit, torch.full_like(unit[:, :1], 0.5)], dim=-1)
+        return hash_encode(unit.clamp(0, 1), self.table, self.geometry)
+
+
 class HashGridField(Field):
     name = "hashgrid"
     Config = HashGridConfig
@@ -64,3 +83,7 @@ class HashGridField(Field):
     def color(self, features, directions):
         sh = spherical_harmonics(directions, self.config.sh_degree)
         return torch.sigmoid(self.color_mlp(torch.cat([sh, features], dim=-1)))
+
+    @classmethod
+    def coordinate_network(cls, dim, n_out):
+        return with_mlp_head(HashCoordinateEncoder(dim, HashGridConfig()), dim, n_out)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .base import Field, trunc_exp
+from .base import Field, mlp, trunc_exp
+from .coordinate import CoordinateNetwork, PositionalEncoder
 from .encodings import positional_encoding, positional_encoding_dim
 
 
@@ -70,3 +71,9 @@ class MLPField(Field):
     def color(self, features, directions):
         encoded = positional_encoding(directions, self.config.direction_frequencies)
         return torch.sigmoid(self.color_mlp(torch.cat([features, encoded], dim=-1)))
+
+    @classmethod
+    def coordinate_network(cls, dim, n_out):
+        encoder = PositionalEncoder(dim, 10)
+        return CoordinateNetwork(encoder, mlp(encoder.out_dim, 128, 3, n_out, bias=True), dim, n_out,
+                                 lr=1e-3, decoder_lr=1e-3)

@@ -5,12 +5,21 @@ from __future__ import annotations
 import torch
 
 from .base import Field
+from .cam import CAMField
 from .hashgrid import HashGridField
 from .mlp import MLPField
+from .rbf import RBFField
+from .tensorf import TensoRFCPField, TensoRFVMField
+from .triplane import TriplaneField
 
 FIELDS: dict[str, type[Field]] = {
     HashGridField.name: HashGridField,
     MLPField.name: MLPField,
+    TensoRFVMField.name: TensoRFVMField,
+    TensoRFCPField.name: TensoRFCPField,
+    TriplaneField.name: TriplaneField,
+    RBFField.name: RBFField,
+    CAMField.name: CAMField,
 }
 
 

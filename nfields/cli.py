@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from .config import TrainConfig
 from .errors import FieldsError
+
+BACKBONES = "hashgrid, mlp, tensorf-vm, tensorf-cp, triplane, rbf, cam"
 
 
 def _add_train(sub) -> None:
@@ -16,7 +19,7 @@ def _add_train(sub) -> None:
     p.add_argument("--data-root",
                    help="folder holding nerf_synthetic/<scene> (default: $FIELDS_DATA_ROOT, ../shared/data)")
     p.add_argument("--data", help="a scene written by `fields convert` (or any format it reads); replaces --scene")
-    p.add_argument("--field", default="hashgrid", help="backbone: hashgrid (default) or mlp")
+    p.add_argument("--field", default="hashgrid", help=f"backbone: {BACKBONES} (default hashgrid)")
     p.add_argument("--preset", help="backbone preset (default: the device's, e.g. hashgrid 'cpu' or 'published')")
     p.add_argument("--steps", type=int, help="training steps (default 20000)")
     p.add_argument("--time-budget", type=float, help="minutes of training; stops at whichever limit comes first")
@@ -194,6 +197,76 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def _one_line_warnings() -> None:
+    warnings.formatwarning = lambda message, *args, **kwargs: f"fields: warning: {message}\n"
+
+
+def _add_fit(sub) -> None:
+    p = sub.add_parser("fit-image", help="fit an image with a backbone's coordinate network; PSNR and reconstruction")
+    p.add_argument("image", help="PNG, JPEG, ... (grey or RGB; alpha is dropped)")
+    p.add_argument("--field", default="rbf", help=f"backbone: {BACKBONES} (default rbf)")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--seconds", type=float, help="fitting time budget; stops at whichever limit comes first")
+    p.add_argument("--batch", type=int, default=1 << 16, help="random pixels per step")
+    p.add_argument("--lr", type=float, help="learning rate of the encoder (default: the backbone's)")
+    p.add_argument("--decoder-lr", type=float, help="learning rate of the head (default: the backbone's)")
+    p.add_argument("--output", help="reconstruction image (default runs/fit-image/<image>-<field>.png)")
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("fit-sdf", help="fit a signed distance field to a mesh; IoU, Chamfer distance, mesh export")
+    p.add_argument("mesh", help="OBJ, PLY, STL, OFF, ... (normalised to a bounding-box diagonal of 1.9)")
+    p.add_argument("--field", default="rbf", help=f"backbone: {BACKBONES} (default rbf)")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--seconds", type=float, help="fitting time budget; stops at whichever limit comes first")
+    p.add_argument("--batch", type=int, default=1 << 14, help="points per step")
+    p.add_argument("--points", type=int, default=1 << 18, help="training points sampled once (1/8 on the surface)")
+    p.add_argument("--lr", type=float, help="learning rate of the encoder (default: the backbone's)")
+    p.add_argument("--decoder-lr", type=float, help="learning rate of the head (default: the backbone's)")
+    p.add_argument("--resolution", type=int, default=256, help="grid for IoU and marching cubes")
+    p.add_argument("--output", help="marching-cubes mesh, .ply or .obj (default runs/fit-sdf/<mesh>-<field>.ply)")
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def cmd_fit_image(args) -> int:
+    import torch
+
+    from .fit_image import fit_image, load_image, save_image
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    image = load_image(args.image)
+    result = fit_image(image, args.field, steps=args.steps, time_budget=args.seconds, batch=args.batch,
+                       lr=args.lr, decoder_lr=args.decoder_lr, seed=args.seed)
+    out = Path(args.output or f"runs/fit-image/{Path(args.image).stem}-{args.field}.png")
+    save_image(result.reconstruction, out)
+    print(f"{args.field}: PSNR {result.psnr:.2f} dB after {result.steps} steps ({result.seconds:.1f} s), "
+          f"{result.parameters:,} parameters -> {out}")
+    return 0
+
+
+def cmd_fit_sdf(args) -> int:
+    import torch
+
+    from .fit_sdf import fit_sdf
+    from .meshes import export_mesh
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    _one_line_warnings()
+    out = Path(args.output or f"runs/fit-sdf/{Path(args.mesh).stem}-{args.field}.ply")
+    if out.suffix.lower() not in (".ply", ".obj"):
+        raise FieldsError(f"--output {out}: mesh output must end in .ply or .obj")
+    result = fit_sdf(args.mesh, args.field, steps=args.steps, time_budget=args.seconds, batch=args.batch,
+                     n_points=args.points, lr=args.lr, decoder_lr=args.decoder_lr, resolution=args.resolution,
+                     seed=args.seed)
+    export_mesh(result.mesh, out)
+    print(f"{args.field}: IoU {result.iou:.4f} ({args.resolution}^3), Chamfer {result.chamfer:.5f} "
+          f"(bbox diagonal 1.9) after {result.steps} steps ({result.seconds:.1f} s fitting "
+          f"+ {result.sampling_seconds:.1f} s sampling), {result.parameters:,} parameters -> {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fields", description="Neural fields: train, evaluate, render.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -243,11 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="another mirror of the same archive")
     p.add_argument("--sha256", help="expected checksum when using --url")
     sub.add_parser("doctor", help="which backend (CUDA kernels, CPU kernels, PyTorch) runs each operation, and why")
+    _add_fit(sub)
     return parser
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "export": cmd_export, "view": cmd_view,
-            "download": cmd_download, "doctor": cmd_doctor, "convert": cmd_convert}
+            "download": cmd_download, "doctor": cmd_doctor, "convert": cmd_convert, "fit-image": cmd_fit_image,
+            "fit-sdf": cmd_fit_sdf}
 
 
 def main(argv: list[str] | None = None) -> int:

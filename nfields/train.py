@@ -68,18 +68,25 @@ class Trainer:
         self.train_scene, self.val_scene = train_scene, val_scene
         self.images = train_scene.images.to(self.device)
         self.cameras = train_scene.cameras
-        self.field, self.renderer = make_model(config.field, train_scene.aabb, train_scene.near, config, self.device)
-        self.optimizer = torch.optim.Adam(
-            self.field.param_groups(config.lr, config.weight_decay), lr=config.lr, betas=(0.9, 0.99), eps=1e-15
-        )
-        for group in self.optimizer.param_groups:
-            group["initial_lr"] = group["lr"]
+        state = load_checkpoint(run_dir / CHECKPOINT_NAME, expected_field=config.field) if resume else None
+        # A resumed field is rebuilt from its saved configuration (e.g. TensoRF's upsampled resolution).
+        self.field, self.renderer = make_model(config.field, train_scene.aabb, train_scene.near, config, self.device,
+                                               field_config=state["field_config"] if state else None)
+        self.optimizer = self.make_optimizer()
         self.target_samples = config.samples_per_step or (1 << 16 if self.device.type == "cpu" else 1 << 18)
         self.n_rays = float(config.initial_rays)
         self.step, self.train_seconds, self.history = 0, 0.0, []
         self.snapshots_done: list[float] = []
-        if resume:
-            self._restore(load_checkpoint(run_dir / CHECKPOINT_NAME, expected_field=config.field))
+        if state is not None:
+            self._restore(state)
+
+    def make_optimizer(self) -> torch.optim.Adam:
+        """Adam over the field's parameter groups (also after the field re-creates its parameters)."""
+        optimizer = torch.optim.Adam(self.field.param_groups(self.config.lr, self.config.weight_decay),
+                                     lr=self.config.lr, betas=(0.9, 0.99), eps=1e-15)
+        for group in optimizer.param_groups:
+            group["initial_lr"] = group["lr"]
+        return optimizer
 
     # ----- state -----
     def state(self) -> dict:
@@ -140,12 +147,17 @@ class Trainer:
 
     def train_step(self) -> tuple[float, float, int]:
         """One optimiser step; returns (loss, batch MSE, samples used)."""
+        if self.field.on_training_progress(self.step):
+            self.optimizer = self.make_optimizer()
         for group in self.optimizer.param_groups:
             group["lr"] = group["initial_lr"] * lr_factor(self.config, self.step, self.progress_fraction())
         self.renderer.update_occupancy(self.field, self.step)
         rays, target, background = self.sample_batch(int(self.n_rays))
         out = self.renderer.render(self.field, rays.origins, rays.directions, background, training=True)
         loss = photometric_loss(out.rgb, target, self.config.loss)
+        regularization = self.field.regularization()
+        if regularization is not None:
+            loss = loss + regularization
         if not torch.isfinite(loss):
             raise FieldsError(
                 f"training diverged at step {self.step}: the loss is {loss.item()} (NaN or infinite). "

@@ -1,0 +1,71 @@
+"""Dense feature planes and lines looked up with torch.nn.functional.grid_sample (bilinear)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# TensoRF's pairing of axes: planes XY, XZ, YZ with the lines along the remaining axis Z, Y, X.
+PLANE_AXES = ((0, 1), (0, 2), (1, 2))
+LINE_AXES = (2, 1, 0)
+
+
+def sample_planes(planes: torch.Tensor, coords: torch.Tensor, align_corners: bool = True) -> torch.Tensor:
+    """Bilinear samples of P planes (P, C, H, W) at coords (P, N, 2) in [-1, 1] (x along W) -> (P, N, C)."""
+    out = F.grid_sample(planes, coords[:, None], mode="bilinear", padding_mode="border",
+                        align_corners=align_corners)  # (P, C, 1, N)
+    return out[:, :, 0].transpose(1, 2)
+
+
+def sample_lines(lines: torch.Tensor, coords: torch.Tensor, align_corners: bool = True) -> torch.Tensor:
+    """Linear samples of P lines (P, C, L, 1) at coords (P, N) in [-1, 1] -> (P, N, C)."""
+    grid = torch.stack([torch.zeros_like(coords), coords], dim=-1)
+    return sample_planes(lines, grid, align_corners)
+
+
+def plane_coords(x: torch.Tensor) -> torch.Tensor:
+    """Projections (3, N, 2) of points x (N, 3) in [-1, 1] onto the XY, XZ and YZ planes."""
+    return torch.stack([x[:, list(axes)] for axes in PLANE_AXES])
+
+
+def line_coords(x: torch.Tensor) -> torch.Tensor:
+    """Coordinates (3, N) of points x (N, 3) along the Z, Y and X lines."""
+    return torch.stack([x[:, axis] for axis in LINE_AXES])
+
+
+def resize(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize (align_corners=True, as TensoRF upsamples) of (P, C, H, W) to (P, C, *size)."""
+    return F.interpolate(tensor, size=size, mode="bilinear", align_corners=True)
+
+
+class MultiPlaneGrid(nn.Module):
+    """Multi-resolution feature planes over 2-D or 3-D coordinates in [-1, 1].
+
+    dim 2: one plane per level. dim 3: three axis-aligned planes per level whose samples are summed or
+    multiplied (K-planes). Levels are concatenated: (N, dim) -> (N, channels * len(resolutions)).
+    Product planes start near 1 (U(1 - init_std, 1 + init_std)) so that gradients do not vanish.
+    """
+
+    def __init__(self, dim: int, channels: int, resolutions: list[int], aggregate: str = "sum",
+                 init_std: float = 0.1, init_mean: float | None = None):
+        super().__init__()
+        if dim not in (2, 3):
+            raise ValueError(f"plane grids cover 2-D or 3-D coordinates, got dim {dim}")
+        if aggregate not in ("sum", "product"):
+            raise ValueError(f"aggregate must be 'sum' or 'product', got '{aggregate}'")
+        self.dim, self.aggregate = dim, aggregate
+        self.out_dim = channels * len(resolutions)
+        n_planes = 1 if dim == 2 else 3
+        mean = init_mean if init_mean is not None else (1.0 if aggregate == "product" else 0.0)
+        self.planes = nn.ParameterList(
+            nn.Parameter(mean + init_std * (2 * torch.rand(n_planes, channels, r, r) - 1)) for r in resolutions
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        coords = x[None] if self.dim == 2 else plane_coords(x)
+        features = []
+        for planes in self.planes:
+            samples = sample_planes(planes, coords)  # (P, N, C)
+            features.append(samples.prod(0) if self.aggregate == "product" else samples.sum(0))
+        return torch.cat(features, dim=-1)
