@@ -176,7 +176,7 @@ def test_train_on_converted_scene(blender_dir, tmp_path, monkeypatch):
     run = tmp_path / "run"
     result = train(TrainConfig(data=str(tmp_path / "scene"), field="mlp", steps=3, output=str(run),
                                grid_resolution=16, samples_per_step=1 << 12, initial_rays=64, eval_every=1e9,
-                               final_eval_views=1), progress=False)
+                               eval_pixels=256, final_eval_views=1), progress=False)
     assert result.step == 3 and result.metrics["views"] == 1
     assert TrainConfig.load(run / "config.json").scene == "scene"  # runs are labelled by the data's folder
     assert main(["eval", str(run), "--views", "1"]) == 0  # eval finds the scene through the run's config
