@@ -9,8 +9,10 @@ import torch
 
 from nfields.camera_path import CameraPath, load_camera_path, path_from_cameras
 from nfields.cli import main
+from nfields.config import TrainConfig
 from nfields.datasets import make_procedural_scene
 from nfields.errors import FieldsError
+from nfields.train import train
 
 
 @pytest.fixture
@@ -76,12 +78,13 @@ def test_missing_file(tmp_path):
 
 def test_cli_renders_a_path_with_requested_frames_and_size(procedural_dir, tmp_path, path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--scene", str(procedural_dir), "--field", "mlp", "--steps", "5", "--output", str(run)]) == 0
+    train(TrainConfig(scene=str(procedural_dir), field="mlp", steps=5, output=str(run), grid_resolution=32,
+                      eval_every=1e9, eval_pixels=256, final_eval_views=1), progress=False)
     path.save(tmp_path / "p.json")
-    assert main(["render", str(run), "--path", str(tmp_path / "p.json"), "--frames", "6", "--resolution", "24",
+    assert main(["render", str(run), "--path", str(tmp_path / "p.json"), "--frames", "4", "--resolution", "16",
                  "--format", "gif"]) == 0
     frames = iio.imread(run / "p.gif", index=None)
-    assert frames.shape[:3] == (6, 24, 48)  # RGB | depth side by side
+    assert frames.shape[:3] == (4, 16, 32)  # RGB | depth side by side
     (tmp_path / "bad.json").write_text(json.dumps({"keyframes": "x"}))
     capsys.readouterr()
     assert main(["render", str(run), "--path", str(tmp_path / "bad.json")]) == 2
