@@ -38,7 +38,7 @@ def fit_loop(network: torch.nn.Module, loss_fn: Callable[[int], torch.Tensor], o
     """Minimise loss_fn(step) for `steps` or until `time_budget` seconds; the learning rate decays
     exponentially to final_lr_factor x its start. Returns (steps done, seconds)."""
     base = [g["lr"] for g in optimizer.param_groups]
-    bar = tqdm(total=steps, desc=desc, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=steps if time_budget is None else None, desc=desc, disable=not progress, dynamic_ncols=True)
     start, step = time.perf_counter(), 0
     network.train()
     while step < steps:
