@@ -66,6 +66,17 @@ def coarse_grid(binary: torch.Tensor, factor: int = 2) -> torch.Tensor:
     return torch.nn.functional.max_pool3d(pooled, 3, stride=1, padding=1)[0, 0] > 0
 
 
+def occupancy_mips(binary: torch.Tensor, min_resolution: int = 4) -> list[torch.Tensor]:
+    """Coarser copies of a binary grid (X, Y, Z) for empty-space skipping: each halves the previous one's
+    resolution, a cell occupied when any of its 8 children is; while every side stays even and
+    at least 2 * min_resolution."""
+    mips, grid = [], binary
+    while all(n % 2 == 0 and n >= 2 * min_resolution for n in grid.shape) and len(mips) < 8:
+        grid = torch.nn.functional.max_pool3d(grid[None, None].float(), 2)[0, 0] > 0
+        mips.append(grid.contiguous())
+    return mips
+
+
 def _enumerate(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """For counts (R,) long: owner (C,) and local index (C,) of every item, C = counts.sum()."""
     total = int(counts.sum())

@@ -12,9 +12,14 @@
 
 namespace fields {
 
-// A binary occupancy grid (X, Y, Z), x-major, spanning an axis-aligned box.
+constexpr int kMaxMips = 8;
+
+// A binary occupancy grid (X, Y, Z), x-major, spanning an axis-aligned box, with `n_mips` coarser
+// copies: mips[m] has resolution res >> (m + 1), a cell occupied when any of its 8 children is.
 struct OccupancyView {
   const uint8_t* cells;
+  const uint8_t* mips[kMaxMips];
+  int n_mips;
   int res[3];
   float lo[3];
   float hi[3];
@@ -35,6 +40,13 @@ FIELDS_HD void grid_cell(const OccupancyView& g, const float p[3], int cell[3]) 
 
 FIELDS_HD bool grid_occupied(const OccupancyView& g, const int cell[3]) {
   return g.cells[((long long)cell[0] * g.res[1] + cell[1]) * g.res[2] + cell[2]] != 0;
+}
+
+// Whether the level-`level` ancestor (level 0: the cell itself) of a fine cell is occupied.
+FIELDS_HD bool ancestor_occupied(const OccupancyView& g, const int cell[3], int level) {
+  if (level == 0) return grid_occupied(g, cell);
+  const long long r1 = g.res[1] >> level, r2 = g.res[2] >> level;
+  return g.mips[level - 1][((long long)(cell[0] >> level) * r1 + (cell[1] >> level)) * r2 + (cell[2] >> level)] != 0;
 }
 
 }  // namespace fields

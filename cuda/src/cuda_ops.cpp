@@ -20,13 +20,22 @@ void check_cuda_float(const torch::Tensor& t, const char* name) {
 
 cudaStream_t stream() { return c10::cuda::getCurrentCUDAStream(); }
 
-OccupancyView occupancy_view(const torch::Tensor& binary, const torch::Tensor& aabb) {
+OccupancyView occupancy_view(const torch::Tensor& binary, const std::vector<torch::Tensor>& mips,
+                             const torch::Tensor& aabb) {
   TORCH_CHECK(binary.is_cuda() && binary.dim() == 3 && binary.scalar_type() == torch::kBool && binary.is_contiguous(),
               "binary must be a contiguous bool CUDA grid (X, Y, Z)");
   auto box = aabb.to(torch::kCPU, torch::kFloat32).contiguous();
   const float* b = box.data_ptr<float>();
   OccupancyView g;
   g.cells = reinterpret_cast<const uint8_t*>(binary.data_ptr<bool>());
+  TORCH_CHECK((int)mips.size() <= fields::kMaxMips, "at most ", fields::kMaxMips, " mip levels");
+  g.n_mips = (int)mips.size();
+  for (int m = 0; m < g.n_mips; ++m) {
+    for (int a = 0; a < 3; ++a)
+      TORCH_CHECK(mips[m].size(a) << (m + 1) == binary.size(a), "mip ", m, " must halve the grid ", m + 1, " times");
+    TORCH_CHECK(mips[m].scalar_type() == torch::kBool && mips[m].is_contiguous(), "mips must be contiguous bool");
+    g.mips[m] = reinterpret_cast<const uint8_t*>(mips[m].data_ptr<bool>());
+  }
   for (int a = 0; a < 3; ++a) {
     g.res[a] = (int)binary.size(a);
     g.lo[a] = b[a];
@@ -39,10 +48,10 @@ OccupancyView occupancy_view(const torch::Tensor& binary, const torch::Tensor& a
 
 std::vector<torch::Tensor> march_rays(torch::Tensor origins, torch::Tensor directions, torch::Tensor t_min,
                                       torch::Tensor t_max, torch::Tensor offsets, torch::Tensor binary,
-                                      torch::Tensor aabb, double step) {
+                                      std::vector<torch::Tensor> mips, torch::Tensor aabb, double step) {
   for (auto* t : {&origins, &directions, &t_min, &t_max, &offsets}) check_cuda_float(*t, "march_rays input");
   const int64_t n_rays = origins.size(0);
-  const OccupancyView g = occupancy_view(binary, aabb);
+  const OccupancyView g = occupancy_view(binary, mips, aabb);
   const fields::MarchStep s{(float)step, (float)(0.5 * step), (float)(1.0 / step)};
   auto counts = torch::empty({n_rays}, origins.options().dtype(torch::kInt64));
   fields::launch_march_count(g, origins.data_ptr<float>(), directions.data_ptr<float>(), t_min.data_ptr<float>(),

@@ -1,8 +1,8 @@
 // Occupancy-grid ray marching with instant-ngp's constant step (cone angle 0, the rule for bounded scenes).
 // Step k of a ray spans [t_base + k dt, t_base + (k + 1) dt) with t_base = t_min + u dt, u in [0, 1);
-// it is emitted when it ends by t_max and its midpoint lies in an occupied cell. Empty cells are
-// skipped to one step before the ray leaves them, and every emitted step is tested with the same
-// float expressions as the PyTorch twin (renderers/torch_ops.py: march_rays), so both emit the same samples.
+// it is emitted when it ends by t_max and its midpoint lies in an occupied cell. Empty space is skipped
+// through a pyramid of coarser grids, and steps are tested with the same float expressions as the PyTorch
+// twin (renderers/torch_ops.py: march_rays), so both emit the same samples.
 #pragma once
 #include "common.h"
 
@@ -14,12 +14,15 @@ struct MarchStep {
   float inv_dt;
 };
 
-// Distance along the ray at which it leaves `cell` (only used to skip, never to emit samples).
-FIELDS_HD float cell_exit(const OccupancyView& g, const float o[3], const float inv_d[3], const int cell[3]) {
+// Distance along the ray at which it leaves the level-`level` ancestor of `cell` (2^level fine cells wide);
+// only used to skip or to bound runs, with a step of margin, never to decide a sample by itself.
+FIELDS_HD float cell_exit(const OccupancyView& g, const float o[3], const float inv_d[3], const int cell[3],
+                          int level) {
   float t_exit = 3.0e38f;
   for (int a = 0; a < 3; ++a) {
     if (inv_d[a] == 0.0f) continue;
-    float bound = g.lo[a] + (float)(cell[a] + (inv_d[a] > 0.0f ? 1 : 0)) * g.cell_size[a];
+    float size = g.cell_size[a] * (float)(1 << level);
+    float bound = g.lo[a] + (float)((cell[a] >> level) + (inv_d[a] > 0.0f ? 1 : 0)) * size;
     float t = (bound - o[a]) * inv_d[a];
     t_exit = t < t_exit ? t : t_exit;
   }
@@ -27,6 +30,9 @@ FIELDS_HD float cell_exit(const OccupancyView& g, const float o[3], const float 
 }
 
 // Marches one ray and calls emit(t_start, t_end) for each sample, in order; returns the count.
+// A step is tested like the twin tests it; once one is inside an occupied cell, the steps after it
+// whose midpoints lie at least a step before the cell's exit are inside too and are emitted untested.
+// From an empty cell the ray jumps to one step before the exit of its largest empty ancestor.
 template <typename Emit>
 FIELDS_HD int64_t march_ray(const OccupancyView& g, const float o[3], const float d[3], float t_min, float t_max,
                             float offset, const MarchStep& s, Emit emit) {
@@ -44,13 +50,20 @@ FIELDS_HD int64_t march_ray(const OccupancyView& g, const float o[3], const floa
     int cell[3];
     grid_cell(g, p, cell);
     if (grid_occupied(g, cell)) {
+      float k_safe = floorf((cell_exit(g, o, inv_d, cell, 0) - t_base) * s.inv_dt - 0.5f) - 1.0f;
+      int64_t k_last = k_safe < (float)(n_steps - 1) ? (int64_t)k_safe : n_steps - 1;
       emit(t0, t0 + s.dt);
       ++count;
-      ++k;
+      for (++k; k <= k_last; ++k) {
+        float t = t_base + (float)k * s.dt;
+        emit(t, t + s.dt);
+        ++count;
+      }
       continue;
     }
-    // First step whose midpoint passes the cell's exit, less one step of margin against rounding.
-    float k_exit = ceilf((cell_exit(g, o, inv_d, cell) - t_base) * s.inv_dt - 0.5f) - 1.0f;
+    int level = 0;
+    while (level < g.n_mips && !ancestor_occupied(g, cell, level + 1)) ++level;
+    float k_exit = ceilf((cell_exit(g, o, inv_d, cell, level) - t_base) * s.inv_dt - 0.5f) - 1.0f;
     int64_t k_next = k_exit < (float)n_steps ? (int64_t)k_exit : n_steps;
     k = k_next > k + 1 ? k_next : k + 1;
   }
