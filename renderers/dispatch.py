@@ -4,7 +4,6 @@ for that device, else the pure-PyTorch reference (`torch_ops`). Both sets have t
 from __future__ import annotations
 
 import functools
-import weakref
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Callable
@@ -37,29 +36,18 @@ TORCH_OPS = RenderOps(
 )
 
 
-_MIPS: dict[int, tuple[weakref.ref, int, list[torch.Tensor]]] = {}
-
-
-def _mips(binary: torch.Tensor) -> list[torch.Tensor]:
-    """The grid's mip pyramid, rebuilt only when the grid tensor is new or was modified in place."""
-    cached = _MIPS.get(id(binary))
-    if cached is None or cached[0]() is not binary or cached[1] != binary._version:
-        if cached is None:
-            weakref.finalize(binary, _MIPS.pop, id(binary), None)
-        cached = (weakref.ref(binary), binary._version, torch_ops.occupancy_mips(binary.contiguous()))
-        _MIPS[id(binary)] = cached
-    return cached[2]
-
-
 @functools.cache
 def native_ops(kernels: ModuleType) -> RenderOps:
     """RenderOps whose marching, compositing and occupancy update run in `kernels` (CPU or CUDA build)."""
 
-    def march_rays(origins, directions, t_min, t_max, binary, aabb, step_size, offsets, coarse_binary=None):
-        # The native marcher skips empty space through its own pyramid of grids, not the coarse grid.
+    def march_rays(origins, directions, t_min, t_max, binary, aabb, step_size, offsets, coarse_binary=None,
+                   mips=None):
+        # The native marcher skips empty space through the grid's mip pyramid (`torch_ops.occupancy_mips`,
+        # built here when not given), not through the twin's coarse grid.
+        mips = torch_ops.occupancy_mips(binary) if mips is None else mips
         ray_indices, t_starts, t_ends = kernels.march_rays(
             origins.contiguous(), directions.contiguous(), t_min.contiguous(), t_max.contiguous(),
-            offsets.contiguous(), binary.contiguous(), _mips(binary), aabb, float(step_size))
+            offsets.contiguous(), binary.contiguous(), mips, aabb, float(step_size))
         return PackedSamples(ray_indices, t_starts, t_ends)
 
     def sample_offsets(ray_indices, n_rays: int):

@@ -14,7 +14,7 @@ from nerfacc import OccGridEstimator
 from torch import nn
 
 from .dispatch import ops_for
-from .torch_ops import coarse_grid
+from .torch_ops import coarse_grid, occupancy_mips
 
 
 class OccupancyGrid(nn.Module):
@@ -32,6 +32,15 @@ class OccupancyGrid(nn.Module):
     def binary(self) -> torch.Tensor:
         """Occupied cells (X, Y, Z) bool, x-major."""
         return self.estimator.binaries[0]
+
+    @property
+    def mips(self) -> list[torch.Tensor]:
+        """The grid's mip pyramid for the native marcher, rebuilt when the grid changed."""
+        binary = self.estimator.binaries  # replaced by updates, overwritten in place by checkpoint loads
+        source, version = getattr(self, "_mips_of", (None, -1))
+        if source is not binary or version != binary._version:
+            self._mips, self._mips_of = occupancy_mips(self.binary), (binary, binary._version)
+        return self._mips
 
     def occupied_fraction(self) -> float:
         return self.binary.float().mean().item()

@@ -95,6 +95,7 @@ def march_rays(
     step_size: float,
     offsets: torch.Tensor,
     coarse_binary: torch.Tensor | None = None,
+    mips: list[torch.Tensor] | None = None,
 ) -> PackedSamples:
     """Uniform steps through occupied cells of a binary grid (X, Y, Z) spanning `aabb`.
 
@@ -102,6 +103,7 @@ def march_rays(
     in [0, 1) (0 at evaluation, random in training); it is kept when it ends by t_max and its
     midpoint lies in an occupied cell. `coarse_binary` (from `coarse_grid`) only skips empty space
     faster, K steps at a time (K dt no longer than a coarse cell): the result is the same without it.
+    `mips` (`occupancy_mips`) is the native marcher's skipping structure, unused here.
     """
     n_steps = ((t_max - t_min) / step_size - offsets).floor().clamp(min=0).long()
     t_base = t_min + offsets * step_size

@@ -50,7 +50,8 @@ class VolumeRenderer(nn.Module):
         t_min = t_min.clamp(min=self.near)
         offsets = torch.rand_like(t_min) if jitter else torch.zeros_like(t_min)
         return ops.march_rays(origins, directions, t_min, t_max, self.occupancy.binary, self.aabb,
-                              self.step_size, offsets, self.occupancy.coarse_binary)
+                              self.step_size, offsets, coarse_binary=self.occupancy.coarse_binary,
+                              mips=self.occupancy.mips)
 
     @torch.no_grad()
     def densities_until_opaque(self, field, samples, positions: torch.Tensor, n_rays: int, first_round: int = 16):

@@ -46,3 +46,19 @@ def test_cells_empty_out_when_the_density_moves_away():
     centre_old = grid.binary[7:9, 7:9, 7:9]
     assert old[7:9, 7:9, 7:9].all() and not centre_old.any()
     assert grid.binary[11:13, 11:13, 11:13].all()
+
+
+def test_mips_follow_updates_and_checkpoint_loads():
+    """The native marcher's mip pyramid is rebuilt whenever the grid changes, never served stale."""
+
+    def pooled(grid):
+        return grid.binary.view(16, 2, 16, 2, 16, 2).any(5).any(3).any(1)
+
+    grid = OccupancyGrid(AABB, resolution=32, warmup_steps=64, update_every=16)
+    assert [m.shape[0] for m in grid.mips] == [16, 8, 4] and torch.equal(grid.mips[0], pooled(grid))
+    grid.update(0, _sphere_density, step_size=0.01)
+    assert torch.equal(grid.mips[0], pooled(grid)) and grid.mips[0].any() and not grid.mips[0].all()
+    fresh = OccupancyGrid(AABB, resolution=32)
+    stale = fresh.mips[0].clone()
+    fresh.load_state_dict(grid.state_dict())
+    assert not torch.equal(stale, pooled(grid)) and torch.equal(fresh.mips[0], pooled(grid))
