@@ -182,6 +182,6 @@ def test_train_on_converted_scene(blender_dir, tmp_path, monkeypatch):
     assert main(["eval", str(run), "--views", "1"]) == 0  # eval finds the scene through the run's config
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--steps", "3"]) == 2
     seen = []
-    monkeypatch.setattr("nfields.train.train", lambda config: seen.append(config) or SimpleNamespace(metrics=None))
+    monkeypatch.setattr("nfields.train.train", lambda config, **_: seen.append(config) or SimpleNamespace(metrics=None))
     assert main(["train", "--data", str(tmp_path / "scene")]) == 130
     assert seen[0].data == str((tmp_path / "scene").resolve()) and seen[0].scene == "scene"
