@@ -7,6 +7,7 @@ A build that fails is reported once, in one line, and the caller falls back to P
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import shutil
 import sys
@@ -34,10 +35,11 @@ class BuildResult:
     reason: str  # why it is unavailable, or where it was loaded from
 
 
-def cache_dir(kind: str) -> Path:
+def cache_dir(kind: str, digest: str) -> Path:
+    """One build folder per Python, torch, backend and source version."""
     root = Path(os.environ.get("FIELDS_KERNEL_CACHE", Path.home() / ".cache" / "fields" / "kernels"))
     tag = f"py{sys.version_info.major}{sys.version_info.minor}-torch{torch.__version__.replace('+', '-')}-{kind}"
-    path = root / tag
+    path = root / tag / digest
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -46,17 +48,29 @@ def compiler() -> str | None:
     return shutil.which(os.environ.get("CXX", "c++"))
 
 
+def source_digest() -> str:
+    """A hash of every kernel source and header: part of the extension's name, so that any change
+    (a header included, too) builds afresh instead of loading a stale build."""
+    digest = hashlib.sha256()
+    for path in sorted(SOURCE_DIR.iterdir()):
+        if path.suffix in (".h", ".cpp", ".cu"):
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def _load(name: str, sources: list[str], kind: str, **flags) -> BuildResult:
     from torch.utils.cpp_extension import load
 
+    digest = source_digest()
+    folder = cache_dir(kind, digest)
     try:
-        module = load(name=name, sources=[str(SOURCE_DIR / s) for s in sources], build_directory=str(cache_dir(kind)),
-                      extra_include_paths=[str(SOURCE_DIR)], verbose=False, **flags)
+        module = load(name=f"{name}_{digest}", sources=[str(SOURCE_DIR / s) for s in sources],
+                      build_directory=str(folder), extra_include_paths=[str(SOURCE_DIR)], verbose=False, **flags)
     except Exception as error:  # a compiler or toolchain problem of any kind: fall back, say why
         reason = f"build failed: {str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__}"
         warnings.warn(f"fields: {kind} kernels unavailable ({reason}); using the PyTorch path", stacklevel=3)
         return BuildResult(None, reason)
-    return BuildResult(module, f"built in {cache_dir(kind)}")
+    return BuildResult(module, f"built in {folder}")
 
 
 @functools.cache

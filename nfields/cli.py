@@ -78,16 +78,10 @@ def cmd_train(args) -> int:
 
 
 def _keep_viewing(monitor) -> None:
-    import time
+    from .viewer import serve_until_interrupted
 
     print("training finished; the viewer stays up until Ctrl-C", flush=True)
-    try:
-        while True:
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        monitor.stop()
+    serve_until_interrupted(monitor)
 
 
 def cmd_eval(args) -> int:

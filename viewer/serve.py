@@ -26,6 +26,11 @@ def serve_run(run_folder, host: str = "127.0.0.1", port: int = 8080, device: str
               data_root: str | None = None) -> None:
     viewer = open_run_viewer(run_folder, host, port, device, data_root)
     print("Ctrl-C to stop", flush=True)
+    serve_until_interrupted(viewer)
+
+
+def serve_until_interrupted(viewer) -> None:
+    """Keep the process (and the viewer's threads) alive until Ctrl-C, then stop the viewer."""
     try:
         while True:
             time.sleep(1.0)

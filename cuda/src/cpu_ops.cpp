@@ -10,42 +10,19 @@
 #include "composite.h"
 #include "hash_encode.h"
 #include "march.h"
+#include "torch_views.h"
 
 namespace {
 
 using fields::HashLevel;
 using fields::OccupancyView;
+using fields::hash_levels;
+using fields::occupancy_view;
 
 void check_cpu_float(const torch::Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor");
   TORCH_CHECK(t.scalar_type() == torch::kFloat32, name, " must be float32");
   TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
-}
-
-OccupancyView occupancy_view(const torch::Tensor& binary, const std::vector<torch::Tensor>& mips,
-                             const torch::Tensor& aabb) {
-  TORCH_CHECK(binary.dim() == 3 && binary.scalar_type() == torch::kBool && binary.is_contiguous(),
-              "binary must be a contiguous bool grid (X, Y, Z)");
-  auto box = aabb.to(torch::kFloat32).contiguous();
-  const float* b = box.data_ptr<float>();
-  OccupancyView g;
-  g.cells = reinterpret_cast<const uint8_t*>(binary.data_ptr<bool>());
-  TORCH_CHECK((int)mips.size() <= fields::kMaxMips, "at most ", fields::kMaxMips, " mip levels");
-  g.n_mips = (int)mips.size();
-  for (int m = 0; m < g.n_mips; ++m) {
-    for (int a = 0; a < 3; ++a)
-      TORCH_CHECK(mips[m].size(a) << (m + 1) == binary.size(a), "mip ", m, " must halve the grid ", m + 1, " times");
-    TORCH_CHECK(mips[m].scalar_type() == torch::kBool && mips[m].is_contiguous(), "mips must be contiguous bool");
-    g.mips[m] = reinterpret_cast<const uint8_t*>(mips[m].data_ptr<bool>());
-  }
-  for (int a = 0; a < 3; ++a) {
-    g.res[a] = (int)binary.size(a);
-    g.lo[a] = b[a];
-    g.hi[a] = b[a + 3];
-    g.scale[a] = (float)g.res[a] / (b[a + 3] - b[a]);
-    g.cell_size[a] = (b[a + 3] - b[a]) / (float)g.res[a];
-  }
-  return g;
 }
 
 // Packed samples (ray_indices int64, t_starts, t_ends), sorted by ray. One traversal: blocks of rays
@@ -55,6 +32,7 @@ std::vector<torch::Tensor> march_rays(torch::Tensor origins, torch::Tensor direc
                                       std::vector<torch::Tensor> mips, torch::Tensor aabb, double step) {
   for (auto* t : {&origins, &directions, &t_min, &t_max, &offsets}) check_cpu_float(*t, "march_rays input");
   const int64_t n_rays = origins.size(0);
+  TORCH_CHECK(binary.device().is_cpu(), "binary must be a CPU grid");
   const OccupancyView g = occupancy_view(binary, mips, aabb);
   const fields::MarchStep s{(float)step, (float)(0.5 * step), (float)(1.0 / step)};
   const float *o = origins.data_ptr<float>(), *d = directions.data_ptr<float>();
@@ -179,15 +157,6 @@ torch::Tensor termination_round(torch::Tensor sigmas, torch::Tensor t_starts, to
     }
   });
   return keep;
-}
-
-std::vector<HashLevel> hash_levels(const torch::Tensor& scales, const torch::Tensor& resolutions,
-                                   const torch::Tensor& rows, const torch::Tensor& offsets, int64_t n_dense) {
-  std::vector<HashLevel> levels(scales.size(0));
-  for (int64_t l = 0; l < scales.size(0); ++l)
-    levels[l] = HashLevel{scales[l].item<float>(), (uint32_t)resolutions[l].item<int64_t>(),
-                          (uint32_t)rows[l].item<int64_t>(), (uint32_t)offsets[l].item<int64_t>(), l < n_dense};
-  return levels;
 }
 
 // One level of the encoding for points [lo, hi); F features per row (a compile-time constant where

@@ -3,14 +3,17 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/extension.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "cuda_api.h"
+#include "torch_views.h"
 
 namespace {
 
 using fields::HashLevels;
 using fields::OccupancyView;
+using fields::occupancy_view;
 
 void check_cuda_float(const torch::Tensor& t, const char* name) {
   TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
@@ -20,37 +23,12 @@ void check_cuda_float(const torch::Tensor& t, const char* name) {
 
 cudaStream_t stream() { return c10::cuda::getCurrentCUDAStream(); }
 
-OccupancyView occupancy_view(const torch::Tensor& binary, const std::vector<torch::Tensor>& mips,
-                             const torch::Tensor& aabb) {
-  TORCH_CHECK(binary.is_cuda() && binary.dim() == 3 && binary.scalar_type() == torch::kBool && binary.is_contiguous(),
-              "binary must be a contiguous bool CUDA grid (X, Y, Z)");
-  auto box = aabb.to(torch::kCPU, torch::kFloat32).contiguous();
-  const float* b = box.data_ptr<float>();
-  OccupancyView g;
-  g.cells = reinterpret_cast<const uint8_t*>(binary.data_ptr<bool>());
-  TORCH_CHECK((int)mips.size() <= fields::kMaxMips, "at most ", fields::kMaxMips, " mip levels");
-  g.n_mips = (int)mips.size();
-  for (int m = 0; m < g.n_mips; ++m) {
-    for (int a = 0; a < 3; ++a)
-      TORCH_CHECK(mips[m].size(a) << (m + 1) == binary.size(a), "mip ", m, " must halve the grid ", m + 1, " times");
-    TORCH_CHECK(mips[m].scalar_type() == torch::kBool && mips[m].is_contiguous(), "mips must be contiguous bool");
-    g.mips[m] = reinterpret_cast<const uint8_t*>(mips[m].data_ptr<bool>());
-  }
-  for (int a = 0; a < 3; ++a) {
-    g.res[a] = (int)binary.size(a);
-    g.lo[a] = b[a];
-    g.hi[a] = b[a + 3];
-    g.scale[a] = (float)g.res[a] / (b[a + 3] - b[a]);
-    g.cell_size[a] = (b[a + 3] - b[a]) / (float)g.res[a];
-  }
-  return g;
-}
-
 std::vector<torch::Tensor> march_rays(torch::Tensor origins, torch::Tensor directions, torch::Tensor t_min,
                                       torch::Tensor t_max, torch::Tensor offsets, torch::Tensor binary,
                                       std::vector<torch::Tensor> mips, torch::Tensor aabb, double step) {
   for (auto* t : {&origins, &directions, &t_min, &t_max, &offsets}) check_cuda_float(*t, "march_rays input");
   const int64_t n_rays = origins.size(0);
+  TORCH_CHECK(binary.is_cuda(), "binary must be a CUDA grid");
   const OccupancyView g = occupancy_view(binary, mips, aabb);
   const fields::MarchStep s{(float)step, (float)(0.5 * step), (float)(1.0 / step)};
   auto counts = torch::empty({n_rays}, origins.options().dtype(torch::kInt64));
@@ -127,15 +105,13 @@ torch::Tensor termination_round(torch::Tensor sigmas, torch::Tensor t_starts, to
   return keep;
 }
 
-HashLevels hash_levels(const torch::Tensor& scales, const torch::Tensor& resolutions, const torch::Tensor& rows,
-                       const torch::Tensor& offsets, int64_t n_dense) {
+HashLevels hash_levels_struct(const torch::Tensor& scales, const torch::Tensor& resolutions,
+                              const torch::Tensor& rows, const torch::Tensor& offsets, int64_t n_dense) {
   TORCH_CHECK(scales.size(0) <= fields::kMaxHashLevels, "at most ", fields::kMaxHashLevels, " hash levels");
+  const auto list = fields::hash_levels(scales, resolutions, rows, offsets, n_dense);
   HashLevels levels;
-  levels.count = (int)scales.size(0);
-  for (int l = 0; l < levels.count; ++l)
-    levels.level[l] = fields::HashLevel{scales[l].item<float>(), (uint32_t)resolutions[l].item<int64_t>(),
-                                        (uint32_t)rows[l].item<int64_t>(), (uint32_t)offsets[l].item<int64_t>(),
-                                        l < n_dense};
+  levels.count = (int)list.size();
+  std::copy(list.begin(), list.end(), levels.level);
   return levels;
 }
 
@@ -147,7 +123,7 @@ torch::Tensor hash_encode_forward(torch::Tensor x, torch::Tensor table, torch::T
   TORCH_CHECK(table.is_cuda() && table.is_contiguous(), "table must be a contiguous CUDA tensor");
   TORCH_CHECK(table.scalar_type() == torch::kFloat32 || table.scalar_type() == torch::kFloat16,
               "table must be float32 or float16");
-  const HashLevels levels = hash_levels(scales, resolutions, rows, offsets, n_dense);
+  const HashLevels levels = hash_levels_struct(scales, resolutions, rows, offsets, n_dense);
   const int64_t n = x.size(0);
   const int n_feat = (int)table.size(1);
   auto out = torch::empty({n, levels.count * n_feat}, x.options());
@@ -162,7 +138,7 @@ torch::Tensor hash_encode_backward(torch::Tensor grad_out, torch::Tensor x, int6
                                    torch::Tensor offsets, int64_t n_dense) {
   check_cuda_float(grad_out, "grad_out");
   check_cuda_float(x, "x");
-  const HashLevels levels = hash_levels(scales, resolutions, rows, offsets, n_dense);
+  const HashLevels levels = hash_levels_struct(scales, resolutions, rows, offsets, n_dense);
   auto grad_table = torch::zeros({table_rows, n_feat}, x.options());
   fields::launch_hash_encode_backward(x.data_ptr<float>(), grad_out.data_ptr<float>(), levels, x.size(0), (int)n_feat,
                                       grad_table.data_ptr<float>(), stream());

@@ -1,0 +1,51 @@
+// Tensor -> plain-struct views shared by both torch bindings (cpu_ops.cpp, cuda_ops.cpp).
+#pragma once
+#include <torch/extension.h>
+
+#include <vector>
+
+#include "common.h"
+#include "hash_encode.h"
+
+namespace fields {
+
+// The occupancy grid (X, Y, Z) bool, its mip pyramid and its box, on the grid's device; the box is read on the host.
+inline OccupancyView occupancy_view(const torch::Tensor& binary, const std::vector<torch::Tensor>& mips,
+                                    const torch::Tensor& aabb) {
+  TORCH_CHECK(binary.dim() == 3 && binary.scalar_type() == torch::kBool && binary.is_contiguous(),
+              "binary must be a contiguous bool grid (X, Y, Z)");
+  TORCH_CHECK((int)mips.size() <= kMaxMips, "at most ", kMaxMips, " mip levels");
+  auto box = aabb.to(torch::kCPU, torch::kFloat32).contiguous();
+  const float* b = box.data_ptr<float>();
+  OccupancyView g;
+  g.cells = reinterpret_cast<const uint8_t*>(binary.data_ptr<bool>());
+  g.n_mips = (int)mips.size();
+  for (int m = 0; m < g.n_mips; ++m) {
+    for (int a = 0; a < 3; ++a)
+      TORCH_CHECK(mips[m].size(a) << (m + 1) == binary.size(a), "mip ", m, " must halve the grid ", m + 1, " times");
+    TORCH_CHECK(mips[m].scalar_type() == torch::kBool && mips[m].is_contiguous() &&
+                    mips[m].device() == binary.device(),
+                "mips must be contiguous bool grids on the grid's device");
+    g.mips[m] = reinterpret_cast<const uint8_t*>(mips[m].data_ptr<bool>());
+  }
+  for (int a = 0; a < 3; ++a) {
+    g.res[a] = (int)binary.size(a);
+    g.lo[a] = b[a];
+    g.hi[a] = b[a + 3];
+    g.scale[a] = (float)g.res[a] / (b[a + 3] - b[a]);
+    g.cell_size[a] = (b[a + 3] - b[a]) / (float)g.res[a];
+  }
+  return g;
+}
+
+// The hash grid's level layout from host tensors (L,) each; levels below n_dense are dense.
+inline std::vector<HashLevel> hash_levels(const torch::Tensor& scales, const torch::Tensor& resolutions,
+                                          const torch::Tensor& rows, const torch::Tensor& offsets, int64_t n_dense) {
+  std::vector<HashLevel> levels(scales.size(0));
+  for (int64_t l = 0; l < scales.size(0); ++l)
+    levels[l] = HashLevel{scales[l].item<float>(), (uint32_t)resolutions[l].item<int64_t>(),
+                          (uint32_t)rows[l].item<int64_t>(), (uint32_t)offsets[l].item<int64_t>(), l < n_dense};
+  return levels;
+}
+
+}  // namespace fields
