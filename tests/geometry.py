@@ -41,3 +41,13 @@ class SDFField(Field):
 
     def color(self, features, directions):
         return features.clamp(0, 1)
+
+
+def sdf_model(grid_resolution: int):
+    """An SDFField and a renderer whose occupancy grid has seen it once: (field, renderer)."""
+    from nfields.renderers import VolumeRenderer
+
+    field = SDFField()
+    renderer = VolumeRenderer(field.aabb, near=0.5, grid_resolution=grid_resolution)
+    renderer.update_occupancy(field, 0)
+    return field, renderer

@@ -4,23 +4,20 @@ import numpy as np
 import pytest
 import torch
 import trimesh
-from geometry import SDFField, chamfer, surface_points
+from geometry import chamfer, surface_points
+from geometry import sdf_model as make_sdf_model
 
 from nfields.cli import main
 from nfields.datasets import make_procedural_scene
 from nfields.datasets.procedural import procedural_sdf
 from nfields.errors import FieldsError
 from nfields.export import export_mesh, export_points, extract_mesh, occupied_box
-from nfields.renderers import VolumeRenderer
 from nfields.runs import load_run
 
 
 @pytest.fixture(scope="module")
 def sdf_model():
-    field = SDFField()
-    renderer = VolumeRenderer(field.aabb, near=0.5, grid_resolution=64)
-    renderer.update_occupancy(field, 0)
-    return field, renderer
+    return make_sdf_model(grid_resolution=64)
 
 
 def test_mesh_of_an_exact_field_lies_on_its_surface(sdf_model):

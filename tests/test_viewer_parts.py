@@ -7,11 +7,10 @@ import time
 import numpy as np
 import pytest
 import torch
-from geometry import SDFField
+from geometry import sdf_model
 
 from nfields.datasets import make_procedural_scene
 from nfields.errors import FieldsError
-from nfields.renderers import VolumeRenderer
 from nfields.viewer import ComputeShare, access_hint
 from nfields.viewer.frames import camera_to_world, frame_size, pinhole, render_frame, viser_pose
 from nfields.viewer.ports import free_port
@@ -36,10 +35,7 @@ def test_frame_size_keeps_aspect_and_budget():
 
 @pytest.fixture(scope="module")
 def model():
-    field = SDFField()
-    renderer = VolumeRenderer(field.aabb, near=0.5, grid_resolution=32)
-    renderer.update_occupancy(field, 0)
-    return field, renderer
+    return sdf_model(grid_resolution=32)
 
 
 def test_frame_matches_the_renderer_and_stops_when_interrupted(model):

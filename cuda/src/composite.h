@@ -6,6 +6,12 @@
 
 namespace fields {
 
+// Opacity of sample i: 1 - exp(-sigma_i dt_i), with the product rounded in float as the twin does.
+template <typename Acc>
+FIELDS_HD Acc sample_alpha(const float* sigmas, const float* t_starts, const float* t_ends, int64_t i) {
+  return 1 - (Acc)expf(-sigmas[i] * (t_ends[i] - t_starts[i]));
+}
+
 // Samples [begin, end) of one ray. Writes rgb (3), depth, opacity and the samples' weights.
 template <typename Acc>
 FIELDS_HD void composite_ray_forward(const float* sigmas, const float* rgbs, const float* t_starts,
@@ -15,8 +21,7 @@ FIELDS_HD void composite_ray_forward(const float* sigmas, const float* rgbs, con
   int64_t i = begin;
   for (; i < end; ++i) {
     if (trans < (Acc)eps) break;
-    float dt = t_ends[i] - t_starts[i];
-    Acc alpha = 1 - (Acc)expf(-sigmas[i] * dt);
+    Acc alpha = sample_alpha<Acc>(sigmas, t_starts, t_ends, i);
     Acc w = trans * alpha;
     weights[i] = (float)w;
     r += w * rgbs[3 * i];
@@ -50,7 +55,7 @@ FIELDS_HD void composite_ray_backward(const float* g_rgb, float g_depth, float g
   for (; i < end; ++i) {
     if (trans < (Acc)eps) break;
     float dt = t_ends[i] - t_starts[i];
-    Acc alpha = 1 - (Acc)expf(-sigmas[i] * dt);
+    Acc alpha = sample_alpha<Acc>(sigmas, t_starts, t_ends, i);
     Acc w = trans * alpha;
     Acc v = g_rgb[0] * (Acc)rgbs[3 * i] + g_rgb[1] * (Acc)rgbs[3 * i + 1] + g_rgb[2] * (Acc)rgbs[3 * i + 2] +
             g_depth * (Acc)0.5 * ((Acc)t_starts[i] + (Acc)t_ends[i]) + g_opacity;
