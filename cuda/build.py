@@ -20,7 +20,7 @@ import torch
 
 SOURCE_DIR = Path(__file__).parent / "src"
 CPU_SOURCES = ["cpu_ops.cpp"]
-CUDA_SOURCES = ["cuda_ops.cpp", "march.cu", "composite.cu", "hash_encode.cu", "occupancy.cu"]
+CUDA_SOURCES = ["cuda_ops.cpp", "march.cu", "composite.cu", "hash_encode.cu", "occupancy.cu", "plane_sample.cu"]
 # Hopper (sm_90) and the generations before it; PTX for newer cards.
 CUDA_ARCHS = ["70", "75", "80", "86", "89", "90"]
 CPU_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp"]

@@ -1,8 +1,8 @@
 """The one place Python reaches native code: per operation and device, CUDA kernels, CPU kernels or PyTorch.
 
 `kernels_for(device)` gives the loaded extension for a device, or None when the PyTorch twin should run
-(no build, a failed build, or FIELDS_KERNELS=torch). The renderer and the hash encoding ask here and
-nowhere else; `report()` is what `fields doctor` prints.
+(no build, a failed build, or FIELDS_KERNELS=torch). The renderer, the hash encoding and the feature
+planes ask here and nowhere else; `report()` is what `fields doctor` prints.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 
 from . import build
 
-OPERATIONS = ("march_rays", "composite", "hash_encode", "occupancy_update")
+OPERATIONS = ("march_rays", "composite", "hash_encode", "plane_sample", "occupancy_update")
 _BUILDS = {"cpu": build.cpu_kernels, "cuda": build.cuda_kernels}
 
 

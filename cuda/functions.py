@@ -61,3 +61,26 @@ class HashEncode(torch.autograd.Function):
 def hash_encode(kernels: ModuleType, x: torch.Tensor, table: torch.Tensor, levels: tuple) -> torch.Tensor:
     """levels: (scales float32 (L,), resolutions int64 (L,), rows int64 (L,), offsets int64 (L,), n_dense int)."""
     return HashEncode.apply(kernels, x, table, levels)
+
+
+class PlaneSample(torch.autograd.Function):
+    """Native bilinear feature-plane lookup; gradients flow to the planes only."""
+
+    @staticmethod
+    def forward(ctx, kernels, planes, coords, sum_planes):
+        coords = coords.contiguous()
+        out = kernels.plane_sample_forward(planes.contiguous(), coords, sum_planes)
+        ctx.save_for_backward(coords)
+        ctx.kernels, ctx.plane_size, ctx.sum_planes = kernels, planes.shape[2:], sum_planes
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (coords,) = ctx.saved_tensors
+        grad_planes = ctx.kernels.plane_sample_backward(grad_out.contiguous(), coords, *ctx.plane_size, ctx.sum_planes)
+        return None, grad_planes, None, None
+
+
+def plane_sample(kernels: ModuleType, planes: torch.Tensor, coords: torch.Tensor, sum_planes: bool) -> torch.Tensor:
+    """planes (P, C, H, W) at coords (P, N, 2) in [-1, 1] -> (N, C) summed over planes, or (P, N, C)."""
+    return PlaneSample.apply(kernels, planes, coords, sum_planes)

@@ -1,4 +1,6 @@
-"""Dense feature planes and lines looked up with torch.nn.functional.grid_sample (bilinear)."""
+"""Dense feature planes and lines, looked up bilinearly with grid_sample's semantics (align_corners=True,
+border padding). `sample_planes` runs the native kernel of the planes' device when there is one and the
+coordinates need no gradient; `sample_planes_torch` (F.grid_sample) is its twin and the fallback."""
 
 from __future__ import annotations
 
@@ -6,22 +8,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..kernels import functions
+from ..kernels.dispatch import kernels_for
+
 # TensoRF's pairing of axes: planes XY, XZ, YZ with the lines along the remaining axis Z, Y, X.
 PLANE_AXES = ((0, 1), (0, 2), (1, 2))
 LINE_AXES = (2, 1, 0)
 
 
-def sample_planes(planes: torch.Tensor, coords: torch.Tensor, align_corners: bool = True) -> torch.Tensor:
-    """Bilinear samples of P planes (P, C, H, W) at coords (P, N, 2) in [-1, 1] (x along W) -> (P, N, C)."""
-    out = F.grid_sample(planes, coords[:, None], mode="bilinear", padding_mode="border",
-                        align_corners=align_corners)  # (P, C, 1, N)
-    return out[:, :, 0].transpose(1, 2)
+def sample_planes(planes: torch.Tensor, coords: torch.Tensor, sum_planes: bool = False) -> torch.Tensor:
+    """Bilinear samples of P planes (P, C, H, W) at coords (P, N, 2) in [-1, 1] (x along W) -> (P, N, C),
+    or their sum over the planes (N, C)."""
+    kernels = kernels_for(planes.device)
+    if kernels is not None and planes.dtype == torch.float32 and not coords.requires_grad:
+        return functions.plane_sample(kernels, planes, coords.float(), sum_planes)
+    samples = sample_planes_torch(planes, coords)
+    return samples.sum(0) if sum_planes else samples
 
 
-def sample_lines(lines: torch.Tensor, coords: torch.Tensor, align_corners: bool = True) -> torch.Tensor:
+def sample_planes_torch(planes: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """The PyTorch twin of the native lookup: (P, C, H, W) at (P, N, 2) -> (P, N, C), with F.grid_sample."""
+    out = F.grid_sample(planes, coords[:, None], mode="bilinear", padding_mode="border", align_corners=True)
+    return out[:, :, 0].transpose(1, 2)  # (P, C, 1, N) -> (P, N, C)
+
+
+def sample_lines(lines: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     """Linear samples of P lines (P, C, L, 1) at coords (P, N) in [-1, 1] -> (P, N, C)."""
     grid = torch.stack([torch.zeros_like(coords), coords], dim=-1)
-    return sample_planes(lines, grid, align_corners)
+    return sample_planes(lines, grid)
 
 
 def plane_coords(x: torch.Tensor) -> torch.Tensor:
@@ -66,6 +80,8 @@ class MultiPlaneGrid(nn.Module):
         coords = x[None] if self.dim == 2 else plane_coords(x)
         features = []
         for planes in self.planes:
-            samples = sample_planes(planes, coords)  # (P, N, C)
-            features.append(samples.prod(0) if self.aggregate == "product" else samples.sum(0))
+            if self.aggregate == "product":
+                features.append(sample_planes(planes, coords).prod(0))
+            else:
+                features.append(sample_planes(planes, coords, sum_planes=True))
         return torch.cat(features, dim=-1)

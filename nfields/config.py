@@ -37,6 +37,9 @@ class TrainConfig:
     loss: str = "huber"  # huber (delta 0.1, instant-ngp) | mse
     random_background: bool = True
     grid_resolution: int = 128
+    # Steps between occupancy-grid updates. None: instant-ngp's 16 steps of 2^18 samples on CUDA; 64 on the
+    # CPU, whose steps are 4x smaller, so that updates stay near the same share of the work.
+    occupancy_every: int | None = None
     eval_every: float = 30.0  # seconds of training between quick validations (PSNR-vs-time curve)
     eval_pixels: int = 1 << 14  # fixed random validation pixels scored by a quick validation
     final_eval_views: int | None = 10  # evenly spaced views; None: every view (slow on a CPU)
@@ -55,6 +58,8 @@ class TrainConfig:
             raise FieldsError(f"config: 'time_budget' must be positive minutes, got {self.time_budget}")
         if self.loss not in ("huber", "mse"):
             raise FieldsError(f"config: 'loss' must be 'huber' or 'mse', got '{self.loss}'")
+        if self.occupancy_every is not None and self.occupancy_every < 1:
+            raise FieldsError(f"config: 'occupancy_every' must be a positive step count, got {self.occupancy_every}")
         if self.grid_resolution < 2 or self.grid_resolution % 2:
             raise FieldsError(f"config: 'grid_resolution' must be an even number of cells, got {self.grid_resolution}")
         if self.data is not None and not Path(self.data).expanduser().exists():

@@ -74,6 +74,7 @@ class Trainer:
                                                field_config=state["field_config"] if state else None)
         self.optimizer = self.make_optimizer()
         self.target_samples = config.samples_per_step or (1 << 16 if self.device.type == "cpu" else 1 << 18)
+        self.renderer.occupancy.set_interval(config.occupancy_every or (64 if self.device.type == "cpu" else 16))
         self.n_rays = float(config.initial_rays)
         self.step, self.train_seconds, self.history = 0, 0.0, []
         self.snapshots_done: list[float] = []

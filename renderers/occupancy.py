@@ -3,6 +3,9 @@
 128^3 cells over the scene box; every 16 steps, cells' optical thickness (density x step size) is
 folded in with an EMA-max of decay 0.95; all cells during the first 256 steps, afterwards a quarter of
 the cells uniformly plus up to as many occupied ones; a cell is occupied above min(mean, 0.01).
+Those step counts are instant-ngp's, for steps of 2^18 samples; `set_interval` rescales them (the CPU
+trainer's steps of 2^16 samples update every 64 steps, all cells for the first 1,024), so that updates
+cost about the same share of training.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ class OccupancyGrid(nn.Module):
         self.warmup_steps, self.update_every, self.eval_chunk = warmup_steps, update_every, eval_chunk
         self.register_buffer("aabb", aabb.clone().float())
         self.register_buffer("coarse_binary", coarse_grid(self.binary))
+
+    def set_interval(self, update_every: int) -> None:
+        """Update every `update_every` steps; the all-cell warm-up lasts 16 updates, as in instant-ngp."""
+        self.update_every, self.warmup_steps = update_every, 16 * update_every
 
     @property
     def binary(self) -> torch.Tensor:

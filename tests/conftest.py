@@ -23,5 +23,6 @@ def trained_procedural_run(procedural_dir, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("trained") / "run"
     train(TrainConfig(scene=str(procedural_dir), steps=250, output=str(out), samples_per_step=1 << 13,
-                      grid_resolution=64, eval_every=1e9, eval_pixels=1024, final_eval_views=1), progress=False)
+                      occupancy_every=16, grid_resolution=64, eval_every=1e9, eval_pixels=1024, final_eval_views=1),
+          progress=False)
     return out

@@ -22,7 +22,7 @@ def scenes():
 
 
 def _trainer(name, scenes, folder, steps=40):
-    config = TrainConfig(scene="procedural", field=name, steps=steps, samples_per_step=1 << 12,
+    config = TrainConfig(scene="procedural", field=name, steps=steps, samples_per_step=1 << 12, occupancy_every=16,
                          initial_rays=256, grid_resolution=32, eval_every=1e9, threads=2)
     config.output = str(folder)
     folder.mkdir(parents=True, exist_ok=True)

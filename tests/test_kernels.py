@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 
+from nfields.fields.grids import sample_planes, sample_planes_torch
 from nfields.fields.hash_encoding import HashGridGeometry, hash_encode_reference, hash_encode_torch
 from nfields.kernels import build, functions
 from nfields.kernels.dispatch import kernels_for
@@ -209,6 +210,39 @@ def test_hash_encoding_of_zero_points(device):
     out = functions.hash_encode(kernels, torch.zeros(0, 3, device=device), table, geometry.native_levels)
     out.sum().backward()
     assert out.shape == (0, 8) and (table.grad == 0).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", [(3, 16, 64, 64), (1, 5, 33, 17), (3, 4, 40, 1), (2, 3, 1, 1)])
+@pytest.mark.parametrize("sum_planes", [False, True])
+def test_plane_sampling_values_and_gradients_match_grid_sample(device, shape, sum_planes):
+    """Planes of any size (1-wide TensoRF lines and single cells too), coordinates inside, on the edges and
+    outside [-1, 1] (border padding)."""
+    kernels = _native(device)
+    g = torch.Generator().manual_seed(sum(shape))
+    planes = torch.randn(*shape, generator=g).to(device).requires_grad_()
+    coords = torch.rand(shape[0], 3000, 2, generator=g) * 2.4 - 1.2
+    coords[:, :8] = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [0.0, 0.0], [1.0, 0.3],
+                                  [0.999999, 0.5], [-1.5, 2.0]])
+    coords = coords.to(device)
+    native = functions.plane_sample(kernels, planes, coords, sum_planes)
+    twin = sample_planes_torch(planes, coords)
+    twin = twin.sum(0) if sum_planes else twin
+    assert native.shape == twin.shape
+    torch.testing.assert_close(native, twin, rtol=1e-5, atol=1e-5)
+    upstream = torch.randn(twin.shape, generator=g).to(device)
+    (grad_native,) = torch.autograd.grad(native, planes, upstream)
+    (grad_twin,) = torch.autograd.grad(twin, planes, upstream)
+    torch.testing.assert_close(grad_native, grad_twin, rtol=1e-5, atol=1e-4)
+
+
+def test_plane_sampling_uses_the_twin_when_coordinates_need_gradients():
+    """Position gradients (e.g. SDF normals) come from grid_sample; the kernel only gives plane gradients."""
+    planes = torch.randn(3, 4, 16, 16)
+    coords = (torch.rand(3, 50, 2) * 2 - 1).requires_grad_()
+    samples = sample_planes(planes, coords, sum_planes=True)
+    (grad,) = torch.autograd.grad(samples.sum(), coords)
+    assert grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -14,7 +14,7 @@ from nfields.train import resume, train
 
 def _small_config(procedural_dir, out, **kw):
     return TrainConfig(scene=str(procedural_dir), steps=kw.pop("steps", 250), output=str(out), samples_per_step=1 << 13,
-                       grid_resolution=64, eval_every=1e9, eval_pixels=1024, **kw)
+                       grid_resolution=64, occupancy_every=16, eval_every=1e9, eval_pixels=1024, **kw)
 
 
 def test_training_on_procedural_scene_raises_psnr(procedural_dir, tmp_path):

@@ -10,6 +10,7 @@
 #include "composite.h"
 #include "hash_encode.h"
 #include "march.h"
+#include "plane_sample.h"
 #include "torch_views.h"
 
 namespace {
@@ -253,6 +254,69 @@ torch::Tensor hash_encode_backward(torch::Tensor grad_out, torch::Tensor x, int6
   return grad_table;
 }
 
+// Planes (P, C, H, W) sampled at coords (P, N, 2) in [-1, 1] (u along W): (N, C) summed over the planes
+// when sum_planes, else (P, N, C). Parallel over points.
+torch::Tensor plane_sample_forward(torch::Tensor planes, torch::Tensor coords, bool sum_planes) {
+  check_cpu_float(planes, "planes");
+  check_cpu_float(coords, "coords");
+  const int64_t n_planes = planes.size(0), n_chan = planes.size(1), height = planes.size(2), width = planes.size(3);
+  const int64_t n = coords.size(1), area = height * width;
+  TORCH_CHECK(coords.size(0) == n_planes && coords.size(2) == 2, "coords must be (planes, N, 2)");
+  auto out = sum_planes ? torch::zeros({n, n_chan}, torch::kFloat32) : torch::empty({n_planes, n, n_chan}, torch::kFloat32);
+  const float *pp = planes.data_ptr<float>(), *cp = coords.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, n, 1024, [&](int64_t lo, int64_t hi) {
+    int64_t cells[4];
+    float w[4];
+    for (int64_t i = lo; i < hi; ++i)
+      for (int64_t p = 0; p < n_planes; ++p) {
+        const float* uv = cp + (p * n + i) * 2;
+        fields::plane_corners(uv[0], uv[1], (int)height, (int)width, cells, w);
+        const float* channel = pp + p * n_chan * area;
+        float* dst = op + (sum_planes ? i : p * n + i) * n_chan;
+        for (int64_t c = 0; c < n_chan; ++c, channel += area) {
+          const float v = w[0] * channel[cells[0]] + w[1] * channel[cells[1]] + w[2] * channel[cells[2]] +
+                          w[3] * channel[cells[3]];
+          dst[c] = sum_planes ? dst[c] + v : v;
+        }
+      }
+  });
+  return out;
+}
+
+// Gradient of the planes (P, C, H, W) from grad_out ((N, C) when sum_planes, else (P, N, C)). Tasks own
+// disjoint (plane, channel block) pairs, so they add without atomics.
+torch::Tensor plane_sample_backward(torch::Tensor grad_out, torch::Tensor coords, int64_t height, int64_t width,
+                                    bool sum_planes) {
+  check_cpu_float(grad_out, "grad_out");
+  check_cpu_float(coords, "coords");
+  const int64_t n_planes = coords.size(0), n = coords.size(1), n_chan = grad_out.size(-1), area = height * width;
+  auto grad_planes = torch::zeros({n_planes, n_chan, height, width}, torch::kFloat32);
+  const int64_t wanted = 2 * (int64_t)at::get_num_threads();
+  const int64_t blocks = std::min<int64_t>(n_chan, std::max<int64_t>(1, (wanted + n_planes - 1) / n_planes));
+  const int64_t block = (n_chan + blocks - 1) / blocks, per_plane = (n_chan + block - 1) / block;
+  const float *gp = grad_out.data_ptr<float>(), *cp = coords.data_ptr<float>();
+  float* out = grad_planes.data_ptr<float>();
+  at::parallel_for(0, n_planes * per_plane, 1, [&](int64_t lo, int64_t hi) {
+    int64_t cells[4];
+    float w[4];
+    for (int64_t task = lo; task < hi; ++task) {
+      const int64_t p = task / per_plane, c0 = (task % per_plane) * block, c1 = std::min(n_chan, c0 + block);
+      float* plane = out + p * n_chan * area;
+      for (int64_t i = 0; i < n; ++i) {
+        const float* uv = cp + (p * n + i) * 2;
+        fields::plane_corners(uv[0], uv[1], (int)height, (int)width, cells, w);
+        const float* g = gp + (sum_planes ? i : p * n + i) * n_chan;
+        for (int64_t c = c0; c < c1; ++c) {
+          float* channel = plane + c * area;
+          for (int k = 0; k < 4; ++k) channel[cells[k]] += w[k] * g[c];
+        }
+      }
+    }
+  });
+  return grad_planes;
+}
+
 // EMA update of occupancy values (cells,) at indices (M,) with fresh values (M,); returns the binary grid (cells,).
 torch::Tensor occupancy_update(torch::Tensor occs, torch::Tensor indices, torch::Tensor values, double decay,
                                double threshold) {
@@ -296,5 +360,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("termination_round", &termination_round, "one round of early termination");
   m.def("hash_encode_forward", &hash_encode_forward, "hash-grid encoding");
   m.def("hash_encode_backward", &hash_encode_backward, "gradient of the hash table");
+  m.def("plane_sample_forward", &plane_sample_forward, "bilinear feature-plane lookup");
+  m.def("plane_sample_backward", &plane_sample_backward, "gradient of the feature planes");
   m.def("occupancy_update", &occupancy_update, "occupancy-grid EMA update and binarisation");
 }

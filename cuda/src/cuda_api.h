@@ -53,6 +53,14 @@ void launch_hash_encode_forward(const float* x, const void* table, TableType typ
 void launch_hash_encode_backward(const float* x, const float* grad_out, const HashLevels& levels, int64_t n,
                                  int n_features, float* grad_table, cudaStream_t stream);
 
+// planes (n_planes, n_chan, height, width), coords (n_planes, n, 2) in [-1, 1]; out (n, n_chan) summed over
+// the planes when sum_planes, else (n_planes, n, n_chan).
+void launch_plane_sample_forward(const float* planes, const float* coords, int64_t n, int n_planes, int n_chan,
+                                 int height, int width, bool sum_planes, float* out, cudaStream_t stream);
+// grad_planes zeroed by the caller; atomics add every point's share.
+void launch_plane_sample_backward(const float* grad_out, const float* coords, int64_t n, int n_planes, int n_chan,
+                                  int height, int width, bool sum_planes, float* grad_planes, cudaStream_t stream);
+
 // EMA step on occs (n_cells): mark the selected cells, decay each once, then max in the values.
 void launch_occupancy_ema(float* occs, uint8_t* selected, const int64_t* indices, const float* values, int64_t m,
                           int64_t n_cells, float decay, cudaStream_t stream);

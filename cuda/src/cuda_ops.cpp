@@ -145,6 +145,30 @@ torch::Tensor hash_encode_backward(torch::Tensor grad_out, torch::Tensor x, int6
   return grad_table;
 }
 
+torch::Tensor plane_sample_forward(torch::Tensor planes, torch::Tensor coords, bool sum_planes) {
+  check_cuda_float(planes, "planes");
+  check_cuda_float(coords, "coords");
+  const int64_t n_planes = planes.size(0), n_chan = planes.size(1), n = coords.size(1);
+  TORCH_CHECK(coords.size(0) == n_planes && coords.size(2) == 2, "coords must be (planes, N, 2)");
+  auto out = sum_planes ? torch::empty({n, n_chan}, planes.options()) : torch::empty({n_planes, n, n_chan}, planes.options());
+  fields::launch_plane_sample_forward(planes.data_ptr<float>(), coords.data_ptr<float>(), n, (int)n_planes, (int)n_chan,
+                                      (int)planes.size(2), (int)planes.size(3), sum_planes, out.data_ptr<float>(),
+                                      stream());
+  return out;
+}
+
+torch::Tensor plane_sample_backward(torch::Tensor grad_out, torch::Tensor coords, int64_t height, int64_t width,
+                                    bool sum_planes) {
+  check_cuda_float(grad_out, "grad_out");
+  check_cuda_float(coords, "coords");
+  const int64_t n_planes = coords.size(0), n_chan = grad_out.size(-1);
+  auto grad_planes = torch::zeros({n_planes, n_chan, height, width}, grad_out.options());
+  fields::launch_plane_sample_backward(grad_out.data_ptr<float>(), coords.data_ptr<float>(), coords.size(1),
+                                       (int)n_planes, (int)n_chan, (int)height, (int)width, sum_planes,
+                                       grad_planes.data_ptr<float>(), stream());
+  return grad_planes;
+}
+
 torch::Tensor occupancy_update(torch::Tensor occs, torch::Tensor indices, torch::Tensor values, double decay,
                                double threshold) {
   check_cuda_float(occs, "occs");
@@ -168,5 +192,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("termination_round", &termination_round, "one round of early termination");
   m.def("hash_encode_forward", &hash_encode_forward, "hash-grid encoding");
   m.def("hash_encode_backward", &hash_encode_backward, "gradient of the hash table");
+  m.def("plane_sample_forward", &plane_sample_forward, "bilinear feature-plane lookup");
+  m.def("plane_sample_backward", &plane_sample_backward, "gradient of the feature planes");
   m.def("occupancy_update", &occupancy_update, "occupancy-grid EMA update and binarisation");
 }
