@@ -75,7 +75,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     image = benchmark_image(args)
-    rows = []
+    results = Path(args.out) / "backbones.json"  # rows of earlier invocations are kept, per backbone
+    rows = [r for r in json.loads(results.read_text()) if r["field"] not in args.fields] if results.exists() else []
     for field in args.fields:
         row = {"field": field}
         if not args.skip_lego:
@@ -86,8 +87,8 @@ def main() -> None:
         row.update(sdf_iou=sdf.iou, sdf_chamfer=sdf.chamfer, sdf_seconds=sdf.seconds,
                    sdf_sampling_seconds=sdf.sampling_seconds, sdf_steps=sdf.steps, sdf_parameters=sdf.parameters)
         rows.append(row)
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "backbones.json").write_text(json.dumps(rows, indent=2))
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps(rows, indent=2))
         print_table(rows, args)
 
 
