@@ -16,7 +16,7 @@ import torch
 
 from . import build
 
-OPERATIONS = ("march_rays", "composite", "hash_encode", "plane_sample", "occupancy_update")
+OPERATIONS = ("march_rays", "march_rays_cascaded", "composite", "hash_encode", "plane_sample", "occupancy_update")
 _BUILDS = {"cpu": build.cpu_kernels, "cuda": build.cuda_kernels}
 
 

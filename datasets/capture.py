@@ -20,8 +20,8 @@ from .scene import SceneData
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
 SPLITS = ("train", "val", "test")
 HOLDOUT_EVERY = 8  # captures without splits: every 8th image is held out for val/test (LLFF convention)
-UNBOUNDED_NOTE = ("captured scene normalised into the box by its camera positions; content beyond the box "
-                  "needs a scene contraction and occupancy-grid cascades, which the renderer does not have yet")
+UNBOUNDED_NOTE = ("captured scene normalised into the box by its camera positions; content beyond the box is "
+                  "contracted into a shell around it and marched through occupancy-grid cascades")
 
 
 @dataclass

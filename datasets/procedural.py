@@ -1,6 +1,7 @@
 """A small scene the toolkit renders itself: analytic spheres and a box with known geometry.
 
-It stands in for real data in fast tests: exact images from any camera, exact signed distances.
+It stands in for real data in fast tests: exact images from any camera, exact signed distances. Its
+unbounded variant adds a coloured sky sphere far outside the scene box, as real captures have.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ SPHERES = (
 BOX = ((-0.7, -0.7, -0.65), (0.7, 0.7, -0.45), (0.3, 0.75, 0.35))
 LIGHT = (0.4, 0.3, 0.85)
 AABB = (-1.0, -1.0, -1.0, 1.0, 1.0, 1.0)
+SKY_RADIUS = 6.0  # the unbounded variant's sky: 6x the box's half-size, inside the 4th occupancy cascade
 
 
 def procedural_sdf(points: torch.Tensor) -> torch.Tensor:
@@ -63,8 +65,17 @@ def _hit_box(o, d):
     return torch.where(hit, t_near, torch.full_like(t_near, float("inf"))), normal
 
 
-def trace(origins: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-    """Exact RGBA (R, 4) in [0, 1] of rays (R, 3) against the scene; alpha 1 on a hit, else 0."""
+def _hit_sky(o, d):
+    """Rays leaving from inside the sky sphere: where they meet it and its colour (smooth in position)."""
+    b = (o * d).sum(-1)
+    t = -b + (b * b - (o * o).sum(-1) + SKY_RADIUS**2).clamp(min=0).sqrt()
+    p = (o + t[:, None] * d) / SKY_RADIUS
+    return t, 0.5 + 0.35 * torch.stack([p[:, 0], p[:, 1] * p[:, 2], p[:, 2]], dim=-1)
+
+
+def trace(origins: torch.Tensor, directions: torch.Tensor, sky: bool = False) -> torch.Tensor:
+    """Exact RGBA (R, 4) in [0, 1] of rays (R, 3) against the scene; alpha 1 on a hit, else 0.
+    sky: rays that miss every object hit the sky sphere (alpha 1)."""
     t_s, n_s, c_s = _hit_spheres(origins, directions)
     t_b, n_b = _hit_box(origins, directions)
     use_box = t_b < t_s
@@ -74,16 +85,19 @@ def trace(origins: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
     light = torch.tensor(LIGHT) / torch.tensor(LIGHT).norm()
     shade = 0.35 + 0.65 * (normal * light).sum(-1).clamp(min=0)
     hit = torch.isfinite(t)
-    rgb = torch.where(hit[:, None], colour * shade[:, None], torch.zeros_like(colour))
-    return torch.cat([rgb, hit.float()[:, None]], dim=-1)
+    background = _hit_sky(origins, directions)[1] if sky else torch.zeros_like(colour)
+    rgb = torch.where(hit[:, None], colour * shade[:, None], background)
+    return torch.cat([rgb, (hit | sky).float()[:, None]], dim=-1)
 
 
 def make_procedural_scene(
-    n_views: int = 40, resolution: int = 64, elevation_deg: float = 30.0, seed_offset: float = 0.0
+    n_views: int = 40, resolution: int = 64, elevation_deg: float = 30.0, seed_offset: float = 0.0,
+    unbounded: bool = False,
 ) -> SceneData:
     """Render the scene from `n_views` orbit cameras at radius 3 into RGBA uint8 images.
 
     seed_offset (degrees) rotates the orbit, so that e.g. a validation split sees new views.
+    unbounded: add the sky sphere (every pixel opaque) and mark the scene unbounded.
     """
     poses = orbit_poses(n_views, radius=3.0, elevation_deg=elevation_deg)
     if seed_offset:
@@ -95,9 +109,10 @@ def make_procedural_scene(
     images = []
     for i in range(n_views):
         rays = cameras.image_rays(i)
-        rgba = trace(rays.origins, rays.directions).reshape(resolution, resolution, 4)
+        rgba = trace(rays.origins, rays.directions, sky=unbounded).reshape(resolution, resolution, 4)
         images.append((rgba * 255 + 0.5).clamp(0, 255).to(torch.uint8))
-    return SceneData(cameras, torch.stack(images), torch.tensor(AABB), name="procedural", near=0.5)
+    return SceneData(cameras, torch.stack(images), torch.tensor(AABB), name="procedural", near=0.5,
+                     bounded=not unbounded)
 
 
 def write_blender_scene(scene: SceneData, folder: str | Path, split: str) -> Path:

@@ -33,11 +33,15 @@ class Field(nn.Module):
     def __init__(self, aabb: torch.Tensor, config: Any):
         super().__init__()
         self.config = config
+        self.unbounded = False  # content beyond the box, contracted (build_field sets it from the scene)
         self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).clone())
 
     def normalize(self, positions: torch.Tensor) -> torch.Tensor:
-        """World positions (N, 3) to [0, 1]^3 box coordinates (clamped)."""
+        """World positions (N, 3) to [0, 1]^3 coordinates. Bounded: the box onto [0, 1]^3 (clamped).
+        Unbounded: the box onto [1/4, 3/4]^3 and everything else into the shell around it (`contract`)."""
         lo, hi = self.aabb[:3], self.aabb[3:]
+        if self.unbounded:
+            return contract(2 * (positions - lo) / (hi - lo) - 1) / 4 + 0.5
         return ((positions - lo) / (hi - lo)).clamp(0.0, 1.0)
 
     def density(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,6 +94,13 @@ class Field(nn.Module):
         """Memory of the parameters and buffers in MB (10^6 bytes)."""
         tensors = list(self.parameters()) + list(self.buffers())
         return sum(t.numel() * t.element_size() for t in tensors) / 1e6
+
+
+def contract(p: torch.Tensor) -> torch.Tensor:
+    """mip-NeRF 360's scene contraction with the L-inf norm (as instant-ngp's and nerfstudio's boxes):
+    points (N, 3) with |p|_inf <= 1 stay, the rest map to (2 - 1 / |p|_inf) p / |p|_inf, inside (-2, 2)^3."""
+    magnitude = p.abs().amax(-1, keepdim=True).clamp(min=1.0)
+    return p * ((2 - 1 / magnitude) / magnitude)
 
 
 class TruncExp(torch.autograd.Function):

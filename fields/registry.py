@@ -42,8 +42,10 @@ def default_preset(name: str, device_type: str) -> str:
     return field_class(name).Config.default_preset(device_type)
 
 
-def build_field(name: str, aabb: torch.Tensor, preset: str | None = None, config: dict | None = None) -> Field:
-    """Build backbone `name` over `aabb` (6,) from a named preset (default: the CPU one) or a saved config dict."""
+def build_field(name: str, aabb: torch.Tensor, preset: str | None = None, config: dict | None = None,
+                unbounded: bool = False) -> Field:
+    """Build backbone `name` over `aabb` (6,) from a named preset (default: the CPU one) or a saved config dict.
+    unbounded: the scene extends beyond `aabb`, whose outside the field contracts (`Field.normalize`)."""
     cls = field_class(name)
     bound = float((aabb[3:] - aabb[:3]).max() / 2)
     if config is not None:
@@ -54,4 +56,6 @@ def build_field(name: str, aabb: torch.Tensor, preset: str | None = None, config
         if preset not in presets:
             raise UnknownFieldError(f"unknown preset '{preset}' for '{name}'; valid presets: {', '.join(presets)}")
         field_config = presets[preset]
-    return cls(aabb, field_config)
+    field = cls(aabb, field_config)
+    field.unbounded = unbounded
+    return field

@@ -37,6 +37,10 @@ class TrainConfig:
     loss: str = "huber"  # huber (delta 0.1, instant-ngp) | mse
     random_background: bool = True
     grid_resolution: int = 128
+    # Unbounded scenes (real captures): occupancy cascades, each twice the last (5: out to 16x the scene box),
+    # and instant-ngp's cone angle for steps that grow with distance. Bounded scenes use one grid, no cone.
+    cascades: int = 5
+    cone_angle: float = 1 / 256
     # Steps between occupancy-grid updates. None: instant-ngp's 16 steps of 2^18 samples on CUDA; 64 on the
     # CPU, whose steps are 4x smaller, so that updates stay near the same share of the work.
     occupancy_every: int | None = None
@@ -58,6 +62,10 @@ class TrainConfig:
             raise FieldsError(f"config: 'time_budget' must be positive minutes, got {self.time_budget}")
         if self.loss not in ("huber", "mse"):
             raise FieldsError(f"config: 'loss' must be 'huber' or 'mse', got '{self.loss}'")
+        if not 1 <= self.cascades <= 8:
+            raise FieldsError(f"config: 'cascades' must be 1 to 8 occupancy levels, got {self.cascades}")
+        if self.cone_angle < 0:
+            raise FieldsError(f"config: 'cone_angle' must be >= 0, got {self.cone_angle}")
         if self.occupancy_every is not None and self.occupancy_every < 1:
             raise FieldsError(f"config: 'occupancy_every' must be a positive step count, got {self.occupancy_every}")
         if self.grid_resolution < 2 or self.grid_resolution % 2:

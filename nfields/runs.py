@@ -37,14 +37,17 @@ def load_scene(config: TrainConfig, split: str, data_root: str | None = None) ->
 
 
 def make_model(field_name: str, aabb: torch.Tensor, near: float, config: TrainConfig, device: torch.device,
-               field_config: dict | None = None) -> tuple[Field, VolumeRenderer]:
-    """A field and its renderer over `aabb` (6,)."""
+               field_config: dict | None = None, unbounded: bool = False) -> tuple[Field, VolumeRenderer]:
+    """A field and its renderer over `aabb` (6,). An unbounded scene gets a contracting field and the
+    renderer's cascaded grids and cone step (config.cascades, config.cone_angle)."""
     try:
         preset = config.preset or default_preset(field_name, device.type)
-        field = build_field(field_name, aabb, preset=preset, config=field_config)
+        field = build_field(field_name, aabb, preset=preset, config=field_config, unbounded=unbounded)
     except UnknownFieldError as err:
         raise FieldsError(f"--field / --preset: {err}") from None
-    renderer = VolumeRenderer(aabb, near=near, grid_resolution=config.grid_resolution)
+    renderer = VolumeRenderer(aabb, near=near, grid_resolution=config.grid_resolution,
+                              cascades=config.cascades if unbounded else 1,
+                              cone_angle=config.cone_angle if unbounded else 0.0)
     return field.to(device), renderer.to(device)
 
 
@@ -67,7 +70,7 @@ def load_run(folder: str | Path, device: str = "auto", checkpoint: str = CHECKPO
     dev = resolve_device(device)
     aabb = state["renderer"]["aabb"]
     field, renderer = make_model(state["field_name"], aabb, state.get("near", 0.0), config, dev,
-                                 field_config=state["field_config"])
+                                 field_config=state["field_config"], unbounded=state.get("unbounded", False))
     try:
         field.load_state_dict(state["field"])
         renderer.load_state_dict(state["renderer"])

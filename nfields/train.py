@@ -71,7 +71,8 @@ class Trainer:
         state = load_checkpoint(run_dir / CHECKPOINT_NAME, expected_field=config.field) if resume else None
         # A resumed field is rebuilt from its saved configuration (e.g. TensoRF's upsampled resolution).
         self.field, self.renderer = make_model(config.field, train_scene.aabb, train_scene.near, config, self.device,
-                                               field_config=state["field_config"] if state else None)
+                                               field_config=state["field_config"] if state else None,
+                                               unbounded=not train_scene.bounded)
         self.optimizer = self.make_optimizer()
         self.target_samples = config.samples_per_step or (1 << 16 if self.device.type == "cpu" else 1 << 18)
         self.renderer.occupancy.set_interval(config.occupancy_every or (64 if self.device.type == "cpu" else 16))
@@ -97,6 +98,7 @@ class Trainer:
             "field": self.field.state_dict(),
             "renderer": self.renderer.state_dict(),
             "near": self.train_scene.near,
+            "unbounded": self.field.unbounded,
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
             "train_seconds": self.train_seconds,

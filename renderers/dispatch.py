@@ -20,6 +20,7 @@ from .torch_ops import PackedSamples
 class RenderOps:
     ray_aabb_intersect: Callable
     march_rays: Callable
+    march_rays_cascaded: Callable
     sample_offsets: Callable
     composite: Callable
     termination_round: Callable
@@ -29,6 +30,7 @@ class RenderOps:
 TORCH_OPS = RenderOps(
     ray_aabb_intersect=torch_ops.ray_aabb_intersect,
     march_rays=torch_ops.march_rays,
+    march_rays_cascaded=torch_ops.march_rays_cascaded,
     sample_offsets=torch_ops.sample_offsets,
     composite=torch_ops.composite,
     termination_round=torch_ops.termination_round,
@@ -50,6 +52,12 @@ def native_ops(kernels: ModuleType) -> RenderOps:
             offsets.contiguous(), binary.contiguous(), mips, aabb, float(step_size))
         return PackedSamples(ray_indices, t_starts, t_ends)
 
+    def march_rays_cascaded(origins, directions, t_min, t_max, binaries, aabbs, dt_min, dt_max, cone, offsets):
+        ray_indices, t_starts, t_ends = kernels.march_rays_cascaded(
+            origins.contiguous(), directions.contiguous(), t_min.contiguous(), t_max.contiguous(),
+            offsets.contiguous(), binaries.contiguous(), aabbs, float(dt_min), float(dt_max), float(cone))
+        return PackedSamples(ray_indices, t_starts, t_ends)
+
     def sample_offsets(ray_indices, n_rays: int):
         return kernels.sample_offsets(ray_indices.contiguous(), n_rays)
 
@@ -68,8 +76,9 @@ def native_ops(kernels: ModuleType) -> RenderOps:
     return RenderOps(
         ray_aabb_intersect=torch_ops.ray_aabb_intersect,
         march_rays=march_rays,
-            sample_offsets=sample_offsets,
-            composite=composite,
+        march_rays_cascaded=march_rays_cascaded,
+        sample_offsets=sample_offsets,
+        composite=composite,
         termination_round=termination_round,
         occupancy_update=occupancy_update,
     )

@@ -6,6 +6,9 @@ the cells uniformly plus up to as many occupied ones; a cell is occupied above m
 Those step counts are instant-ngp's, for steps of 2^18 samples; `set_interval` rescales them (the CPU
 trainer's steps of 2^16 samples update every 64 steps, all cells for the first 1,024), so that updates
 cost about the same share of training.
+
+Unbounded scenes use `levels` > 1 cascades (nerfacc's layout): level k spans the box enlarged 2^k times
+about its centre, at the same resolution, and is updated like level 0.
 """
 
 from __future__ import annotations
@@ -21,11 +24,11 @@ from .torch_ops import coarse_grid, occupancy_mips
 
 
 class OccupancyGrid(nn.Module):
-    def __init__(self, aabb: torch.Tensor, resolution: int = 128, threshold: float = 0.01,
+    def __init__(self, aabb: torch.Tensor, resolution: int = 128, levels: int = 1, threshold: float = 0.01,
                  ema_decay: float = 0.95, warmup_steps: int = 256, update_every: int = 16,
                  eval_chunk: int = 1 << 18):
         super().__init__()
-        self.estimator = OccGridEstimator(roi_aabb=aabb.tolist(), resolution=resolution, levels=1)
+        self.estimator = OccGridEstimator(roi_aabb=aabb.tolist(), resolution=resolution, levels=levels)
         self.threshold, self.ema_decay = threshold, ema_decay
         self.warmup_steps, self.update_every, self.eval_chunk = warmup_steps, update_every, eval_chunk
         self.register_buffer("aabb", aabb.clone().float())
@@ -37,8 +40,18 @@ class OccupancyGrid(nn.Module):
 
     @property
     def binary(self) -> torch.Tensor:
-        """Occupied cells (X, Y, Z) bool, x-major."""
+        """Occupied cells (X, Y, Z) bool, x-major, of the finest level (the scene box)."""
         return self.estimator.binaries[0]
+
+    @property
+    def binaries(self) -> torch.Tensor:
+        """Occupied cells (levels, X, Y, Z) bool of every cascade."""
+        return self.estimator.binaries
+
+    @property
+    def aabbs(self) -> torch.Tensor:
+        """Boxes (levels, 6) of the cascades; level 0 is exactly the scene box."""
+        return torch.cat([self.aabb[None], self.estimator.aabbs[1:]])
 
     @property
     def mips(self) -> list[torch.Tensor]:
@@ -63,14 +76,18 @@ class OccupancyGrid(nn.Module):
             return False
         grid = self.estimator
         if step < self.warmup_steps:
-            indices = grid._get_all_cells()[0]
+            per_level = grid._get_all_cells()
         else:
-            indices = grid._sample_uniform_and_occupied_cells(grid.cells_per_lvl // 4)[0]
-        coords = grid.grid_coords[indices]
-        x = (coords + torch.rand_like(coords, dtype=torch.float32)) / grid.resolution
-        x = self.aabb[:3] + x * (self.aabb[3:] - self.aabb[:3])
-        thickness = torch.cat([density_fn(c) for c in x.split(self.eval_chunk)]) * step_size
-        binary = ops_for(x.device).occupancy_update(grid.occs, indices, thickness, self.ema_decay, self.threshold)
+            per_level = grid._sample_uniform_and_occupied_cells(grid.cells_per_lvl // 4)
+        cells, thickness = [], []
+        for level, (indices, box) in enumerate(zip(per_level, self.aabbs)):
+            coords = grid.grid_coords[indices]
+            x = (coords + torch.rand_like(coords, dtype=torch.float32)) / grid.resolution
+            x = box[:3] + x * (box[3:] - box[:3])
+            thickness.append(torch.cat([density_fn(c) for c in x.split(self.eval_chunk)]) * step_size)
+            cells.append(level * grid.cells_per_lvl + indices)
+        binary = ops_for(self.aabb.device).occupancy_update(grid.occs, torch.cat(cells), torch.cat(thickness),
+                                                           self.ema_decay, self.threshold)
         grid.binaries = binary.view(grid.binaries.shape)
         self._refresh_coarse()
         return True

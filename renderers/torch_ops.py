@@ -7,6 +7,7 @@ semantics; tests compare them against these.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -124,6 +125,58 @@ def march_rays(
     occupied = grid_lookup(binary, aabb, origins[ray] + (t0 + 0.5 * step_size)[:, None] * directions[ray])
     t0 = t0[occupied]
     return PackedSamples(ray[occupied], t0, t0 + step_size)
+
+
+def cascade_lookup(binaries: torch.Tensor, aabbs: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Occupancy (P,) bool of positions (P, 3) in cascaded grids (K, X, Y, Z) with boxes aabbs (K, 6): each
+    position reads the finest level whose box holds it (the last level for positions outside all)."""
+    levels = binaries.shape[0]
+    level = torch.full((len(positions),), levels - 1, dtype=torch.long, device=positions.device)
+    for k in reversed(range(levels - 1)):
+        inside = ((positions >= aabbs[k, :3]) & (positions <= aabbs[k, 3:])).all(-1)
+        level = torch.where(inside, torch.full_like(level, k), level)
+    res = torch.tensor(binaries.shape[1:], device=positions.device)
+    scale = res / (aabbs[:, 3:] - aabbs[:, :3])  # (K, 3), float32 as the kernels compute it
+    cell = ((positions - aabbs[level, :3]) * scale[level]).long()
+    cell = torch.minimum(cell.clamp_(min=0), res - 1)
+    flat = ((level * res[0] + cell[:, 0]) * res[1] + cell[:, 1]) * res[2] + cell[:, 2]
+    return binaries.reshape(-1)[flat]
+
+
+def march_rays_cascaded(origins: torch.Tensor, directions: torch.Tensor, t_min: torch.Tensor, t_max: torch.Tensor,
+                        binaries: torch.Tensor, aabbs: torch.Tensor, dt_min: float, dt_max: float, cone: float,
+                        offsets: torch.Tensor) -> PackedSamples:
+    """instant-ngp's cone step through cascaded grids (unbounded scenes).
+
+    Steps are dt(t) = clamp(t * cone, dt_min, dt_max): constant near the camera, growing with distance.
+    Ray r starts at t_min + u_r dt(t_min), u_r = offsets[r]; a step [t, t + dt) is kept when it ends by
+    t_max and its midpoint lies in an occupied cell of the finest cascade holding it (`cascade_lookup`).
+    All rays step in lockstep, one step per iteration.
+    """
+    as_f32 = functools.partial(torch.tensor, dtype=torch.float32, device=origins.device)
+    dt_min, dt_max, cone = as_f32(dt_min), as_f32(dt_max), as_f32(cone)
+
+    def step(t):
+        return torch.minimum(torch.maximum(t * cone, dt_min), dt_max)
+
+    ray = torch.arange(len(origins), device=origins.device)
+    t = t_min + offsets * step(t_min)
+    found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    while len(ray):
+        dt = step(t)
+        t_end = t + dt
+        go = t_end <= t_max[ray]
+        ray, t, dt, t_end = ray[go], t[go], dt[go], t_end[go]
+        t_mid = t + 0.5 * dt
+        hit = cascade_lookup(binaries, aabbs, origins[ray] + t_mid[:, None] * directions[ray])
+        found.append((ray[hit], t[hit], t_end[hit]))
+        t = t_end
+    if not found:
+        empty = origins.new_zeros(0)
+        return PackedSamples(empty.long(), empty, empty)
+    rays, starts, ends = (torch.cat(parts) for parts in zip(*found))
+    order = torch.sort(rays, stable=True).indices  # found in step order: stable keeps each ray's steps in order
+    return PackedSamples(rays[order], starts[order], ends[order])
 
 
 def ray_starts(ray_indices: torch.Tensor, n_rays: int) -> torch.Tensor:

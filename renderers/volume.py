@@ -29,29 +29,38 @@ class VolumeRenderer(nn.Module):
 
     step_size defaults to instant-ngp's sqrt(3)/1024 of the box's longest side (5e-3 for +-1.5).
     early_stop_eps: samples behind transmittance below it are dropped (1e-4 as in instant-ngp).
+    cascades > 1 (unbounded scenes): rays march through occupancy grids 2^k times the box, k < cascades,
+    with instant-ngp's cone step clamp(t * cone_angle, step_size, step_size * 2^(cascades - 1)).
     """
 
     def __init__(self, aabb: torch.Tensor, near: float = 0.0, grid_resolution: int = 128,
-                 step_size: float | None = None, early_stop_eps: float = 1e-4):
+                 step_size: float | None = None, early_stop_eps: float = 1e-4, cascades: int = 1,
+                 cone_angle: float = 0.0):
         super().__init__()
         aabb = torch.as_tensor(aabb, dtype=torch.float32)
         self.register_buffer("aabb", aabb.clone())
         self.near = near
         self.step_size = step_size or math.sqrt(3) * float((aabb[3:] - aabb[:3]).max()) / 1024
         self.early_stop_eps = early_stop_eps
-        self.occupancy = OccupancyGrid(aabb, resolution=grid_resolution)
+        self.cascades, self.cone_angle = cascades, cone_angle
+        self.occupancy = OccupancyGrid(aabb, resolution=grid_resolution, levels=cascades)
 
     def update_occupancy(self, field, step: int) -> bool:
         return self.occupancy.update(step, lambda x: field.density(x)[0], self.step_size)
 
     def march(self, origins: torch.Tensor, directions: torch.Tensor, jitter: bool):
         ops = ops_for(origins.device)
-        t_min, t_max = ops.ray_aabb_intersect(origins, directions, self.aabb)
+        grid = self.occupancy
+        box = self.aabb if self.cascades == 1 else grid.aabbs[-1]
+        t_min, t_max = ops.ray_aabb_intersect(origins, directions, box)
         t_min = t_min.clamp(min=self.near)
         offsets = torch.rand_like(t_min) if jitter else torch.zeros_like(t_min)
-        return ops.march_rays(origins, directions, t_min, t_max, self.occupancy.binary, self.aabb,
-                              self.step_size, offsets, coarse_binary=self.occupancy.coarse_binary,
-                              mips=self.occupancy.mips)
+        if self.cascades > 1:
+            return ops.march_rays_cascaded(origins, directions, t_min, t_max, grid.binaries, grid.aabbs,
+                                           self.step_size, self.step_size * 2 ** (self.cascades - 1),
+                                           self.cone_angle, offsets)
+        return ops.march_rays(origins, directions, t_min, t_max, grid.binary, self.aabb, self.step_size, offsets,
+                              coarse_binary=grid.coarse_binary, mips=grid.mips)
 
     @torch.no_grad()
     def densities_until_opaque(self, field, samples, positions: torch.Tensor, n_rays: int, first_round: int = 16):

@@ -77,6 +77,51 @@ def test_march_rays_emits_the_same_samples_as_the_twin(device, grid_kind):
     assert len(missed) > 0 and not torch.isin(got.ray_indices, missed).any()
 
 
+def _cascades(levels: int, device: str, seed: int = 0):
+    """Blob grids (levels, 32, 32, 32) and nerfacc's cascade boxes, each twice the last, about AABB."""
+    grids = torch.stack([_grid("blobs", "cpu", seed + k) for k in range(levels)])
+    aabbs = torch.stack([AABB * 2**k for k in range(levels)])
+    return grids.to(device), aabbs.to(device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("cone", [0.0, 1 / 256, 1 / 32])
+def test_cascaded_marching_emits_the_same_samples_as_the_twin(device, cone):
+    """Cameras inside the scene box and out to the third cascade; steps from constant to cone-grown to capped."""
+    ops = native_ops(_native(device))
+    grids, aabbs = _cascades(4, device)
+    g = torch.Generator().manual_seed(3)
+    origins = (torch.rand(300, 3, generator=g) - 0.5) * torch.tensor([1.6, 1.6, 6.0])
+    directions = torch.nn.functional.normalize(torch.randn(300, 3, generator=g), dim=-1)
+    directions[-3:] = torch.eye(3)
+    t_min, t_max = torch_ops.ray_aabb_intersect(origins, directions, aabbs[-1].cpu())
+    offsets = torch.rand(300, generator=g)
+    args = [t.to(device) for t in (origins, directions, t_min, t_max)]
+    dt_max = STEP * 2**3
+    expected = TORCH_OPS.march_rays_cascaded(*args, grids, aabbs, STEP, dt_max, cone, offsets.to(device))
+    got = ops.march_rays_cascaded(*args, grids, aabbs, STEP, dt_max, cone, offsets.to(device))
+    assert len(got) > 1000
+    assert torch.equal(got.ray_indices, expected.ray_indices)
+    assert torch.equal(got.t_starts, expected.t_starts)
+    assert torch.equal(got.t_ends, expected.t_ends)
+    steps = got.t_ends - got.t_starts
+    assert steps.min() >= STEP * (1 - 1e-3) and steps.max() <= dt_max * (1 + 1e-3)  # t_end - t rounds at large t
+    if cone > 0:  # far samples take longer steps
+        assert steps.max() > 2 * STEP
+
+
+def test_cascaded_marching_reads_the_finest_cascade_holding_each_point():
+    """A point in the scene box reads level 0 even where level 1 is occupied; a point only level 1 holds
+    reads level 1."""
+    grids = torch.zeros(2, 4, 4, 4, dtype=torch.bool)
+    grids[1] = True  # level 1 fully occupied, level 0 empty
+    aabbs = torch.stack([AABB, AABB * 2])
+    points = torch.tensor([[0.0, 0.0, 0.0], [0.99, -0.5, 0.2], [1.5, 0.0, 0.0], [-0.2, 1.9, -1.9]])
+    assert torch_ops.cascade_lookup(grids, aabbs, points).tolist() == [False, False, True, True]
+    grids[0, 2, 2, 2] = True  # the cell holding (0.25, 0.25, 0.25) at level 0: [0, 0.5)^3
+    assert torch_ops.cascade_lookup(grids, aabbs, torch.tensor([[0.25, 0.25, 0.25]])).tolist() == [True]
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_march_rays_zero_rays_and_a_single_sample(device):
     ops = native_ops(_native(device))

@@ -28,17 +28,9 @@ void check_cpu_float(const torch::Tensor& t, const char* name) {
 
 // Packed samples (ray_indices int64, t_starts, t_ends), sorted by ray. One traversal: blocks of rays
 // march in parallel into their own buffers, which are then copied out in ray order.
-std::vector<torch::Tensor> march_rays(torch::Tensor origins, torch::Tensor directions, torch::Tensor t_min,
-                                      torch::Tensor t_max, torch::Tensor offsets, torch::Tensor binary,
-                                      std::vector<torch::Tensor> mips, torch::Tensor aabb, double step) {
-  for (auto* t : {&origins, &directions, &t_min, &t_max, &offsets}) check_cpu_float(*t, "march_rays input");
-  const int64_t n_rays = origins.size(0);
-  TORCH_CHECK(binary.device().is_cpu(), "binary must be a CPU grid");
-  const OccupancyView g = occupancy_view(binary, mips, aabb);
-  const fields::MarchStep s{(float)step, (float)(0.5 * step), (float)(1.0 / step)};
-  const float *o = origins.data_ptr<float>(), *d = directions.data_ptr<float>();
-  const float *tmin = t_min.data_ptr<float>(), *tmax = t_max.data_ptr<float>(), *off = offsets.data_ptr<float>();
-
+// march_one(r, emit) marches ray r, calling emit(t0, t1) per sample.
+template <typename MarchOne>
+std::vector<torch::Tensor> march_packed(int64_t n_rays, MarchOne march_one) {
   struct Block {
     std::vector<int64_t> rays;
     std::vector<float> t0, t1;
@@ -50,7 +42,7 @@ std::vector<torch::Tensor> march_rays(torch::Tensor origins, torch::Tensor direc
     for (int64_t b = lo; b < hi; ++b) {
       Block& block = blocks[b];
       for (int64_t r = b * kBlockRays; r < std::min(n_rays, (b + 1) * kBlockRays); ++r)
-        fields::march_ray(g, o + 3 * r, d + 3 * r, tmin[r], tmax[r], off[r], s, [&](float t0, float t1) {
+        march_one(r, [&](float t0, float t1) {
           block.rays.push_back(r);
           block.t0.push_back(t0);
           block.t1.push_back(t1);
@@ -70,6 +62,36 @@ std::vector<torch::Tensor> march_rays(torch::Tensor origins, torch::Tensor direc
     }
   });
   return {ray_indices, t_starts, t_ends};
+}
+
+std::vector<torch::Tensor> march_rays(torch::Tensor origins, torch::Tensor directions, torch::Tensor t_min,
+                                      torch::Tensor t_max, torch::Tensor offsets, torch::Tensor binary,
+                                      std::vector<torch::Tensor> mips, torch::Tensor aabb, double step) {
+  for (auto* t : {&origins, &directions, &t_min, &t_max, &offsets}) check_cpu_float(*t, "march_rays input");
+  TORCH_CHECK(binary.device().is_cpu(), "binary must be a CPU grid");
+  const OccupancyView g = occupancy_view(binary, mips, aabb);
+  const fields::MarchStep s{(float)step, (float)(0.5 * step), (float)(1.0 / step)};
+  const float *o = origins.data_ptr<float>(), *d = directions.data_ptr<float>();
+  const float *tmin = t_min.data_ptr<float>(), *tmax = t_max.data_ptr<float>(), *off = offsets.data_ptr<float>();
+  return march_packed(origins.size(0), [&](int64_t r, auto emit) {
+    fields::march_ray(g, o + 3 * r, d + 3 * r, tmin[r], tmax[r], off[r], s, emit);
+  });
+}
+
+// The cone-step marcher over cascaded grids (unbounded scenes): binaries (K, X, Y, Z), aabbs (K, 6).
+std::vector<torch::Tensor> march_rays_cascaded(torch::Tensor origins, torch::Tensor directions, torch::Tensor t_min,
+                                               torch::Tensor t_max, torch::Tensor offsets, torch::Tensor binaries,
+                                               torch::Tensor aabbs, double dt_min, double dt_max, double cone) {
+  for (auto* t : {&origins, &directions, &t_min, &t_max, &offsets}) check_cpu_float(*t, "march_rays input");
+  TORCH_CHECK(binaries.device().is_cpu(), "binaries must be CPU grids");
+  TORCH_CHECK(dt_min > 0 && dt_max >= dt_min, "steps must satisfy 0 < dt_min <= dt_max");
+  const fields::CascadeView g = fields::cascade_view(binaries, aabbs);
+  const fields::ConeStep s{(float)dt_min, (float)dt_max, (float)cone};
+  const float *o = origins.data_ptr<float>(), *d = directions.data_ptr<float>();
+  const float *tmin = t_min.data_ptr<float>(), *tmax = t_max.data_ptr<float>(), *off = offsets.data_ptr<float>();
+  return march_packed(origins.size(0), [&](int64_t r, auto emit) {
+    fields::march_ray_cascaded(g, o + 3 * r, d + 3 * r, tmin[r], tmax[r], off[r], s, emit);
+  });
 }
 
 // (R + 1,) int64 offsets of ray-sorted ray indices (S,): the samples of ray r are [offsets[r], offsets[r + 1]).
@@ -354,6 +376,7 @@ torch::Tensor occupancy_update(torch::Tensor occs, torch::Tensor indices, torch:
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("march_rays", &march_rays, "occupancy-grid ray marching to packed samples");
+  m.def("march_rays_cascaded", &march_rays_cascaded, "cone-step marching through cascaded grids");
   m.def("sample_offsets", &sample_offsets, "per-ray offsets of ray-sorted samples");
   m.def("composite_forward", &composite_forward, "alpha compositing with early termination");
   m.def("composite_backward", &composite_backward, "gradients of alpha compositing");

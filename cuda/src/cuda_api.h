@@ -18,14 +18,29 @@ struct HashLevels {
 
 enum class TableType { kFloat32, kFloat16 };
 
-// Pass 1: samples per ray (n_rays,). Pass 2: fills the samples of ray r from offsets[r] on.
-void launch_march_count(const OccupancyView& grid, const float* origins, const float* directions, const float* t_min,
-                        const float* t_max, const float* offsets, MarchStep step, int64_t n_rays, int64_t* counts,
+// Rays to march: origins, directions (n_rays, 3); t_min, t_max, offsets (n_rays,).
+struct RayBatch {
+  const float* origins;
+  const float* directions;
+  const float* t_min;
+  const float* t_max;
+  const float* offsets;
+  int64_t n_rays;
+};
+
+// Pass 1: samples per ray (n_rays,). Pass 2: fills the samples of ray r from sample_offsets[r] on.
+// Constant step through one grid (bounded scenes):
+void launch_march_count(const OccupancyView& grid, MarchStep step, const RayBatch& rays, int64_t* counts,
                         cudaStream_t stream);
-void launch_march_fill(const OccupancyView& grid, const float* origins, const float* directions, const float* t_min,
-                       const float* t_max, const float* offsets, MarchStep step, int64_t n_rays,
+void launch_march_fill(const OccupancyView& grid, MarchStep step, const RayBatch& rays,
                        const int64_t* sample_offsets, int64_t* ray_indices, float* t_starts, float* t_ends,
                        cudaStream_t stream);
+// Cone step through cascaded grids (unbounded scenes):
+void launch_march_cascaded_count(const CascadeView& grid, ConeStep step, const RayBatch& rays, int64_t* counts,
+                                 cudaStream_t stream);
+void launch_march_cascaded_fill(const CascadeView& grid, ConeStep step, const RayBatch& rays,
+                                const int64_t* sample_offsets, int64_t* ray_indices, float* t_starts, float* t_ends,
+                                cudaStream_t stream);
 
 // offsets (n_rays + 1) of ray-sorted ray_indices (n): the samples of ray r are [offsets[r], offsets[r + 1]).
 void launch_sample_offsets(const int64_t* ray_indices, int64_t n, int64_t n_rays, int64_t* offsets,

@@ -23,29 +23,57 @@ void check_cuda_float(const torch::Tensor& t, const char* name) {
 
 cudaStream_t stream() { return c10::cuda::getCurrentCUDAStream(); }
 
-std::vector<torch::Tensor> march_rays(torch::Tensor origins, torch::Tensor directions, torch::Tensor t_min,
-                                      torch::Tensor t_max, torch::Tensor offsets, torch::Tensor binary,
-                                      std::vector<torch::Tensor> mips, torch::Tensor aabb, double step) {
+fields::RayBatch ray_batch(const torch::Tensor& origins, const torch::Tensor& directions, const torch::Tensor& t_min,
+                           const torch::Tensor& t_max, const torch::Tensor& offsets) {
   for (auto* t : {&origins, &directions, &t_min, &t_max, &offsets}) check_cuda_float(*t, "march_rays input");
+  return {origins.data_ptr<float>(), directions.data_ptr<float>(), t_min.data_ptr<float>(), t_max.data_ptr<float>(),
+          offsets.data_ptr<float>(), origins.size(0)};
+}
+
+// Count, allocate, fill: packed samples (ray_indices int64, t_starts, t_ends), sorted by ray.
+template <typename Count, typename Fill>
+std::vector<torch::Tensor> march_packed(const torch::Tensor& origins, Count count, Fill fill) {
   const int64_t n_rays = origins.size(0);
-  TORCH_CHECK(binary.is_cuda(), "binary must be a CUDA grid");
-  const OccupancyView g = occupancy_view(binary, mips, aabb);
-  const fields::MarchStep s{(float)step, (float)(0.5 * step), (float)(1.0 / step)};
   auto counts = torch::empty({n_rays}, origins.options().dtype(torch::kInt64));
-  fields::launch_march_count(g, origins.data_ptr<float>(), directions.data_ptr<float>(), t_min.data_ptr<float>(),
-                             t_max.data_ptr<float>(), offsets.data_ptr<float>(), s, n_rays,
-                             counts.data_ptr<int64_t>(), stream());
+  count(counts.data_ptr<int64_t>());
   auto inclusive = torch::cumsum(counts, 0);
   const int64_t total = n_rays ? inclusive[-1].item<int64_t>() : 0;
   auto starts = (inclusive - counts).contiguous();
   auto ray_indices = torch::empty({total}, counts.options());
   auto t_starts = torch::empty({total}, origins.options());
   auto t_ends = torch::empty({total}, origins.options());
-  fields::launch_march_fill(g, origins.data_ptr<float>(), directions.data_ptr<float>(), t_min.data_ptr<float>(),
-                            t_max.data_ptr<float>(), offsets.data_ptr<float>(), s, n_rays,
-                            starts.data_ptr<int64_t>(), ray_indices.data_ptr<int64_t>(), t_starts.data_ptr<float>(),
-                            t_ends.data_ptr<float>(), stream());
+  fill(starts.data_ptr<int64_t>(), ray_indices.data_ptr<int64_t>(), t_starts.data_ptr<float>(),
+       t_ends.data_ptr<float>());
   return {ray_indices, t_starts, t_ends};
+}
+
+std::vector<torch::Tensor> march_rays(torch::Tensor origins, torch::Tensor directions, torch::Tensor t_min,
+                                      torch::Tensor t_max, torch::Tensor offsets, torch::Tensor binary,
+                                      std::vector<torch::Tensor> mips, torch::Tensor aabb, double step) {
+  const fields::RayBatch rays = ray_batch(origins, directions, t_min, t_max, offsets);
+  TORCH_CHECK(binary.is_cuda(), "binary must be a CUDA grid");
+  const OccupancyView g = occupancy_view(binary, mips, aabb);
+  const fields::MarchStep s{(float)step, (float)(0.5 * step), (float)(1.0 / step)};
+  return march_packed(
+      origins, [&](int64_t* counts) { fields::launch_march_count(g, s, rays, counts, stream()); },
+      [&](const int64_t* starts, int64_t* rays_out, float* t0, float* t1) {
+        fields::launch_march_fill(g, s, rays, starts, rays_out, t0, t1, stream());
+      });
+}
+
+std::vector<torch::Tensor> march_rays_cascaded(torch::Tensor origins, torch::Tensor directions, torch::Tensor t_min,
+                                               torch::Tensor t_max, torch::Tensor offsets, torch::Tensor binaries,
+                                               torch::Tensor aabbs, double dt_min, double dt_max, double cone) {
+  const fields::RayBatch rays = ray_batch(origins, directions, t_min, t_max, offsets);
+  TORCH_CHECK(binaries.is_cuda(), "binaries must be CUDA grids");
+  TORCH_CHECK(dt_min > 0 && dt_max >= dt_min, "steps must satisfy 0 < dt_min <= dt_max");
+  const fields::CascadeView g = fields::cascade_view(binaries, aabbs);
+  const fields::ConeStep s{(float)dt_min, (float)dt_max, (float)cone};
+  return march_packed(
+      origins, [&](int64_t* counts) { fields::launch_march_cascaded_count(g, s, rays, counts, stream()); },
+      [&](const int64_t* starts, int64_t* rays_out, float* t0, float* t1) {
+        fields::launch_march_cascaded_fill(g, s, rays, starts, rays_out, t0, t1, stream());
+      });
 }
 
 torch::Tensor sample_offsets(torch::Tensor ray_indices, int64_t n_rays) {
@@ -186,6 +214,7 @@ torch::Tensor occupancy_update(torch::Tensor occs, torch::Tensor indices, torch:
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("march_rays", &march_rays, "occupancy-grid ray marching to packed samples");
+  m.def("march_rays_cascaded", &march_rays_cascaded, "cone-step marching through cascaded grids");
   m.def("sample_offsets", &sample_offsets, "per-ray offsets of ray-sorted samples");
   m.def("composite_forward", &composite_forward, "alpha compositing with early termination");
   m.def("composite_backward", &composite_backward, "gradients of alpha compositing");

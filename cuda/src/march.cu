@@ -23,44 +23,83 @@ struct WriteSamples {
   }
 };
 
-__global__ void march_count_kernel(OccupancyView grid, const float* origins, const float* directions,
-                                   const float* t_min, const float* t_max, const float* offsets, MarchStep step,
-                                   int64_t n_rays, int64_t* counts) {
+// The two marchers of march.h behind one call shape, so that one pair of kernels serves both.
+struct UniformMarch {
+  OccupancyView grid;
+  MarchStep step;
+  template <typename Emit>
+  __device__ int64_t operator()(const float* o, const float* d, float t_min, float t_max, float offset,
+                                Emit emit) const {
+    return march_ray(grid, o, d, t_min, t_max, offset, step, emit);
+  }
+};
+
+struct CascadedMarch {
+  CascadeView grid;
+  ConeStep step;
+  template <typename Emit>
+  __device__ int64_t operator()(const float* o, const float* d, float t_min, float t_max, float offset,
+                                Emit emit) const {
+    return march_ray_cascaded(grid, o, d, t_min, t_max, offset, step, emit);
+  }
+};
+
+template <typename March>
+__global__ void march_count_kernel(March march, RayBatch rays, int64_t* counts) {
   int64_t r = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-  if (r >= n_rays) return;
-  counts[r] = march_ray(grid, origins + 3 * r, directions + 3 * r, t_min[r], t_max[r], offsets[r], step, CountOnly{});
+  if (r >= rays.n_rays) return;
+  counts[r] = march(rays.origins + 3 * r, rays.directions + 3 * r, rays.t_min[r], rays.t_max[r], rays.offsets[r],
+                    CountOnly{});
 }
 
-__global__ void march_fill_kernel(OccupancyView grid, const float* origins, const float* directions,
-                                  const float* t_min, const float* t_max, const float* offsets, MarchStep step,
-                                  int64_t n_rays, const int64_t* sample_offsets, int64_t* ray_indices,
+template <typename March>
+__global__ void march_fill_kernel(March march, RayBatch rays, const int64_t* sample_offsets, int64_t* ray_indices,
                                   float* t_starts, float* t_ends) {
   int64_t r = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-  if (r >= n_rays) return;
+  if (r >= rays.n_rays) return;
   int64_t cursor = sample_offsets[r];
-  march_ray(grid, origins + 3 * r, directions + 3 * r, t_min[r], t_max[r], offsets[r], step,
-            WriteSamples{r, &cursor, ray_indices, t_starts, t_ends});
+  march(rays.origins + 3 * r, rays.directions + 3 * r, rays.t_min[r], rays.t_max[r], rays.offsets[r],
+        WriteSamples{r, &cursor, ray_indices, t_starts, t_ends});
 }
 
 unsigned blocks(int64_t n) { return (unsigned)((n + kThreads - 1) / kThreads); }
 
-}  // namespace
-
-void launch_march_count(const OccupancyView& grid, const float* origins, const float* directions, const float* t_min,
-                        const float* t_max, const float* offsets, MarchStep step, int64_t n_rays, int64_t* counts,
-                        cudaStream_t stream) {
-  if (n_rays == 0) return;
-  march_count_kernel<<<blocks(n_rays), kThreads, 0, stream>>>(grid, origins, directions, t_min, t_max, offsets, step,
-                                                              n_rays, counts);
+template <typename March>
+void count(const March& march, const RayBatch& rays, int64_t* counts, cudaStream_t stream) {
+  if (rays.n_rays == 0) return;
+  march_count_kernel<<<blocks(rays.n_rays), kThreads, 0, stream>>>(march, rays, counts);
 }
 
-void launch_march_fill(const OccupancyView& grid, const float* origins, const float* directions, const float* t_min,
-                       const float* t_max, const float* offsets, MarchStep step, int64_t n_rays,
+template <typename March>
+void fill(const March& march, const RayBatch& rays, const int64_t* sample_offsets, int64_t* ray_indices,
+          float* t_starts, float* t_ends, cudaStream_t stream) {
+  if (rays.n_rays == 0) return;
+  march_fill_kernel<<<blocks(rays.n_rays), kThreads, 0, stream>>>(march, rays, sample_offsets, ray_indices, t_starts,
+                                                                  t_ends);
+}
+
+}  // namespace
+
+void launch_march_count(const OccupancyView& grid, MarchStep step, const RayBatch& rays, int64_t* counts,
+                        cudaStream_t stream) {
+  count(UniformMarch{grid, step}, rays, counts, stream);
+}
+
+void launch_march_fill(const OccupancyView& grid, MarchStep step, const RayBatch& rays,
                        const int64_t* sample_offsets, int64_t* ray_indices, float* t_starts, float* t_ends,
                        cudaStream_t stream) {
-  if (n_rays == 0) return;
-  march_fill_kernel<<<blocks(n_rays), kThreads, 0, stream>>>(grid, origins, directions, t_min, t_max, offsets, step,
-                                                             n_rays, sample_offsets, ray_indices, t_starts, t_ends);
+  fill(UniformMarch{grid, step}, rays, sample_offsets, ray_indices, t_starts, t_ends, stream);
+}
+
+void launch_march_cascaded_count(const CascadeView& grid, ConeStep step, const RayBatch& rays, int64_t* counts,
+                                 cudaStream_t stream) {
+  count(CascadedMarch{grid, step}, rays, counts, stream);
+}
+
+void launch_march_cascaded_fill(const CascadeView& grid, ConeStep step, const RayBatch& rays,
+                                const int64_t* sample_offsets, int64_t* ray_indices, float* t_starts, float* t_ends,
+                                cudaStream_t stream) {
+  fill(CascadedMarch{grid, step}, rays, sample_offsets, ray_indices, t_starts, t_ends, stream);
 }
 
 }  // namespace fields

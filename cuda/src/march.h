@@ -1,4 +1,5 @@
-// Occupancy-grid ray marching with instant-ngp's constant step (cone angle 0, the rule for bounded scenes).
+// Occupancy-grid ray marching. march_ray: instant-ngp's constant step (cone angle 0, the rule for bounded
+// scenes). march_ray_cascaded: its cone step over cascaded grids (unbounded scenes), further below.
 // Step k of a ray spans [t_base + k dt, t_base + (k + 1) dt) with t_base = t_min + u dt, u in [0, 1);
 // it is emitted when it ends by t_max and its midpoint lies in an occupied cell. Empty space is skipped
 // through a pyramid of coarser grids, and steps are tested with the same float expressions as the PyTorch
@@ -66,6 +67,70 @@ FIELDS_HD int64_t march_ray(const OccupancyView& g, const float o[3], const floa
     float k_exit = ceilf((cell_exit(g, o, inv_d, cell, level) - t_base) * s.inv_dt - 0.5f) - 1.0f;
     int64_t k_next = k_exit < (float)n_steps ? (int64_t)k_exit : n_steps;
     k = k_next > k + 1 ? k_next : k + 1;
+  }
+  return count;
+}
+
+// Cascaded occupancy grids (unbounded scenes): level k spans the inner box enlarged 2^k times about its
+// centre, all levels with the same resolution; a point reads the finest level whose box holds it.
+constexpr int kMaxCascades = 8;
+
+struct CascadeView {
+  const uint8_t* cells;  // (levels, X, Y, Z), x-major within a level
+  int levels;
+  int res[3];
+  float lo[kMaxCascades][3];
+  float hi[kMaxCascades][3];
+  float scale[kMaxCascades][3];  // res / (hi - lo), in float as the twin computes it
+};
+
+// instant-ngp's cone step: dt = clamp(t * cone, dt_min, dt_max).
+struct ConeStep {
+  float dt_min;
+  float dt_max;
+  float cone;
+};
+
+FIELDS_HD bool cascade_occupied(const CascadeView& g, const float p[3]) {
+  int level = g.levels - 1;
+  for (int k = 0; k < g.levels - 1; ++k) {
+    bool inside = true;
+    for (int a = 0; a < 3; ++a) inside = inside && p[a] >= g.lo[k][a] && p[a] <= g.hi[k][a];
+    if (inside) {
+      level = k;
+      break;
+    }
+  }
+  int cell[3];
+  for (int a = 0; a < 3; ++a) {
+    long long c = (long long)((p[a] - g.lo[level][a]) * g.scale[level][a]);
+    c = c < 0 ? 0 : c;
+    c = c > g.res[a] - 1 ? g.res[a] - 1 : c;
+    cell[a] = (int)c;
+  }
+  const int64_t per_level = (int64_t)g.res[0] * g.res[1] * g.res[2];
+  return g.cells[level * per_level + ((int64_t)cell[0] * g.res[1] + cell[1]) * g.res[2] + cell[2]] != 0;
+}
+
+// Marches one ray with the cone step and calls emit(t_start, t_end) for each sample whose midpoint lies in
+// an occupied cell; returns the count. The first step starts at t_min + offset * dt(t_min); a step is kept
+// only when it ends by t_max. Same float expressions as the twin (torch_ops.march_rays_cascaded).
+template <typename Emit>
+FIELDS_HD int64_t march_ray_cascaded(const CascadeView& g, const float o[3], const float d[3], float t_min,
+                                     float t_max, float offset, const ConeStep& s, Emit emit) {
+  float t = t_min + offset * fminf(fmaxf(t_min * s.cone, s.dt_min), s.dt_max);
+  int64_t count = 0;
+  while (true) {
+    const float dt = fminf(fmaxf(t * s.cone, s.dt_min), s.dt_max);
+    const float t_end = t + dt;
+    if (!(t_end <= t_max)) break;
+    const float tm = t + 0.5f * dt;
+    const float p[3] = {o[0] + tm * d[0], o[1] + tm * d[1], o[2] + tm * d[2]};
+    if (cascade_occupied(g, p)) {
+      emit(t, t_end);
+      ++count;
+    }
+    t = t_end;
   }
   return count;
 }

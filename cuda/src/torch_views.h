@@ -6,6 +6,7 @@
 
 #include "common.h"
 #include "hash_encode.h"
+#include "march.h"
 
 namespace fields {
 
@@ -35,6 +36,27 @@ inline OccupancyView occupancy_view(const torch::Tensor& binary, const std::vect
     g.scale[a] = (float)g.res[a] / (b[a + 3] - b[a]);
     g.cell_size[a] = (b[a + 3] - b[a]) / (float)g.res[a];
   }
+  return g;
+}
+
+// Cascaded grids (levels, X, Y, Z) bool and their boxes (levels, 6), read on the host.
+inline CascadeView cascade_view(const torch::Tensor& binaries, const torch::Tensor& aabbs) {
+  TORCH_CHECK(binaries.dim() == 4 && binaries.scalar_type() == torch::kBool && binaries.is_contiguous(),
+              "binaries must be contiguous bool grids (levels, X, Y, Z)");
+  TORCH_CHECK(binaries.size(0) <= kMaxCascades && aabbs.size(0) == binaries.size(0) && aabbs.size(1) == 6,
+              "at most ", kMaxCascades, " cascades, one box (6,) each");
+  auto boxes = aabbs.to(torch::kCPU, torch::kFloat32).contiguous();
+  const float* b = boxes.data_ptr<float>();
+  CascadeView g;
+  g.cells = reinterpret_cast<const uint8_t*>(binaries.data_ptr<bool>());
+  g.levels = (int)binaries.size(0);
+  for (int a = 0; a < 3; ++a) g.res[a] = (int)binaries.size(a + 1);
+  for (int k = 0; k < g.levels; ++k)
+    for (int a = 0; a < 3; ++a) {
+      g.lo[k][a] = b[6 * k + a];
+      g.hi[k][a] = b[6 * k + a + 3];
+      g.scale[k][a] = (float)g.res[a] / (g.hi[k][a] - g.lo[k][a]);
+    }
   return g;
 }
 
