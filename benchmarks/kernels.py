@@ -4,7 +4,9 @@ Workloads:
 - marching + compositing (forward and backward) of training-sized ray batches through a 128^3 occupancy
   grid, with densities that make rays terminate early. Scene: the procedural spheres-and-box scene
   (default), or a trained run's occupancy grid and field (`--run RUN`, e.g. a lego run);
-- hash encoding forward + backward of a training-sized point batch, for the CPU and published presets.
+- hash encoding forward + backward of a training-sized point batch, for the CPU and published presets;
+- feature-plane sampling forward + backward (summed tri-plane, 16 channels at 256^2, as the triplane
+  backbone's finest level; and one TensoRF-VM appearance plane set, 24 channels at 200^2).
 References: the PyTorch twins the tests check the kernels against, and nerfacc's pure-PyTorch compositing
 (`render_weight_from_density` on padded (rays, samples) batches: its packed form needs CUDA).
 
@@ -22,6 +24,7 @@ from nerfacc.volrend import render_weight_from_density
 
 from nfields.datasets.cameras import Cameras, orbit_poses
 from nfields.datasets.procedural import procedural_sdf
+from nfields.fields.grids import sample_planes_torch
 from nfields.fields.hash_encoding import HashGridGeometry, hash_encode_torch
 from nfields.fields.hashgrid import HashGridConfig
 from nfields.kernels import functions
@@ -157,6 +160,23 @@ def hash_case(preset: str, device, n_points: int, repeats: int):
     }, repeats, device)
 
 
+def plane_case(channels: int, resolution: int, sum_planes: bool, device, n_points: int, repeats: int):
+    planes = (torch.randn(3, channels, resolution, resolution, device=device) * 0.1).requires_grad_()
+    coords = torch.rand(3, n_points, 2, device=device) * 2 - 1
+    kernels = kernels_for(device)
+
+    def twin():
+        samples = sample_planes_torch(planes, coords)
+        return samples.sum(0) if sum_planes else samples
+
+    def run(fn):
+        return lambda: fn().backward(torch.ones(n_points, channels, device=device) if sum_planes
+                                     else torch.ones(3, n_points, channels, device=device))
+
+    return compare({"native": run(lambda: functions.plane_sample(kernels, planes, coords, sum_planes)),
+                    "pytorch twin": run(twin)}, repeats, device)
+
+
 def print_rows(title: str, count: int, unit: str, results: dict[str, float]) -> None:
     base = results["pytorch twin"]
     print(f"\n{title}  ({count:,} {unit} per batch)")
@@ -188,6 +208,10 @@ def main() -> None:
     for preset in ("cpu", "published"):
         print_rows(f"hash encoding fwd+bwd, preset {preset}", args.points, "points",
                    hash_case(preset, device, args.points, args.repeats))
+    for channels, resolution, summed in ((16, 256, True), (24, 200, False)):
+        kind = "summed tri-plane" if summed else "3 separate planes"
+        print_rows(f"plane sampling fwd+bwd, {kind}, {channels} channels at {resolution}^2", args.points, "points",
+                   plane_case(channels, resolution, summed, device, args.points, args.repeats))
 
 
 if __name__ == "__main__":

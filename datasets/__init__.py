@@ -1,7 +1,7 @@
 """Cameras, images, rays and the capture formats. Imports nothing else of the toolkit."""
 
 from .blender import load_blender_scene
-from .cameras import Cameras, RayBundle
+from .cameras import Cameras, NDCFrame, RayBundle
 from .capture import Capture, Normalization, capture_scene
 from .data_root import resolve_scene_dir
 from .errors import DatasetError
@@ -12,6 +12,7 @@ from .scene import SceneData, composite_over
 __all__ = [
     "FORMATS",
     "Cameras",
+    "NDCFrame",
     "Capture",
     "DatasetError",
     "Normalization",

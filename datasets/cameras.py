@@ -23,6 +23,32 @@ class RayBundle:
         return RayBundle(self.origins.to(device), self.directions.to(device))
 
 
+@dataclass(frozen=True)
+class NDCFrame:
+    """Normalised device coordinates of a forward-facing scene (Mildenhall et al. 2020, eq. 25): near plane at
+    z = -near, far plane at infinity. The frame is fixed by the training cameras' intrinsics; novel views
+    (videos, the viewer) map their rays with that same frame, whatever their own resolution or focal length."""
+
+    ax: float  # -2 fx / width of the training cameras
+    ay: float  # -2 fy / height
+    near: float
+
+    @classmethod
+    def of_camera(cls, fx: float, fy: float, width: float, height: float, near: float) -> "NDCFrame":
+        return cls(-2.0 * fx / width, -2.0 * fy / height, near)
+
+    def rays(self, origins: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """World rays (R, 3) looking down -z to NDC origins (on the near plane) and unnormalised directions."""
+        t = -(self.near + origins[:, 2]) / directions[:, 2]
+        o = origins + t[:, None] * directions
+        ox, oy, oz = o.unbind(-1)
+        dx, dy, dz = directions.unbind(-1)
+        o_ndc = torch.stack([self.ax * ox / oz, self.ay * oy / oz, 1.0 + 2.0 * self.near / oz], dim=-1)
+        d_ndc = torch.stack([self.ax * (dx / dz - ox / oz), self.ay * (dy / dz - oy / oz), -2.0 * self.near / oz],
+                            dim=-1)
+        return o_ndc, d_ndc
+
+
 @dataclass
 class Cameras:
     """N pinhole cameras sharing one image size, each with its own intrinsics.
@@ -30,8 +56,8 @@ class Cameras:
     camera_to_world: (N, 4, 4) float32, OpenGL axes. focal: (N, 2) fx, fy in pixels.
     principal: (N, 2) cx, cy in pixels (pixel centres lie at integer + 0.5).
     distortion: (N, 6) k1, k2, k3, k4, p1, p2 (OpenCV model, see distortion.py) or None; rays are undistorted.
-    ndc_near: when set, rays are mapped into normalised device coordinates of a forward-facing scene
-        (near plane at -ndc_near along -z, far plane at infinity), as in NeRF's LLFF scenes.
+    ndc: when set, rays are mapped into this forward-facing scene's normalised device coordinates, as in
+        NeRF's LLFF scenes (see NDCFrame).
     """
 
     camera_to_world: torch.Tensor
@@ -40,7 +66,7 @@ class Cameras:
     width: int
     height: int
     distortion: torch.Tensor | None = None
-    ndc_near: float | None = None
+    ndc: NDCFrame | None = None
 
     def __len__(self) -> int:
         return self.camera_to_world.shape[0]
@@ -70,8 +96,8 @@ class Cameras:
         d_cam = torch.stack([u, -v, -torch.ones_like(x)], dim=-1)
         d_world = torch.einsum("rij,rj->ri", c2w[:, :3, :3], d_cam)
         origins = c2w[:, :3, 3]
-        if self.ndc_near is not None:
-            origins, d_world = ndc_rays(origins, d_world, fx, fy, self.width, self.height, self.ndc_near)
+        if self.ndc is not None:
+            origins, d_world = self.ndc.rays(origins, d_world)
         d_world = d_world / d_world.norm(dim=-1, keepdim=True)
         return RayBundle(origins.contiguous(), d_world.contiguous())
 
@@ -84,23 +110,6 @@ class Cameras:
         )
         cam = torch.full((self.height * self.width,), index, dtype=torch.long)
         return self.rays(cam, xs.reshape(-1), ys.reshape(-1))
-
-
-def ndc_rays(origins: torch.Tensor, directions: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor,
-             width: int, height: int, near: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """World rays (R, 3) of a forward-facing scene (looking down -z) in NDC (Mildenhall et al. 2020, eq. 25).
-
-    Origins move onto the near plane z = -near; the NDC box [-1, 1]^3 spans near to infinity.
-    Returns NDC origins and (unnormalised) directions (R, 3).
-    """
-    t = -(near + origins[:, 2]) / directions[:, 2]
-    o = origins + t[:, None] * directions
-    ox, oy, oz = o.unbind(-1)
-    dx, dy, dz = directions.unbind(-1)
-    ax, ay = -2.0 * fx / width, -2.0 * fy / height
-    o_ndc = torch.stack([ax * ox / oz, ay * oy / oz, 1.0 + 2.0 * near / oz], dim=-1)
-    d_ndc = torch.stack([ax * (dx / dz - ox / oz), ay * (dy / dz - oy / oz), -2.0 * near / oz], dim=-1)
-    return o_ndc, d_ndc
 
 
 def look_at(eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cameras import Cameras
+from .cameras import Cameras, NDCFrame
 from .errors import DatasetError
 from .images import read_images
 from .scene import SceneData
@@ -146,6 +146,14 @@ def normalise_captured(capture: Capture) -> Capture:
     return apply_normalization(capture, norm, aabb=np.array([-1.0, -1, -1, 1, 1, 1]), near=0.05, bounded=False)
 
 
+def ndc_frame(capture: Capture) -> NDCFrame | None:
+    """The NDC frame of a forward-facing capture, from its first camera's full-resolution intrinsics."""
+    if capture.ndc_near is None:
+        return None
+    fx, fy = capture.intrinsics[0, :2]
+    return NDCFrame.of_camera(float(fx), float(fy), capture.width, capture.height, capture.ndc_near)
+
+
 def apply_normalization(capture: Capture, norm: Normalization, aabb: np.ndarray, near: float,
                         bounded: bool) -> Capture:
     """The capture in scene coordinates, with its box and the normalisation recorded."""
@@ -178,7 +186,7 @@ def capture_scene(capture: Capture, split: str, downscale: int = 1) -> SceneData
     distortion = torch.from_numpy(capture.distortion[indices]).float()
     cameras = Cameras(
         torch.from_numpy(capture.camera_to_world[indices]).float(), intr[:, :2] / scale, intr[:, 2:] / scale, w, h,
-        distortion=distortion if distortion.abs().max() > 0 else None, ndc_near=capture.ndc_near,
+        distortion=distortion if distortion.abs().max() > 0 else None, ndc=ndc_frame(capture),
     )
     bounds = None if capture.bounds is None else torch.from_numpy(capture.bounds[indices]).float()
     return SceneData(cameras, torch.from_numpy(images), torch.from_numpy(capture.aabb).float(),

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .cameras import Cameras
-from .capture import Capture, Normalization, apply_normalization, check_poses
+from .capture import Capture, Normalization, apply_normalization, check_poses, ndc_frame
 from .errors import DatasetError
 from .images import image_size
 
@@ -104,7 +104,7 @@ def ndc_box(capture: Capture) -> np.ndarray:
     n = len(capture)
     intrinsics = torch.from_numpy(capture.intrinsics).float()
     cameras = Cameras(torch.from_numpy(capture.camera_to_world).float(), intrinsics[:, :2], intrinsics[:, 2:],
-                      capture.width, capture.height, ndc_near=capture.ndc_near)
+                      capture.width, capture.height, ndc=ndc_frame(capture))
     xs = torch.tensor([0.0, capture.width, 0.0, capture.width]).repeat(n)
     ys = torch.tensor([0.0, 0.0, capture.height, capture.height]).repeat(n)
     rays = cameras.rays(torch.arange(n).repeat_interleave(4), xs, ys)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation, Slerp
 
-from .datasets import Cameras
+from .datasets import Cameras, NDCFrame
 from .errors import FieldsError
 
 FORMAT = "nfields-camera-path-1"
@@ -51,9 +51,10 @@ class CameraPath:
         path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
         return path
 
-    def cameras(self, frames: int | None = None, width: int | None = None) -> Cameras:
-        """The interpolated cameras (frames of them; width overrides the path's, keeping its aspect)."""
-        return interpolate(self, frames or self.frames, width)
+    def cameras(self, frames: int | None = None, width: int | None = None, ndc: NDCFrame | None = None) -> Cameras:
+        """The interpolated cameras (frames of them; width overrides the path's, keeping its aspect);
+        ndc: the scene's NDC frame (forward-facing scenes)."""
+        return interpolate(self, frames or self.frames, width, ndc)
 
 
 def _positive_int(data: dict, key: str, default: int, where: str) -> int:
@@ -111,7 +112,7 @@ def load_camera_path(path: str | Path) -> CameraPath:
     )
 
 
-def interpolate(path: CameraPath, frames: int, width: int | None = None) -> Cameras:
+def interpolate(path: CameraPath, frames: int, width: int | None = None, ndc: NDCFrame | None = None) -> Cameras:
     """`frames` cameras along the path: slerp between keyframe rotations, lerp of positions and fov."""
     poses = np.stack([k.camera_to_world for k in path.keyframes])
     key_times = np.linspace(0.0, 1.0, len(poses))
@@ -128,7 +129,7 @@ def interpolate(path: CameraPath, frames: int, width: int | None = None) -> Came
         camera_to_world=torch.from_numpy(c2w).float(),
         focal=torch.from_numpy(np.stack([focal, focal], axis=-1)).float(),
         principal=torch.tensor([[w / 2.0, h / 2.0]]).expand(frames, 2).clone(),
-        width=w, height=h,
+        width=w, height=h, ndc=ndc,
     )
 
 

@@ -104,11 +104,12 @@ def cmd_render(args) -> int:
     from .video import render_camera_path, render_orbit
 
     run = load_run(args.run, args.device)
+    reference = load_scene(run.config, "train", args.data_root).cameras  # its NDC frame, for forward-facing scenes
     if args.path:
         out = Path(args.out) if args.out else run.folder / f"{Path(args.path).stem}.{args.format}"
-        render_camera_path(run, Path(args.path), out, n_frames=args.frames, fps=args.fps, resolution=args.resolution)
+        render_camera_path(run, Path(args.path), out, n_frames=args.frames, fps=args.fps, resolution=args.resolution,
+                           ndc=reference.ndc)
     else:
-        reference = load_scene(run.config, "train", args.data_root).cameras
         out = Path(args.out) if args.out else run.folder / f"orbit.{args.format}"
         render_orbit(run, reference, out, n_frames=args.frames or 60, fps=args.fps or 24, resolution=args.resolution)
     print(f"video: {out}")

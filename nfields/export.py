@@ -130,7 +130,7 @@ def resized(cameras: Cameras, width: int | None) -> Cameras:
         return cameras
     s = width / cameras.width
     return Cameras(cameras.camera_to_world, cameras.focal * s, cameras.principal * s, width,
-                   max(1, round(cameras.height * s)))
+                   max(1, round(cameras.height * s)), ndc=cameras.ndc)
 
 
 @torch.no_grad()

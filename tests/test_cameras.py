@@ -2,8 +2,9 @@ import math
 
 import torch
 
-from nfields.datasets import Cameras
+from nfields.datasets import Cameras, NDCFrame
 from nfields.datasets.cameras import look_at
+from nfields.video import orbit_cameras
 
 
 def test_rays_match_hand_computed_pinhole():
@@ -35,3 +36,33 @@ def test_rotated_camera_and_fov():
     # Image up (smaller y) is world +z for this camera.
     top = cams.rays(torch.tensor([0]), torch.tensor([50.0]), torch.tensor([0.0]))
     assert top.directions[0, 2] > 0.5
+
+
+def test_a_world_ray_maps_to_one_ndc_ray_whatever_camera_shoots_it():
+    """The NDC frame is the training cameras'; a novel view with another focal length (the viewer's field
+    of view, a resized video) must land its rays where the training camera's same world ray lands."""
+    frame = NDCFrame.of_camera(18.0, 18.0, 20, 12, near=1.0)
+    pose = torch.eye(4)[None]
+    pose[0, :3, 3] = torch.tensor([0.2, -0.1, 0.3])
+    training = Cameras(pose, torch.tensor([[18.0, 18.0]]), torch.tensor([[10.0, 6.0]]), 20, 12, ndc=frame)
+    wide = Cameras(pose, torch.tensor([[7.0, 7.0]]), torch.tensor([[16.0, 9.0]]), 32, 18, ndc=frame)
+    x, y = torch.tensor([3.5, 15.0]), torch.tensor([2.5, 10.0])
+    # The same world directions in the wide camera's pixels: (x - cx) / fx must agree.
+    xw, yw = (x - 10.0) / 18.0 * 7.0 + 16.0, (y - 6.0) / 18.0 * 7.0 + 9.0
+    a = training.rays(torch.zeros(2, dtype=torch.long), x, y)
+    b = wide.rays(torch.zeros(2, dtype=torch.long), xw, yw)
+    assert torch.allclose(a.origins, b.origins, atol=1e-5) and torch.allclose(a.directions, b.directions, atol=1e-5)
+    assert torch.allclose(a.origins[:, 2], torch.full((2,), -1.0))  # on the NDC near plane
+
+
+def test_forward_facing_videos_spiral_in_front_of_the_cameras_in_their_ndc_frame():
+    poses = torch.eye(4).repeat(9, 1, 1)
+    poses[:, 0, 3] = torch.linspace(-0.5, 0.5, 9)
+    poses[:, 1, 3] = torch.linspace(-0.2, 0.2, 9).flip(0)
+    frame = NDCFrame.of_camera(18.0, 18.0, 20, 12, near=1.0)
+    reference = Cameras(poses, torch.full((9, 2), 18.0), torch.tensor([[10.0, 6.0]]).repeat(9, 1), 20, 12, ndc=frame)
+    spiral = orbit_cameras(reference, 12, resolution=40)
+    assert spiral.ndc == frame and (spiral.width, spiral.height) == (40, 24)
+    positions = spiral.camera_to_world[:, :3, 3]
+    assert positions[:, 0].abs().max() <= 0.5 + 1e-5 and positions[:, 0].abs().max() > 0.3  # 90th percentile radii
+    assert (spiral.camera_to_world[:, 2, 2] > 0.99).all()  # still looking down -z, at the focus ahead

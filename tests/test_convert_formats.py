@@ -131,7 +131,7 @@ def test_llff_bounds_and_ndc(tmp_path):
     np.testing.assert_allclose([f["near_far"] for f in meta["frames"]], bounds * scale)
     train = load_dataset(tmp_path / "out", "train")
     np.testing.assert_allclose(train.bounds.numpy(), bounds[1:8] * scale, rtol=1e-6)  # images 0 and 8 are held out
-    assert train.cameras.ndc_near == 1.0 and train.cameras.focal[0, 0].item() == 18.0
+    assert train.cameras.ndc.near == 1.0 and train.cameras.focal[0, 0].item() == 18.0
     rays = train.cameras.image_rays(0)
     assert torch.allclose(rays.origins[:, 2], torch.full((240,), -1.0), atol=1e-5)  # on the NDC near plane
     box = train.aabb

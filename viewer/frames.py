@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from ..datasets import Cameras
+from ..datasets import Cameras, NDCFrame
 from ..fields import Field
 from ..renderers import VolumeRenderer
 from ..video import colorize_depth
@@ -36,11 +36,12 @@ def viser_pose(c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array([w, x, y, z]), np.asarray(c2w)[:3, 3].copy()
 
 
-def pinhole(c2w: np.ndarray, fov_y: float, width: int, height: int) -> Cameras:
-    """One camera with vertical field of view `fov_y` (radians), square pixels, centred principal point."""
+def pinhole(c2w: np.ndarray, fov_y: float, width: int, height: int, ndc: NDCFrame | None = None) -> Cameras:
+    """One camera with vertical field of view `fov_y` (radians), square pixels, centred principal point;
+    ndc: the scene's NDC frame (forward-facing scenes)."""
     f = 0.5 * height / math.tan(0.5 * fov_y)
     return Cameras(torch.as_tensor(c2w, dtype=torch.float32)[None], torch.tensor([[f, f]], dtype=torch.float32),
-                   torch.tensor([[width / 2.0, height / 2.0]]), width, height)
+                   torch.tensor([[width / 2.0, height / 2.0]]), width, height, ndc=ndc)
 
 
 def frame_size(aspect: float, pixels: float, max_height: int) -> tuple[int, int]:

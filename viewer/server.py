@@ -119,7 +119,8 @@ class ViewerServer:
 
     # ----- clients -----
     def _connect(self, client) -> None:
-        session = ClientSession(client, self.field, self.renderer, self.share, max_height=self.cameras.height)
+        session = ClientSession(client, self.field, self.renderer, self.share, max_height=self.cameras.height,
+                                ndc=self.cameras.ndc)
         frustums = self._add_frustums(client)
         self._add_controls(client, session, frustums)
         client.camera.on_update(lambda _: session.view_changed())

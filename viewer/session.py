@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..datasets import Cameras
+from ..datasets import Cameras, NDCFrame
 from ..fields import Field
 from ..renderers import VolumeRenderer
 from .frames import camera_to_world, frame_size, moving_frame_size, pinhole, render_frame
@@ -37,8 +37,9 @@ class ClientSession:
     """
 
     def __init__(self, client, field: Field, renderer: VolumeRenderer, share: ComputeShare, max_height: int,
-                 moving_seconds: float = 1 / 15, still_after: float = 0.15):
+                 moving_seconds: float = 1 / 15, still_after: float = 0.15, ndc: NDCFrame | None = None):
         self.client, self.field, self.renderer, self.share = client, field, renderer, share
+        self.ndc = ndc  # forward-facing scenes: browser cameras map their rays into the training NDC frame
         self.max_height, self.output = max_height, "RGB"
         self.moving_seconds, self.still_after = moving_seconds, still_after
         self.seconds_per_pixel: float | None = None  # measured on full-resolution frames
@@ -101,7 +102,7 @@ class ClientSession:
         if kind == "moving":
             width, height = moving_frame_size(cam.aspect, full_height, self.seconds_per_pixel, self.overhead,
                                               self.moving_seconds)
-        return pinhole(camera_to_world(cam.wxyz, cam.position), cam.fov, width, height)
+        return pinhole(camera_to_world(cam.wxyz, cam.position), cam.fov, width, height, self.ndc)
 
     def _update_costs(self, kind: str, seconds: float, pixels: int) -> None:
         if kind == "still" or self.seconds_per_pixel is None:
