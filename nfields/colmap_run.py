@@ -1,7 +1,12 @@
-"""Camera poses for unposed images by running the `colmap` program (feature extraction, matching, mapping)."""
+"""Camera poses for unposed images with COLMAP (SIFT features, matching, incremental mapping): the `colmap`
+program when it is on PATH, else the pycolmap package (COLMAP's own Python bindings, `pip install pycolmap`:
+CPU wheels, no system install)."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import io
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,18 +15,24 @@ from .datasets import DatasetError
 from .datasets.colmap import read_colmap_model
 from .errors import FieldsError
 
-INSTALL_HINT = ("Install COLMAP and run the conversion again: `sudo apt-get install colmap` (Debian/Ubuntu), "
-                "`conda install -c conda-forge colmap`, or https://colmap.github.io/install.html. "
+INSTALL_HINT = ("Install COLMAP and run the conversion again: `pip install pycolmap`, or the program: "
+                "`sudo apt-get install colmap` (Debian/Ubuntu), `conda install -c conda-forge colmap`, or "
+                "https://colmap.github.io/install.html. "
                 "Or pose the images yourself and convert the COLMAP model (a folder with sparse/0 and images/).")
 
 
-def colmap_executable() -> str:
-    """Path of the `colmap` program; FieldsError saying how to install it when it is not on PATH."""
-    exe = shutil.which("colmap")
-    if exe is None:
-        raise FieldsError(f"the `colmap` program is not installed (not on PATH): it computes the camera poses of "
-                          f"images and videos. {INSTALL_HINT}")
-    return exe
+def pycolmap_available() -> bool:
+    return importlib.util.find_spec("pycolmap") is not None
+
+
+def colmap_backend() -> str:
+    """"program" (`colmap` on PATH) or "pycolmap"; FieldsError saying how to install COLMAP when neither is."""
+    if shutil.which("colmap") is not None:
+        return "program"
+    if pycolmap_available():
+        return "pycolmap"
+    raise FieldsError(f"the `colmap` program is not installed (not on PATH), nor the pycolmap package: COLMAP "
+                      f"computes the camera poses of images and videos. {INSTALL_HINT}")
 
 
 def _run(exe: str, step: str, args: list[str], log: Path) -> str:
@@ -42,11 +53,33 @@ def run_colmap(image_dir: Path, workspace: Path, sequential: bool = False) -> Pa
     """Pose the images of image_dir; returns the sparse model folder with the most registered images.
 
     sequential: match neighbouring frames only (videos); else every pair (photo collections).
+    One OPENCV camera for all images; features and matching on the CPU. The log goes to colmap.log.
     """
-    exe = colmap_executable()
+    backend = colmap_backend()
     workspace.mkdir(parents=True, exist_ok=True)
     database, sparse, log = workspace / "database.db", workspace / "sparse", workspace / "colmap.log"
     sparse.mkdir(exist_ok=True)
+    if backend == "program":
+        _run_program(shutil.which("colmap"), image_dir, database, sparse, log, sequential)
+    else:
+        _run_pycolmap(image_dir, database, sparse, log, sequential)
+    models = [d for d in sparse.iterdir() if d.is_dir()]
+    if not models:
+        raise DatasetError(image_dir, "COLMAP could not register the images into any model",
+                           "Take more overlapping, sharper images (or a slower video).")
+    # COLMAP may leave several models (disconnected groups of images); the largest is the capture. A model of
+    # fewer than 3 images is reported by read_colmap_model when it is the largest.
+    return max(models, key=_registered_images)
+
+
+def _registered_images(model_dir: Path) -> int:
+    try:
+        return len(read_colmap_model(model_dir).images)
+    except DatasetError:  # too small (or broken) to be the capture's model
+        return 0
+
+
+def _run_program(exe: str, image_dir: Path, database: Path, sparse: Path, log: Path, sequential: bool) -> None:
     # COLMAP 3.12 renamed SiftExtraction/SiftMatching.use_gpu to FeatureExtraction/FeatureMatching.use_gpu.
     help_text = subprocess.run([exe, "feature_extractor", "-h"], capture_output=True, text=True).stdout
     extract_gpu, match_gpu = (("SiftExtraction.use_gpu", "SiftMatching.use_gpu") if "SiftExtraction.use_gpu"
@@ -58,8 +91,32 @@ def run_colmap(image_dir: Path, workspace: Path, sequential: bool = False) -> Pa
          ["--database_path", str(database), f"--{match_gpu}", "0"], log)
     _run(exe, "mapper", ["--database_path", str(database), "--image_path", str(image_dir),
                          "--output_path", str(sparse)], log)
-    models = [d for d in sparse.iterdir() if d.is_dir()]
-    if not models:
-        raise DatasetError(image_dir, "COLMAP could not register the images into any model",
-                           "Take more overlapping, sharper images (or a slower video).")
-    return max(models, key=lambda d: len(read_colmap_model(d).images))
+
+
+def _run_pycolmap(image_dir: Path, database: Path, sparse: Path, log: Path, sequential: bool) -> None:
+    """The same three steps through pycolmap; each model it finds is written to sparse/<index>/."""
+    import pycolmap
+
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = "OPENCV"
+    cpu = pycolmap.Device.cpu
+    output = io.StringIO()
+    with log.open("a") as f:
+        f.write(f"pycolmap {pycolmap.__version__}: extract_features, "
+                f"{'match_sequential' if sequential else 'match_exhaustive'}, incremental_mapping\n")
+    try:
+        with contextlib.redirect_stdout(output):
+            pycolmap.extract_features(database, image_dir, camera_mode=pycolmap.CameraMode.SINGLE,
+                                      reader_options=reader, device=cpu)
+            (pycolmap.match_sequential if sequential else pycolmap.match_exhaustive)(database, device=cpu)
+            models = pycolmap.incremental_mapping(database, image_dir, sparse)
+    except Exception as err:  # pycolmap raises plain RuntimeErrors and ValueErrors
+        raise FieldsError(f"pycolmap failed on {image_dir}: {str(err).splitlines()[0][:200]}") from None
+    finally:
+        with log.open("a") as f:
+            f.write(output.getvalue())
+    for index, model in models.items():  # pycolmap writes its models itself; older versions did not
+        folder = sparse / str(index)
+        if not folder.is_dir() or not any(folder.iterdir()):
+            folder.mkdir(exist_ok=True)
+            model.write_text(str(folder))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .colmap_run import colmap_executable, run_colmap
+from .colmap_run import colmap_backend, run_colmap
 from .datasets import Capture, detect_format, read_capture
 from .datasets.canonical import write_canonical
 from .datasets.capture import normalise_captured
@@ -69,7 +69,7 @@ def convert(input_path: str | Path, out: str | Path, fmt: str | None = None, dow
     fmt = fmt or detect_format(input_path)
     _check_destination(out)
     if fmt in ("images", "video"):
-        colmap_executable()  # fail before any work when COLMAP is missing
+        colmap_backend()  # fail before any work when COLMAP is missing
     out.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:

@@ -104,9 +104,11 @@ def test_image_folder_goes_through_colmap(tmp_path, fake_colmap):
 
 def test_missing_colmap_stops_cleanly(video, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr("nfields.colmap_run.pycolmap_available", lambda: False)
     assert main(["convert", str(video), "--out", str(tmp_path / "scene")]) == 2
     err = capsys.readouterr().err
-    assert "`colmap` program is not installed" in err and "apt-get install colmap" in err
+    assert "`colmap` program is not installed" in err and "pip install pycolmap" in err
+    assert "apt-get install colmap" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []  # no output, no temporary folder
 
