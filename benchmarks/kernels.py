@@ -5,6 +5,8 @@ Workloads:
   grid, with densities that make rays terminate early. Scene: the procedural spheres-and-box scene
   (default), or a trained run's occupancy grid and field (`--run RUN`, e.g. a lego run);
 - hash encoding forward + backward of a training-sized point batch, for the CPU and published presets;
+- cone-step marching through 5 occupancy cascades (unbounded scenes): rays from cameras inside the scene box
+  in every direction, through blob-shaped occupancy at every level;
 - feature-plane sampling forward + backward (summed tri-plane, 16 channels at 256^2, as the triplane
   backbone's finest level; and one TensoRF-VM appearance plane set, 24 channels at 200^2).
 References: the PyTorch twins the tests check the kernels against, and nerfacc's pure-PyTorch compositing
@@ -160,6 +162,27 @@ def hash_case(preset: str, device, n_points: int, repeats: int):
     }, repeats, device)
 
 
+def cascade_case(device, n_rays: int, repeats: int, levels: int = 5, resolution: int = 128):
+    g = torch.Generator().manual_seed(0)
+    noise = torch.rand(levels, 1, resolution // 8, resolution // 8, resolution // 8, generator=g)
+    grids = (torch.nn.functional.interpolate(noise, size=(resolution,) * 3, mode="trilinear")[:, 0] > 0.6)
+    aabb = torch.tensor([-1.0, -1, -1, 1, 1, 1])
+    aabbs = torch.stack([aabb * 2**k for k in range(levels)])
+    origins = torch.rand(n_rays, 3, generator=g) * 2 - 1
+    directions = torch.nn.functional.normalize(torch.randn(n_rays, 3, generator=g), dim=-1)
+    t_min, t_max = torch_ops.ray_aabb_intersect(origins, directions, aabbs[-1])
+    step = math.sqrt(3) * 2 / 1024
+    args = [t.to(device) for t in (origins, directions, t_min, t_max, grids, aabbs)]
+    offsets = torch.rand(n_rays, generator=g).to(device)
+    ops = native_ops(kernels_for(device))
+    counts = len(ops.march_rays_cascaded(*args, step, step * 2 ** (levels - 1), 1 / 256, offsets))
+    return counts, compare({
+        "native": lambda: ops.march_rays_cascaded(*args, step, step * 2 ** (levels - 1), 1 / 256, offsets),
+        "pytorch twin": lambda: TORCH_OPS.march_rays_cascaded(*args, step, step * 2 ** (levels - 1), 1 / 256,
+                                                              offsets),
+    }, repeats, device)
+
+
 def plane_case(channels: int, resolution: int, sum_planes: bool, device, n_points: int, repeats: int):
     planes = (torch.randn(3, channels, resolution, resolution, device=device) * 0.1).requires_grad_()
     coords = torch.rand(3, n_points, 2, device=device) * 2 - 1
@@ -208,6 +231,8 @@ def main() -> None:
     for preset in ("cpu", "published"):
         print_rows(f"hash encoding fwd+bwd, preset {preset}", args.points, "points",
                    hash_case(preset, device, args.points, args.repeats))
+    n_samples, results = cascade_case(device, args.rays, args.repeats)
+    print_rows("cascaded cone-step marching (5 cascades, unbounded)", n_samples, "samples", results)
     for channels, resolution, summed in ((16, 256, True), (24, 200, False)):
         kind = "summed tri-plane" if summed else "3 separate planes"
         print_rows(f"plane sampling fwd+bwd, {kind}, {channels} channels at {resolution}^2", args.points, "points",
