@@ -104,6 +104,11 @@ def _run_pycolmap(image_dir: Path, database: Path, sparse: Path, log: Path, sequ
     with log.open("a") as f:
         f.write(f"pycolmap {pycolmap.__version__}: extract_features, "
                 f"{'match_sequential' if sequential else 'match_exhaustive'}, incremental_mapping\n")
+    # COLMAP logs (glog) to stderr by default: into files beside colmap.log instead (appended to it at the
+    # end), errors still shown.
+    pycolmap.logging.alsologtostderr = False
+    pycolmap.logging.stderrthreshold = int(pycolmap.logging.ERROR)
+    pycolmap.logging.set_log_destination(pycolmap.logging.INFO, str(log.parent / "pycolmap."))
     try:
         with contextlib.redirect_stdout(output):
             pycolmap.extract_features(database, image_dir, camera_mode=pycolmap.CameraMode.SINGLE,
@@ -115,7 +120,10 @@ def _run_pycolmap(image_dir: Path, database: Path, sparse: Path, log: Path, sequ
     finally:
         with log.open("a") as f:
             f.write(output.getvalue())
-    for index, model in models.items():  # pycolmap writes its models itself; older versions did not
+            for part in sorted(log.parent.glob("pycolmap.*")):
+                f.write(part.read_text(errors="replace"))
+                part.unlink()
+    for index, model in models.items():  # incremental_mapping writes its models; any folder left empty is filled
         folder = sparse / str(index)
         if not folder.is_dir() or not any(folder.iterdir()):
             folder.mkdir(exist_ok=True)
