@@ -38,8 +38,10 @@ def doctor_report() -> str:
         f"CPU threads for torch: {torch.get_num_threads()}",
         f"tiny-cuda-nn: {dispatch.tiny_cuda_nn_status()}",
         "",
-        f"{'device':<7}{'operation':<18}{'backend':<14}why",
     ]
-    for device, op, backend, reason in dispatch.report():
-        lines.append(f"{device:<7}{op:<18}{backend:<14}{reason}")
+    rows = dispatch.report()
+    width = max(len("operation"), *(len(op) for _, op, _, _ in rows)) + 2
+    lines.append(f"{'device':<7}{'operation':<{width}}{'backend':<14}why")
+    for device, op, backend, reason in rows:
+        lines.append(f"{device:<7}{op:<{width}}{backend:<14}{reason}")
     return "\n".join(lines)
