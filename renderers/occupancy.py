@@ -32,6 +32,8 @@ class OccupancyGrid(nn.Module):
         self.threshold, self.ema_decay = threshold, ema_decay
         self.warmup_steps, self.update_every, self.eval_chunk = warmup_steps, update_every, eval_chunk
         self.register_buffer("aabb", aabb.clone().float())
+        # Boxes (levels, 6) of the cascades, level 0 exactly the scene box; fixed, so derived once.
+        self.register_buffer("aabbs", torch.cat([self.aabb[None], self.estimator.aabbs[1:]]), persistent=False)
         self.register_buffer("coarse_binary", coarse_grid(self.binary))
 
     def set_interval(self, update_every: int) -> None:
@@ -47,11 +49,6 @@ class OccupancyGrid(nn.Module):
     def binaries(self) -> torch.Tensor:
         """Occupied cells (levels, X, Y, Z) bool of every cascade."""
         return self.estimator.binaries
-
-    @property
-    def aabbs(self) -> torch.Tensor:
-        """Boxes (levels, 6) of the cascades; level 0 is exactly the scene box."""
-        return torch.cat([self.aabb[None], self.estimator.aabbs[1:]])
 
     @property
     def mips(self) -> list[torch.Tensor]:

@@ -51,7 +51,7 @@ class VolumeRenderer(nn.Module):
     def march(self, origins: torch.Tensor, directions: torch.Tensor, jitter: bool):
         ops = ops_for(origins.device)
         grid = self.occupancy
-        box = self.aabb if self.cascades == 1 else grid.aabbs[-1]
+        box = grid.aabbs[-1]  # the outermost cascade: the scene box itself when there is one level
         t_min, t_max = ops.ray_aabb_intersect(origins, directions, box)
         t_min = t_min.clamp(min=self.near)
         offsets = torch.rand_like(t_min) if jitter else torch.zeros_like(t_min)
