@@ -23,6 +23,8 @@ class Field(nn.Module):
       checkpoint saves (`config_dict()`).
     - `parameter_split()`: parameter names of the feature part (grids, planes, encoders) and of the
       decoder part (MLPs, bases), for distillation and per-part learning rates.
+    - `appearance_feature(features)` and `color_decoder_names()`: the per-point feature the colour decoder
+      reads and that decoder's parameters; distillation matches the feature between fields that share it.
     - `coordinate_network(dim, n_out)`: the backbone's encoder and a small head as a plain coordinate
       network, (N, dim) in [-1, 1] -> (N, n_out), for fitting images (dim 2) and SDFs (dim 3).
     """
@@ -79,6 +81,15 @@ class Field(nn.Module):
         names = [n for n, _ in self.named_parameters()]
         return {"features": [n for n in names if "mlp" not in n], "decoder": [n for n in names if "mlp" in n]}
 
+    def appearance_feature(self, features: torch.Tensor) -> torch.Tensor:
+        """The appearance feature (N, A) the colour decoder reads, from `density`'s features (N, F).
+        Default: the features themselves."""
+        return features
+
+    def color_decoder_names(self) -> list[str]:
+        """Parameter names of the colour decoder (PVD's phi^2). Default: those under `color_mlp`."""
+        return [n for n, _ in self.named_parameters() if n.startswith("color_mlp.")]
+
     @classmethod
     def coordinate_network(cls, dim: int, n_out: int, preset: str | None = None) -> nn.Module:
         """A coordinate network (N, dim) in [-1, 1] -> (N, n_out) built from this backbone's encoder."""
@@ -94,6 +105,11 @@ class Field(nn.Module):
         """Memory of the parameters and buffers in MB (10^6 bytes)."""
         tensors = list(self.parameters()) + list(self.buffers())
         return sum(t.numel() * t.element_size() for t in tensors) / 1e6
+
+
+def clamped_log_density(sigma: torch.Tensor, low: float = -2.0, high: float = 7.0) -> torch.Tensor:
+    """PVD's constrained density: log sigma (N,) clamped to [low, high], the space densities are distilled in."""
+    return torch.log(sigma.clamp(min=1e-30)).clamp(low, high)
 
 
 def contract(p: torch.Tensor) -> torch.Tensor:

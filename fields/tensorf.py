@@ -164,6 +164,9 @@ class _TensoRF(Field):
         """The 27-d appearance feature (N, appearance_dim) at box coordinates x (N, 3) in [-1, 1]."""
         return self.basis_mlp(self.appearance_raw(x))
 
+    def appearance_feature(self, features):
+        return self.appearance(features)
+
     def color(self, features, directions):
         c = self.config
         feature = self.appearance(features)

@@ -262,6 +262,52 @@ def cmd_fit_sdf(args) -> int:
     return 0
 
 
+def _add_distill(sub) -> None:
+    p = sub.add_parser("distill", help="convert a trained run into another backbone (PVD-AL distillation)")
+    p.add_argument("--teacher", metavar="RUN", help="the trained run folder to distil")
+    p.add_argument("--student", help=f"the backbone to distil into: {BACKBONES}")
+    p.add_argument("--preset", help="student preset (default: the device's)")
+    p.add_argument("--steps", type=int, help="distillation steps")
+    p.add_argument("--time-budget", type=float, help="minutes of distillation; stops at whichever limit comes first")
+    p.add_argument("--stages", type=float, nargs=2, metavar=("FEATURES", "POINTS"),
+                   help="ends of the feature and point stages as fractions of the run (default 0.067 0.167)")
+    p.add_argument("--active", default="pose,ray,point",
+                   help="active-learning levels to use, comma-separated, or 'none' (default pose,ray,point)")
+    p.add_argument("--output", help="run folder (default runs/<scene>-<student>-distilled-<time>)")
+    p.add_argument("--resume", metavar="RUN", help="continue the distillation in this folder")
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--snapshot-minutes", type=float, nargs="*", default=[],
+                   help="also keep checkpoints at these distillation times (minutes)")
+    p.add_argument("--data-root", help="where the teacher's scene lies, if not where it was trained")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+
+def cmd_distill(args) -> int:
+    from .distillation import DistillConfig, distill, resume_distillation
+
+    if args.resume:
+        overrides = {k: v for k, v in (("steps", args.steps), ("time_budget", args.time_budget)) if v is not None}
+        result = resume_distillation(args.resume, overrides)
+    else:
+        if not args.teacher or not args.student:
+            raise FieldsError("give --teacher RUN and --student NAME (or --resume RUN)")
+        active = () if args.active == "none" else tuple(a.strip() for a in args.active.split(",") if a.strip())
+        settings = DistillConfig(teacher=args.teacher, student=args.student, active=active,
+                                 **({"stages": tuple(args.stages)} if args.stages else {}))
+        result = distill(settings, steps=args.steps, time_budget=args.time_budget, output=args.output,
+                         preset=args.preset, threads=args.threads, seed=args.seed, device=args.device,
+                         snapshot_minutes=args.snapshot_minutes, data_root=args.data_root)
+    if result.metrics is None:
+        return 130
+    m = result.metrics
+    print(f"val PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.4f}  ({m['views']} views), "
+          f"{m['psnr_vs_teacher']:.2f} dB against the teacher's renders, after {result.step} steps, "
+          f"{result.train_seconds / 60:.1f} min")
+    print(f"run folder: {result.run_dir}  (metrics.json, renders_val/, psnr_vs_time.png, checkpoint.pt)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fields", description="Neural fields: train, evaluate, render.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -312,12 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sha256", help="expected checksum when using --url")
     sub.add_parser("doctor", help="which backend (CUDA kernels, CPU kernels, PyTorch) runs each operation, and why")
     _add_fit(sub)
+    _add_distill(sub)
     return parser
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "export": cmd_export, "view": cmd_view,
             "download": cmd_download, "doctor": cmd_doctor, "convert": cmd_convert, "fit-image": cmd_fit_image,
-            "fit-sdf": cmd_fit_sdf}
+            "fit-sdf": cmd_fit_sdf, "distill": cmd_distill}
 
 
 def main(argv: list[str] | None = None) -> int:

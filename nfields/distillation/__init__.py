@@ -1,0 +1,6 @@
+"""PVD-AL distillation between field backbones (`fields distill`)."""
+
+from .config import ACTIVE_LEVELS, DistillConfig
+from .distiller import Distiller, distill, psnr_against_teacher, resume_distillation
+
+__all__ = ["ACTIVE_LEVELS", "DistillConfig", "Distiller", "distill", "psnr_against_teacher", "resume_distillation"]
