@@ -27,7 +27,6 @@ from .losses import copy_compatible_tensors, log_density_error, shares_color_dec
 from .poses import VirtualPoses
 
 SETTINGS_NAME = "distillation.json"
-STAGES = ("features", "points", "rgb")
 
 
 class Distiller(Trainer):
