@@ -20,8 +20,7 @@ from nfields.triplanes.classifiers import ChannelTransformer, TransformerConfig
 from nfields.triplanes.classify import classify, read_planes
 from nfields.triplanes.fitting import FitConfig, field_distance, fit_planes, make_decoder
 from nfields.triplanes.pipeline import fit_dataset
-from nfields.triplanes.shapes import (CorruptShapeWarning, discover_shapes, load_shapes, resolve_dataset,
-                                      select_split)
+from nfields.triplanes.shapes import CorruptShapeWarning, discover_shapes, load_shapes, resolve_dataset, select_split
 from nfields.triplanes.store import load_fitted
 from nfields.triplanes.training import CLASSIFIER_FORMAT, train_plane_classifier
 

@@ -47,10 +47,10 @@ def random_resized_crop(x: torch.Tensor, size: int = CROP, scale=(0.08, 1.0), ra
 
 @dataclass
 class TransformerConfig:
-    d_model: int = 128
-    layers: int = 4
+    d_model: int = 64
+    layers: int = 3
     heads: int = 4
-    ffn: int = 256
+    ffn: int = 128
     dropout: float = 0.1
 
 
@@ -80,7 +80,7 @@ class ChannelTransformer(nn.Module):
 
 @dataclass
 class CNNConfig:
-    width: int = 64
+    width: int = 32
     dropout: float = 0.3
 
 

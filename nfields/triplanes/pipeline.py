@@ -12,8 +12,8 @@ import torch
 from tqdm import tqdm
 
 from .fitting import FitConfig, fit_planes, make_decoder
-from .sharding import rank_and_world, shard, wait_for_file
 from .shapes import class_names, discover_shapes, limit_per_class, load_shapes, resolve_dataset, select_split
+from .sharding import rank_and_world, shard, wait_for_file
 from .store import DECODER_NAME, load_decoder_file, save_decoder_file, save_shape, shape_file
 
 

@@ -11,8 +11,8 @@ from torch import nn
 
 @dataclass
 class PointNetConfig:
-    widths: list[int] = field(default_factory=lambda: [64, 64, 128, 256])  # shared per-point MLP
-    head: list[int] = field(default_factory=lambda: [256, 128])
+    widths: list[int] = field(default_factory=lambda: [32, 64, 128])  # shared per-point MLP
+    head: list[int] = field(default_factory=lambda: [128])
     dropout: float = 0.3
 
 

@@ -53,10 +53,6 @@ class FittedSet:
     chamfer: torch.Tensor  # (N,)
     classes: list[str]
 
-    def subset(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        keep = torch.tensor([s == split for s in self.splits])
-        return self.planes[keep], self.labels[keep]
-
 
 def load_fitted(out: Path) -> FittedSet:
     """Every shape file under DIR/shapes, sorted by source path, with the class names of DIR/decoder.pt."""

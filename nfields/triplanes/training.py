@@ -101,7 +101,7 @@ def plane_transforms(crop: int = CROP) -> tuple[Callable, Callable]:
 
 
 def train_plane_classifier(fit_dir: str | Path, model: str = "transformer", preset: str = "cpu",
-                           epochs: int = 40, batch: int = 64, lr: float | None = None, weight_decay: float = 1e-3,
+                           epochs: int = 30, batch: int = 64, lr: float | None = None, weight_decay: float = 1e-3,
                            seed: int = 0, out: str | Path | None = None, progress: bool = True) -> TrainResult:
     """Train a transformer or CNN on the fitted tri-planes of the train split of `fit_dir`, select by val
     accuracy, and write the report into `out` (default fit_dir/<model>)."""
@@ -136,7 +136,7 @@ def load_point_sets(dataset: str | Path, data_root: str | Path | None = None, n_
             [s.record.split for s in shapes], class_names(records))
 
 
-def train_pointnet(dataset: str | Path, out: str | Path, preset: str = "cpu", epochs: int = 40,
+def train_pointnet(dataset: str | Path, out: str | Path, preset: str = "cpu", epochs: int = 30,
                    batch: int = 32, lr: float | None = None, weight_decay: float = 1e-4, seed: int = 0,
                    data_root: str | Path | None = None, val_fraction: float = 0.15,
                    limit: int | None = None, progress: bool = True) -> TrainResult:
