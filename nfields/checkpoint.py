@@ -15,11 +15,17 @@ FORMAT = "nfields-checkpoint-1"
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write `state` to `path` so that a crash leaves either the old file or the new one, never half."""
+    atomic_torch_save(path, {"format": FORMAT, **state})
+
+
+def atomic_torch_save(path: Path, obj) -> None:
+    """torch.save into a temp file beside `path`, fsync, then rename over `path`."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
+            torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

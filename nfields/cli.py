@@ -9,6 +9,8 @@ from pathlib import Path
 
 from .config import TrainConfig
 from .errors import FieldsError
+from .triplanes.cli import add_parser as add_triplanes
+from .triplanes.cli import run as run_triplanes
 
 BACKBONES = "hashgrid, mlp, tensorf-vm, tensorf-cp, triplane, rbf, cam"
 
@@ -359,12 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="which backend (CUDA kernels, CPU kernels, PyTorch) runs each operation, and why")
     _add_fit(sub)
     _add_distill(sub)
+    add_triplanes(sub)
     return parser
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "export": cmd_export, "view": cmd_view,
             "download": cmd_download, "doctor": cmd_doctor, "convert": cmd_convert, "fit-image": cmd_fit_image,
-            "fit-sdf": cmd_fit_sdf, "distill": cmd_distill}
+            "fit-sdf": cmd_fit_sdf, "distill": cmd_distill, "triplanes": run_triplanes}
 
 
 def main(argv: list[str] | None = None) -> int:
