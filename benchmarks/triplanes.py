@@ -28,13 +28,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=64, help="shapes fitted at once")
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--transformer-preset", default="cpu", help="cpu | medium | paper")
+    parser.add_argument("--pointnet-preset", default="cpu", help="cpu | paper")
     parser.add_argument("--limit-per-class", type=int, help="first N shapes of each class and split")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     stages = args.stages.split(",")
-    results: dict = {"threads": args.threads, "limit_per_class": args.limit_per_class, "epochs": args.epochs}
+    # Stages run one at a time keep the results of earlier invocations.
+    results: dict = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
+    results.update(threads=args.threads, limit_per_class=args.limit_per_class, epochs=args.epochs)
     if "fit" in stages:
         s = fit_dataset(args.dataset, out, "all", args.batch, data_root=args.data_root, seed=args.seed,
                         limit=args.limit_per_class)
@@ -45,18 +49,21 @@ def main() -> None:
         fitted = load_fitted(out)
         results["reconstruction"] = {"shapes": len(fitted.labels), "udf_error": fitted.udf_error.mean().item(),
                                      "chamfer": fitted.chamfer.mean().item()}
+    presets = {"transformer": args.transformer_preset, "cnn": "cpu", "pointnet": args.pointnet_preset}
+    keys = {m: m if p == "cpu" else f"{m}-{p}" for m, p in presets.items()}  # results and report folders
     for model in ("transformer", "cnn"):
         if model in stages:
             start = time.perf_counter()
-            r = train_plane_classifier(out, model, epochs=args.epochs, seed=args.seed)
-            results[model] = {"val_accuracy": r.val_accuracy, "best_epoch": r.best_epoch,
-                              "minutes": (time.perf_counter() - start) / 60}
+            r = train_plane_classifier(out, model, presets[model], epochs=args.epochs, seed=args.seed,
+                                       out=out / keys[model])
+            results[keys[model]] = {"val_accuracy": r.val_accuracy, "best_epoch": r.best_epoch, "epochs": args.epochs,
+                                    "minutes": (time.perf_counter() - start) / 60}
     if "pointnet" in stages:
         start = time.perf_counter()
-        r = train_pointnet(args.dataset, out / "pointnet", epochs=args.epochs, seed=args.seed,
-                           data_root=args.data_root, limit=args.limit_per_class)
-        results["pointnet"] = {"val_accuracy": r.val_accuracy, "best_epoch": r.best_epoch,
-                               "minutes": (time.perf_counter() - start) / 60}
+        r = train_pointnet(args.dataset, out / keys["pointnet"], presets["pointnet"], epochs=args.epochs,
+                           seed=args.seed, data_root=args.data_root, limit=args.limit_per_class)
+        results[keys["pointnet"]] = {"val_accuracy": r.val_accuracy, "best_epoch": r.best_epoch,
+                                     "epochs": args.epochs, "minutes": (time.perf_counter() - start) / 60}
     (out / "results.json").write_text(json.dumps(results, indent=1))
     rows = []
     if "fit" in results:
@@ -68,7 +75,7 @@ def main() -> None:
         rec = results["reconstruction"]
         rows += [("mean UDF error (all shapes)", f"{rec['udf_error']:.4f}"),
                  ("mean Chamfer (all shapes)", f"{rec['chamfer']:.4f}")]
-    for model in ("transformer", "cnn", "pointnet"):
+    for model in sorted(k for k in results if k.startswith(("transformer", "cnn", "pointnet"))):
         if model in results:
             rows.append((f"{model}: val accuracy", f"{results[model]['val_accuracy']:.3f} "
                                                    f"({results[model]['minutes']:.1f} min)"))

@@ -273,8 +273,8 @@ def _add_distill(sub) -> None:
     p.add_argument("--time-budget", type=float, help="minutes of distillation; stops at whichever limit comes first")
     p.add_argument("--stages", type=float, nargs=2, metavar=("FEATURES", "POINTS"),
                    help="ends of the feature and point stages as fractions of the run (default 0.067 0.167)")
-    p.add_argument("--active", default="pose,ray,point",
-                   help="active-learning levels to use, comma-separated, or 'none' (default pose,ray,point)")
+    p.add_argument("--active", default="pose,ray",
+                   help="active-learning levels of pose, ray, point, comma-separated, or 'none' (default pose,ray)")
     p.add_argument("--output", help="run folder (default runs/<scene>-<student>-distilled-<time>)")
     p.add_argument("--resume", metavar="RUN", help="continue the distillation in this folder")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch")

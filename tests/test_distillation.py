@@ -9,7 +9,7 @@ import torch
 from nfields.cli import main
 from nfields.datasets import Cameras
 from nfields.datasets.cameras import look_at
-from nfields.distillation import DistillConfig, Distiller, distill, resume_distillation
+from nfields.distillation import ACTIVE_LEVELS, DistillConfig, Distiller, distill, resume_distillation
 from nfields.distillation.active import HardPosePool, HardRayPool, hard_point_mask, per_group_psnr
 from nfields.distillation.losses import copy_compatible_tensors, log_density_error, shares_color_decoder
 from nfields.distillation.poses import VirtualPoses, turn
@@ -164,6 +164,7 @@ def test_turn_keeps_centres_and_rotations_orthonormal():
 
 # ----- distillation runs on the procedural scene -----
 def _settings(teacher, student="triplane", **kw):
+    kw.setdefault("active", ACTIVE_LEVELS)  # every level, the point level included
     return DistillConfig(teacher=str(teacher), student=student, epoch_poses=32, ray_pool_size=1024, **kw)
 
 

@@ -56,6 +56,7 @@ class TransformerConfig:
 
 TRANSFORMER_PRESETS = {
     "cpu": TransformerConfig(),
+    "medium": TransformerConfig(d_model=128, layers=4, heads=4, ffn=256, dropout=0.1),
     "paper": TransformerConfig(d_model=512, layers=8, heads=4, ffn=2048, dropout=0.1),
 }
 
@@ -106,7 +107,7 @@ class PlaneCNN(nn.Module):
 
 def build_plane_classifier(model: str, n_classes: int, in_channels: int, preset: str = "cpu",
                            size: int = CROP) -> nn.Module:
-    """model: transformer (preset cpu | paper) or cnn."""
+    """model: transformer (preset cpu | medium | paper) or cnn."""
     if model == "transformer":
         if preset not in TRANSFORMER_PRESETS:
             raise ValueError(f"transformer preset '{preset}': expected one of {', '.join(TRANSFORMER_PRESETS)}")

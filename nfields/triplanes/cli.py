@@ -23,7 +23,8 @@ def add_parser(sub) -> None:
     p = commands.add_parser("train-classifier", help="train a classifier on fitted tri-planes (val selects)")
     p.add_argument("dir", help="the --out folder of `fields triplanes fit`")
     p.add_argument("--model", default="transformer", choices=["transformer", "cnn"])
-    p.add_argument("--preset", default="cpu", choices=["cpu", "paper"], help="transformer sizes")
+    p.add_argument("--preset", default="cpu", choices=["cpu", "medium", "paper"],
+                   help="transformer sizes: cpu 3 x 64, medium 4 x 128, paper 8 x 512")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, help="peak learning rate (default 5e-4 transformer, 2e-3 CNN)")
@@ -34,7 +35,7 @@ def add_parser(sub) -> None:
     p.add_argument("dataset")
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--data-root")
-    p.add_argument("--preset", default="cpu", choices=["cpu", "paper"], help="cpu: widths up to 256; paper: 1024")
+    p.add_argument("--preset", default="cpu", choices=["cpu", "paper"], help="cpu: widths up to 128; paper: 1024")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--limit-per-class", type=int)
