@@ -123,12 +123,11 @@ def hard_point_mask(weights: torch.Tensor, ray_indices: torch.Tensor, opacity: t
                     ratio: float = 0.3, min_opacity: float = 0.5) -> torch.Tensor:
     """PVD-AL's point level for one model: samples (S,) whose weight ranks within the top floor(ratio * n) + 1
     of their ray's n samples, on rays (opacity (R,)) at least `min_opacity` opaque. ray_indices (S,) sorted."""
-    n_rays = len(opacity)
-    counts = torch.zeros(n_rays, dtype=torch.long).index_add(0, ray_indices, torch.ones_like(ray_indices))
+    counts = torch.bincount(ray_indices, minlength=len(opacity))
     starts = torch.cumsum(counts, 0) - counts
     # Sort by ray, then by descending weight within the ray; rank = position - the ray's first position.
     order = torch.argsort(ray_indices.double() * 2.0 + (1.0 - weights.detach().double().clamp(0, 1)), stable=True)
     rank = torch.empty_like(ray_indices)
-    rank[order] = torch.arange(len(order)) - starts[ray_indices[order]]
+    rank[order] = torch.arange(len(order), device=ray_indices.device) - starts[ray_indices[order]]
     limit = (ratio * counts.double()).floor().long() + 1
     return (rank < limit[ray_indices]) & (opacity.detach()[ray_indices] >= min_opacity)

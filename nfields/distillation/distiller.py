@@ -177,7 +177,7 @@ class Distiller(Trainer):
                     loss = loss + regularization
         if not torch.isfinite(loss):
             raise FieldsError(f"distillation diverged at step {self.step}: the loss is {loss.item()}. "
-                              f"Checkpoints already in {self.run_dir} are kept; try a lower --lr.")
+                              f"Checkpoints already in {self.run_dir} are kept.")
         self.optimizer.zero_grad(set_to_none=True)
         if len(samples) > 0 and loss.requires_grad:
             loss.backward()
