@@ -164,8 +164,8 @@ def test_turn_keeps_centres_and_rotations_orthonormal():
 
 # ----- distillation runs on the procedural scene -----
 def _settings(teacher, student="triplane", **kw):
-    kw.setdefault("active", ACTIVE_LEVELS)  # every level, the point level included
-    return DistillConfig(teacher=str(teacher), student=student, epoch_poses=32, ray_pool_size=1024, **kw)
+    kw = {"active": ACTIVE_LEVELS, "epoch_poses": 32, "ray_pool_size": 1024, **kw}  # every level, point included
+    return DistillConfig(teacher=str(teacher), student=student, **kw)
 
 
 def test_distilled_student_matches_the_teachers_renders(trained_procedural_run, tmp_path):
