@@ -109,7 +109,8 @@ def main() -> None:
             "student": student, "distilled_psnr": snapshot_psnr(distilled, args.minutes, args.views),
             "vs_teacher": d_metrics["psnr_vs_teacher"],
             "scratch_psnr": snapshot_psnr(scratch, args.minutes, args.views),
-            "scratch_minutes": scratch_minutes, "scratch_final_psnr": snapshot_psnr(scratch, scratch_minutes, args.views),
+            "scratch_minutes": scratch_minutes,
+            "scratch_final_psnr": snapshot_psnr(scratch, scratch_minutes, args.views),
             "curve_distilled": d_curve[-1]["val_psnr"], "curve_scratch_at_budget": psnr_at(s_curve, args.minutes),
             "scratch_minutes_to_reach": reach,
             "speedup": reach / args.minutes if reach is not None else None,
@@ -132,7 +133,8 @@ def main() -> None:
     Path(args.out, "distillation.json").write_text(json.dumps(
         {"teacher": args.teacher, "teacher_psnr": teacher_psnr, "minutes": args.minutes, "rows": rows,
          "ablations": ablations}, indent=2) + "\n")
-    print(f"\nteacher {args.teacher}: val PSNR {teacher_psnr:.2f}; budget {args.minutes:g} min, {args.threads} threads; "
+    print(f"\nteacher {args.teacher}: val PSNR {teacher_psnr:.2f}; budget {args.minutes:g} min, "
+          f"{args.threads} threads; "
           f"PSNR over {args.views} val views")
     print(f"| student | distilled, {args.minutes:g} min | vs teacher | from scratch, {args.minutes:g} min | "
           f"from scratch, end (min) | scratch time to distilled PSNR | speed-up | distilled time to scratch end |")

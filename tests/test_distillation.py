@@ -226,7 +226,8 @@ def test_distillation_resumes_mid_run(trained_procedural_run, tmp_path):
     second = resume_distillation(out, {"steps": 30}, progress=False)
     assert second.step == 30
     assert saved["ray_pool"]["filled"] > 0  # the pools travelled with the checkpoint
-    assert ckpt.load_checkpoint(out / "checkpoint.pt")["distillation"]["ray_pool"]["filled"] >= saved["ray_pool"]["filled"]
+    resumed = ckpt.load_checkpoint(out / "checkpoint.pt")["distillation"]
+    assert resumed["ray_pool"]["filled"] >= saved["ray_pool"]["filled"]
 
 
 def test_bad_teacher_or_student_gets_a_clear_error(trained_procedural_run, tmp_path, capsys):

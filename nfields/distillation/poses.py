@@ -73,8 +73,8 @@ class VirtualPoses:
         a = torch.linalg.cross(self.up, helper)
         a = a / a.norm()
         b = torch.linalg.cross(self.up, a)
-        directions = (torch.cos(elevation)[:, None] * (torch.cos(azimuth)[:, None] * a + torch.sin(azimuth)[:, None] * b)
-                      + torch.sin(elevation)[:, None] * self.up)
+        horizontal = torch.cos(azimuth)[:, None] * a + torch.sin(azimuth)[:, None] * b
+        directions = torch.cos(elevation)[:, None] * horizontal + torch.sin(elevation)[:, None] * self.up
         eyes = self.centre + radius[:, None] * directions
         return torch.stack([look_at(eye, self.centre, self.up) for eye in eyes])
 

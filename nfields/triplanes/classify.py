@@ -11,7 +11,7 @@ import torch
 from ..checkpoint import load_checkpoint
 from ..errors import FieldsError
 from .classifiers import build_plane_classifier, center_crop, stack_planes
-from .store import SHAPE_FORMAT
+from .store import SHAPE_FORMAT, load_tagged
 from .training import CLASSIFIER_FORMAT
 
 RADIANCE_PLANES = "planes.planes.0"
@@ -28,12 +28,7 @@ class Prediction:
 def load_classifier(path: str | Path) -> tuple[torch.nn.Module, dict]:
     """A tri-plane classifier checkpoint written by train_plane_classifier -> (model in eval mode, its state)."""
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise FieldsError(f"{path}: not a readable classifier checkpoint ({err.__class__.__name__})") from None
-    if not isinstance(state, dict) or state.get("format") != CLASSIFIER_FORMAT:
-        raise FieldsError(f"{path}: not a tri-plane classifier (field 'format' is not '{CLASSIFIER_FORMAT}')")
+    state = load_tagged(path, CLASSIFIER_FORMAT, "tri-plane classifier checkpoint")
     if state["input"] != "triplane":
         raise FieldsError(f"{path}: a '{state['model']}' classifier of point clouds, not of tri-planes")
     model = build_plane_classifier(state["model"], len(state["classes"]), state["in_channels"], state["preset"],

@@ -32,15 +32,20 @@ def save_shape(out: Path, record: ShapeRecord, planes: torch.Tensor, udf_error: 
     return path
 
 
-def load_shape_file(path: Path) -> dict:
-    """One fitted shape; errors name the file."""
+def load_tagged(path: Path, expected_format: str, what: str) -> dict:
+    """A dict saved with field 'format' == expected_format; errors name the file and what it should be."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise FieldsError(f"{path}: not a readable tri-plane file ({err.__class__.__name__})") from None
-    if not isinstance(state, dict) or state.get("format") != SHAPE_FORMAT:
-        raise FieldsError(f"{path}: not a tri-plane shape file (field 'format' is not '{SHAPE_FORMAT}')")
+        raise FieldsError(f"{path}: not a readable {what} ({err.__class__.__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != expected_format:
+        raise FieldsError(f"{path}: not a {what} (field 'format' is not '{expected_format}')")
     return state
+
+
+def load_shape_file(path: Path) -> dict:
+    """One fitted shape; errors name the file."""
+    return load_tagged(path, SHAPE_FORMAT, "tri-plane shape file")
 
 
 @dataclass
@@ -78,10 +83,4 @@ def save_decoder_file(path: Path, state: dict) -> None:
 def load_decoder_file(path: Path) -> dict:
     if not path.is_file():
         raise FieldsError(f"{path}: the shared decoder is missing; run `fields triplanes fit` into this folder")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise FieldsError(f"{path}: not a readable decoder file ({err.__class__.__name__})") from None
-    if not isinstance(state, dict) or state.get("format") != DECODER_FORMAT:
-        raise FieldsError(f"{path}: not a tri-plane decoder file (field 'format' is not '{DECODER_FORMAT}')")
-    return state
+    return load_tagged(path, DECODER_FORMAT, "tri-plane decoder file")
