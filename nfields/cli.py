@@ -310,6 +310,11 @@ def cmd_distill(args) -> int:
     return 0
 
 
+def cmd_triplanes(args) -> int:
+    _one_line_warnings()
+    return run_triplanes(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fields", description="Neural fields: train, evaluate, render.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -367,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "export": cmd_export, "view": cmd_view,
             "download": cmd_download, "doctor": cmd_doctor, "convert": cmd_convert, "fit-image": cmd_fit_image,
-            "fit-sdf": cmd_fit_sdf, "distill": cmd_distill, "triplanes": run_triplanes}
+            "fit-sdf": cmd_fit_sdf, "distill": cmd_distill, "triplanes": cmd_triplanes}
 
 
 def main(argv: list[str] | None = None) -> int:

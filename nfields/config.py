@@ -80,14 +80,20 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: Path) -> "TrainConfig":
-        if not path.is_file():
-            raise FieldsError(f"{path}: run configuration is missing (is this a run folder?)")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise FieldsError(f"{path}: malformed JSON at line {err.lineno}: {err.msg}") from None
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise FieldsError(f"{path}: unknown config field(s) {', '.join(unknown)}")
-        return cls(**data)
+        return cls(**read_config_json(path, cls, "run configuration is missing (is this a run folder?)"))
+
+
+def read_config_json(path: Path, cls: type, missing: str) -> dict:
+    """The fields of dataclass `cls` saved as JSON at `path`; errors name the file (`missing`: why it may be absent)."""
+    if not path.is_file():
+        raise FieldsError(f"{path}: {missing}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise FieldsError(f"{path}: malformed JSON at line {err.lineno}: {err.msg}") from None
+    if not isinstance(data, dict):
+        raise FieldsError(f"{path}: expected a JSON object of config fields")
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise FieldsError(f"{path}: unknown config field(s) {', '.join(unknown)}")
+    return data

@@ -57,6 +57,8 @@ class TrainingMonitor(Protocol):
 class Trainer:
     """Holds the state of one run; `run()` trains until the step or time budget is spent."""
 
+    batch_psnr_label = "batch PSNR"  # what the progress bar calls the PSNR of train_step's batch MSE
+
     def __init__(self, config: TrainConfig, run_dir: Path, train_scene: SceneData, val_scene: SceneData | None,
                  resume: bool = False, progress: bool = True):
         config.validate()
@@ -230,7 +232,7 @@ class Trainer:
         return TrainResult(self.run_dir, self.step, self.train_seconds, self.finish())
 
     def _status(self, loss, psnr_ema, val_psnr, rays_per_s, n_samples) -> str:
-        parts = [f"step {self.step}", f"loss {loss:.4f}", f"batch PSNR {psnr_ema:.2f}"]
+        parts = [f"step {self.step}", f"loss {loss:.4f}", f"{self.batch_psnr_label} {psnr_ema:.2f}"]
         if val_psnr is not None:
             parts.append(f"val PSNR {val_psnr:.2f}")
         parts.append(f"{rays_per_s / 1000:.1f}k rays/s")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..config import read_config_json
 from ..errors import FieldsError
 
 ACTIVE_LEVELS = ("pose", "ray", "point")
@@ -52,15 +53,7 @@ class DistillConfig:
 
     @classmethod
     def load(cls, path: Path) -> "DistillConfig":
-        if not path.is_file():
-            raise FieldsError(f"{path}: distillation settings are missing (is this a distilled run?)")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise FieldsError(f"{path}: malformed JSON at line {err.lineno}: {err.msg}") from None
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise FieldsError(f"{path}: unknown field(s) {', '.join(unknown)}")
+        data = read_config_json(path, cls, "distillation settings are missing (is this a distilled run?)")
         data["stages"] = tuple(data.get("stages", cls.stages))
         data["active"] = tuple(data.get("active", DEFAULT_ACTIVE))
         return cls(**data)

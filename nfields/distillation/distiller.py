@@ -34,17 +34,18 @@ class Distiller(Trainer):
     poses (plus replayed hard rays), marched through the teacher's occupancy grid; teacher and student
     evaluated at the same points over the same random background; the stage's losses."""
 
+    batch_psnr_label = "PSNR vs teacher"
+
     def __init__(self, config: TrainConfig, settings: DistillConfig, run_dir: Path, teacher: LoadedRun,
                  train_scene, val_scene, resume: bool = False, progress: bool = True):
         self.settings, self.teacher = settings, teacher.field
-        self._saved_distillation = None
+        self._saved_distillation = None  # set by _restore, which Trainer.__init__ calls when resuming
         super().__init__(config, run_dir, train_scene, val_scene, resume=resume, progress=progress)
         self.teacher.to(self.device).requires_grad_(False)
         if self._saved_distillation is None:  # a new run: the teacher's grid and compatible decoders
             self.renderer.load_state_dict(teacher.renderer.state_dict())
             self.copied = copy_compatible_tensors(self.field, self.teacher)
-        self.match_features = shares_color_decoder(self.field, self.copied) \
-            if self._saved_distillation is None else self._saved_distillation["match_features"]
+        self.match_features = shares_color_decoder(self.field, self.copied)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.virtual = VirtualPoses(train_scene.cameras, (train_scene.aabb[:3] + train_scene.aabb[3:]) / 2)
         self.pose_pool = HardPosePool(settings.pose_pool_size, settings.hard_fraction, settings.pose_pool_from_epoch)
@@ -56,7 +57,7 @@ class Distiller(Trainer):
     # ----- state -----
     def state(self) -> dict:
         return {**super().state(), "distillation": {
-            "copied": self.copied, "match_features": self.match_features,
+            "copied": self.copied,
             "generator": self.generator.get_state(), "pose_pool": self.pose_pool.state_dict(),
             "ray_pool": self.ray_pool.state_dict(), "epoch_poses": self.epoch_cameras.camera_to_world,
             "epoch_focal": self.epoch_cameras.focal, "epoch_principal": self.epoch_cameras.principal,
@@ -161,15 +162,14 @@ class Distiller(Trainer):
         if stage == "features":
             loss = F.mse_loss(self.field.appearance_feature(feature_s), self.teacher.appearance_feature(feature_t))
         else:
-            points = torch.ones_like(sigma_t, dtype=torch.bool)
             if "point" in s.active:
                 ray_indices = samples.ray_indices
                 points = hard_point_mask(weights_t, ray_indices, opacity_t, s.point_ratio, s.point_min_opacity) \
                     | hard_point_mask(weights_s, ray_indices, opacity_s, s.point_ratio, s.point_min_opacity)
+                sigma_s, rgb_s, sigma_t, rgb_t = sigma_s[points], rgb_s[points], sigma_t[points], rgb_t[points]
             loss = torch.zeros((), device=self.device)
-            if points.any():
-                loss = F.mse_loss(rgb_s[points], rgb_t[points]) \
-                    + s.density_weight * log_density_error(sigma_s[points], sigma_t[points]).square().mean()
+            if len(sigma_s):
+                loss = F.mse_loss(rgb_s, rgb_t) + s.density_weight * log_density_error(sigma_s, sigma_t).square().mean()
             if stage == "rgb":
                 loss = F.mse_loss(color_s, color_t) + s.point_weight * loss
                 regularization = self.field.regularization()
@@ -203,8 +203,7 @@ class Distiller(Trainer):
             self.ray_pool.collect(origins, directions, errors.abs().sum(-1), k, slots)
 
     def _status(self, loss, psnr_ema, val_psnr, rays_per_s, n_samples) -> str:
-        return f"{self.stage()} | " + super()._status(loss, psnr_ema, val_psnr, rays_per_s, n_samples) \
-            .replace("batch PSNR", "PSNR vs teacher")
+        return f"{self.stage()} | " + super()._status(loss, psnr_ema, val_psnr, rays_per_s, n_samples)
 
     def finish(self) -> dict | None:
         metrics = super().finish()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -50,7 +49,6 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import torch
 
-    warnings.formatwarning = lambda message, *a, **k: f"fields: warning: {message}\n"
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     return {"fit": _fit, "train-classifier": _train_classifier, "train-pointnet": _train_pointnet,
