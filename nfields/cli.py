@@ -278,6 +278,8 @@ def _add_distill(sub) -> None:
     p.add_argument("--output", help="run folder (default runs/<scene>-<student>-distilled-<time>)")
     p.add_argument("--resume", metavar="RUN", help="continue the distillation in this folder")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    p.add_argument("--samples-per-step", type=int,
+                   help="target samples per step (default 2^13 on CPU: many small steps; 2^18 on CUDA)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--snapshot-minutes", type=float, nargs="*", default=[],
                    help="also keep checkpoints at these distillation times (minutes)")
@@ -299,7 +301,8 @@ def cmd_distill(args) -> int:
                                  **({"stages": tuple(args.stages)} if args.stages else {}))
         result = distill(settings, steps=args.steps, time_budget=args.time_budget, output=args.output,
                          preset=args.preset, threads=args.threads, seed=args.seed, device=args.device,
-                         snapshot_minutes=args.snapshot_minutes, data_root=args.data_root)
+                         snapshot_minutes=args.snapshot_minutes, data_root=args.data_root,
+                         samples_per_step=args.samples_per_step)
     if result.metrics is None:
         return 130
     m = result.metrics

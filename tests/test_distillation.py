@@ -1,6 +1,7 @@
 """PVD-AL distillation: the selection rules on crafted inputs, the per-point targets, student initialisation,
 virtual poses, and short distillations on the procedural scene (stages, resume, bad input)."""
 
+import json
 import math
 
 import pytest
@@ -11,6 +12,7 @@ from nfields.datasets import Cameras
 from nfields.datasets.cameras import look_at
 from nfields.distillation import ACTIVE_LEVELS, DistillConfig, Distiller, distill, resume_distillation
 from nfields.distillation.active import HardPosePool, HardRayPool, hard_point_mask, per_group_psnr
+from nfields.distillation.distiller import CPU_SAMPLES_PER_STEP
 from nfields.distillation.losses import copy_compatible_tensors, log_density_error, shares_color_decoder
 from nfields.distillation.poses import VirtualPoses, turn
 from nfields.errors import FieldsError
@@ -175,6 +177,8 @@ def test_distilled_student_matches_the_teachers_renders(trained_procedural_run, 
     for name in ("checkpoint.pt", "config.json", "distillation.json", "metrics.json", "psnr_vs_time.png"):
         assert (tmp_path / "student" / name).exists(), name
     assert main(["eval", str(tmp_path / "student"), "--views", "1"]) == 0  # a normal run folder
+    config = json.loads((tmp_path / "student" / "config.json").read_text())
+    assert config["samples_per_step"] == CPU_SAMPLES_PER_STEP  # distillation's own CPU batch, kept for resume
 
 
 def test_each_stage_lowers_its_loss(trained_procedural_run, procedural_dir, tmp_path):
