@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation, Slerp
 
+from .config import read_json_object
 from .datasets import Cameras, NDCFrame
 from .errors import FieldsError
 
@@ -89,16 +90,7 @@ def _keyframe(entry, where: str) -> Keyframe:
 def load_camera_path(path: str | Path) -> CameraPath:
     """Read and validate a camera path file; errors name the file and the field at fault."""
     path = Path(path)
-    if not path.is_file():
-        raise FieldsError(f"{path}: camera path file does not exist")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise FieldsError(f"{path}: malformed JSON at line {err.lineno}: {err.msg}") from None
-    except UnicodeDecodeError:
-        raise FieldsError(f"{path}: not a text (JSON) file") from None
-    if not isinstance(data, dict):
-        raise FieldsError(f"{path}: expected a JSON object with 'keyframes'")
+    data = read_json_object(path, "camera path file does not exist", "with 'keyframes'")
     if data.get("format", FORMAT) != FORMAT:
         raise FieldsError(f"{path}: field 'format' is {data['format']!r}, expected '{FORMAT}'")
     keyframes = data.get("keyframes")

@@ -83,16 +83,25 @@ class TrainConfig:
         return cls(**read_config_json(path, cls, "run configuration is missing (is this a run folder?)"))
 
 
-def read_config_json(path: Path, cls: type, missing: str) -> dict:
-    """The fields of dataclass `cls` saved as JSON at `path`; errors name the file (`missing`: why it may be absent)."""
+def read_json_object(path: Path, missing: str, expected: str) -> dict:
+    """The JSON object in the file at `path`; errors name the file (`missing`: why it may be absent,
+    `expected`: what the object should hold)."""
     if not path.is_file():
         raise FieldsError(f"{path}: {missing}")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise FieldsError(f"{path}: malformed JSON at line {err.lineno}: {err.msg}") from None
+    except UnicodeDecodeError:
+        raise FieldsError(f"{path}: not a text (JSON) file") from None
     if not isinstance(data, dict):
-        raise FieldsError(f"{path}: expected a JSON object of config fields")
+        raise FieldsError(f"{path}: expected a JSON object {expected}")
+    return data
+
+
+def read_config_json(path: Path, cls: type, missing: str) -> dict:
+    """The fields of dataclass `cls` saved as JSON at `path`; errors name the file (`missing`: why it may be absent)."""
+    data = read_json_object(path, missing, "of config fields")
     unknown = sorted(set(data) - {f.name for f in fields(cls)})
     if unknown:
         raise FieldsError(f"{path}: unknown config field(s) {', '.join(unknown)}")
