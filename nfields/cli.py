@@ -182,6 +182,7 @@ def _add_convert(sub) -> None:
 def cmd_convert(args) -> int:
     from .convert import convert
 
+    _one_line_warnings()
     result = convert(args.input, args.out, args.fmt, tuple(args.downscales), args.images, args.frames, args.fps,
                      args.min_sharpness)
     cap = result.capture

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ class ConvertResult:
     source_format: str
     capture: Capture
     frames_dropped_blurry: int = 0
+    images_unposed: int = 0  # images (or kept video frames) COLMAP could not register: left out of the scene
 
 
 def _check_destination(out: Path) -> None:
@@ -38,8 +40,11 @@ def _check_destination(out: Path) -> None:
 
 
 def _unposed_capture(path: Path, fmt: str, work: Path, frames: int | None, fps: float | None,
-                     min_sharpness_ratio: float, progress: bool) -> tuple[Capture, int, Path]:
-    """Frames (video) or images (folder) posed by COLMAP, normalised; blurry frames dropped; the model folder."""
+                     min_sharpness_ratio: float, progress: bool) -> tuple[Capture, int, int, Path]:
+    """Frames (video) or images (folder) posed by COLMAP, normalised.
+
+    Returns the capture, the blurry frames dropped, the images COLMAP left unposed, and the model folder.
+    """
     dropped = 0
     if fmt == "video":
         image_dir = work / "frames"
@@ -49,7 +54,11 @@ def _unposed_capture(path: Path, fmt: str, work: Path, frames: int | None, fps: 
         image_dir = path / "images" if list_images(path / "images") else path
     model_dir = run_colmap(image_dir, work / "colmap", sequential=fmt == "video")
     capture = colmap_capture(read_colmap_model(model_dir), image_dir, path.stem)
-    return normalise_captured(capture), dropped, model_dir
+    unposed = len(list_images(image_dir)) - len(capture)
+    if unposed:
+        warnings.warn(f"{path}: COLMAP could not pose {unposed} of {unposed + len(capture)} images; they are "
+                      f"left out of the scene (too little overlap with the others: add views between them)")
+    return normalise_captured(capture), dropped, unposed, model_dir
 
 
 def convert(input_path: str | Path, out: str | Path, fmt: str | None = None, downscales: tuple[int, ...] = (),
@@ -73,10 +82,10 @@ def convert(input_path: str | Path, out: str | Path, fmt: str | None = None, dow
     out.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        dropped, model_dir = 0, None
+        dropped, unposed, model_dir = 0, 0, None
         if fmt in ("images", "video"):
-            capture, dropped, model_dir = _unposed_capture(input_path, fmt, temp / ".work", frames, fps,
-                                                           min_sharpness_ratio, progress)
+            capture, dropped, unposed, model_dir = _unposed_capture(input_path, fmt, temp / ".work", frames, fps,
+                                                                    min_sharpness_ratio, progress)
         else:
             capture = read_capture(input_path, fmt, image_dir)
         with tqdm(total=len(capture), desc=f"writing {out.name}", unit="image", disable=not progress) as bar:
@@ -92,4 +101,4 @@ def convert(input_path: str | Path, out: str | Path, fmt: str | None = None, dow
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
-    return ConvertResult(out, fmt, capture, dropped)
+    return ConvertResult(out, fmt, capture, dropped, unposed)

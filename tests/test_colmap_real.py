@@ -1,7 +1,7 @@
 """A real COLMAP run (pycolmap, or the `colmap` program when installed): lego's 100 training photos posed
 from scratch, compared with the ground-truth cameras after the best similarity transform (slow, real data:
-a few minutes). With 24 or 40 of the photos COLMAP registered only 2 images (too little overlap between
-random views of a small object on an empty background); with all 100 it registered every one."""
+about 30 s). COLMAP's mapping is not deterministic: with an OPENCV camera 6 of 18 runs posed fewer than half
+the photos; with the SIMPLE_RADIAL camera used now, 29 of 29 runs posed all 100."""
 
 import json
 import shutil
@@ -54,5 +54,5 @@ def test_colmap_poses_lego_photos_like_the_ground_truth(tmp_path):
     true_centres = np.stack([truth[n][:3, 3] for n in common])
     residuals = similarity_residuals(centres, true_centres)
     radius = np.linalg.norm(true_centres - true_centres.mean(0), axis=1).mean()  # 3.2 for lego
-    # Measured (pycolmap 4.2.1, all 100 registered): median 0.35 %, max 1.8 % of the radius.
+    # Measured (pycolmap 4.2.1, SIMPLE_RADIAL, all 100 registered): median 0.35-0.38 %, max 1.6-1.8 % of the radius.
     assert np.median(residuals) < 0.01 * radius and residuals.max() < 0.03 * radius, residuals / radius

@@ -23,7 +23,7 @@ if args[0] == "feature_extractor" and "-h" in args:
 elif args[0] == "feature_extractor":
     pathlib.Path(opts["--database_path"]).write_bytes(b"db")
 elif args[0] == "mapper":
-    images = sorted(pathlib.Path(opts["--image_path"]).iterdir())
+    images = [p for p in sorted(pathlib.Path(opts["--image_path"]).iterdir()) if "lost" not in p.name]
     h, w = iio.imread(images[0]).shape[:2]
     model = pathlib.Path(opts["--output_path"]) / "0"
     model.mkdir(parents=True)
@@ -100,6 +100,16 @@ def test_image_folder_goes_through_colmap(tmp_path, fake_colmap):
     assert detect_format(tmp_path / "photos") == "images"
     assert main(["convert", str(tmp_path / "photos"), "--out", str(tmp_path / "out")]) == 0
     assert len(list((tmp_path / "out" / "images").iterdir())) == 5
+    assert "--ImageReader.camera_model SIMPLE_RADIAL" in (tmp_path / "out" / "colmap" / "colmap.log").read_text()
+
+
+def test_images_colmap_cannot_pose_are_reported(tmp_path, fake_colmap):
+    (tmp_path / "photos").mkdir()
+    for i in range(6):
+        iio.imwrite(tmp_path / "photos" / f"{'lost' if i in (2, 4) else 'p'}{i}.png", _texture(i))
+    with pytest.warns(UserWarning, match="COLMAP could not pose 2 of 6 images"):
+        assert main(["convert", str(tmp_path / "photos"), "--out", str(tmp_path / "out")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out" / "images").iterdir()) == ["p0.png", "p1.png", "p3.png", "p5.png"]
 
 
 def test_missing_colmap_stops_cleanly(video, tmp_path, monkeypatch, capsys):
