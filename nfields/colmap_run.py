@@ -25,7 +25,7 @@ INSTALL_HINT = ("Install COLMAP and run the conversion again: `pip install pycol
 # One camera shared by all images. SIMPLE_RADIAL (COLMAP's default: f, cx, cy, k1) rather than OPENCV (fx, fy, cx,
 # cy, k1, k2, p1, p2): the mapper refines the shared camera from the first few images, and OPENCV's distortion
 # terms run away there (k1 -1.7, k2 2.2 after two images of lego), after which no further image registers. On
-# lego's 100 photos OPENCV posed all of them in 12 of 18 runs (once only 15); SIMPLE_RADIAL in 33 of 33.
+# lego's 100 photos OPENCV posed all of them in 11 of 18 runs (twice only 15); SIMPLE_RADIAL in 33 of 33.
 CAMERA_MODEL = "SIMPLE_RADIAL"
 # COLMAP's mapping is random (RANSAC, threads): while no model holds half the images, it is run again on the
 # same features and matches, and the largest model of all runs is kept.

@@ -1,6 +1,6 @@
 """A real COLMAP run (pycolmap, or the `colmap` program when installed): lego's 100 training photos posed
 from scratch, compared with the ground-truth cameras after the best similarity transform (slow, real data:
-about 30 s). COLMAP's mapping is not deterministic: with an OPENCV camera 6 of 18 runs posed fewer than half
+about 30 s). COLMAP's mapping is not deterministic: with an OPENCV camera 7 of 18 runs posed fewer than half
 the photos; with the SIMPLE_RADIAL camera used now, 33 of 33 runs posed all 100."""
 
 import json
