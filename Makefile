@@ -4,22 +4,30 @@ PYTHON ?= python3
 # GPU users: install a CUDA build of torch first (https://pytorch.org), then `make install TORCH_SPEC=`.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install kernels lego test bench
+.PHONY: install kernels lego test test-fast bench
 
+# System libraries: open3d's wheel links libusb-1.0, which a fresh Debian machine lacks.
 install:
+	@ldconfig -p | grep -q libusb-1.0 || { S=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$S apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$S apt-get install -y -qq libusb-1.0-0; }
 	@if [ -n "$(TORCH_SPEC)" ] && ! $(PYTHON) -c "import torch" 2>/dev/null; then \
 		$(PYTHON) -m pip install -q "$(TORCH_SPEC)"; fi
 	$(PYTHON) -m pip install -q -e ".[test]"
 
 # Optional: build the native kernels now instead of on first use (about a minute).
 kernels: install
-	$(PYTHON) -m nfields.kernels.build
+	$(PYTHON) -m nfields.cuda.build
 
 lego: install
 	fields train --scene lego --time-budget 10 --threads 2
 
+# Everything, the slow end-to-end runs on real data included: what CI runs.
 test: install
 	$(PYTHON) -m pytest -q
+
+# The unit tests only (no `slow` marks): a few minutes on 2 cores.
+test-fast: install
+	$(PYTHON) -m pytest -q -m "not slow"
 
 bench: install
 	$(PYTHON) benchmarks/lego_time_budget.py --fields hashgrid mlp --minutes 10 --threads 2

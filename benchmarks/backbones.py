@@ -18,13 +18,14 @@ from pathlib import Path
 
 import torch
 
-from nfields.config import TrainConfig
+from nfields.apps.fitting.fit_image import fit_image
+from nfields.apps.fitting.fit_sdf import fit_sdf
 from nfields.datasets import composite_over
+from nfields.engine.config import TrainConfig
+from nfields.engine.runs import load_run
+from nfields.engine.scenes import load_scene
+from nfields.engine.trainer import train
 from nfields.fields import FIELDS
-from nfields.fit_image import fit_image
-from nfields.fit_sdf import fit_sdf
-from nfields.runs import load_run, load_scene
-from nfields.train import train
 
 DEFAULT_MESH = "../shared/data/meshes/stanford-bunny.obj"
 LEGO_PIXELS = 400 * 400  # rays per val view of the 400x400 lego scene

@@ -19,11 +19,12 @@ import argparse
 import json
 from pathlib import Path
 
-from nfields.config import TrainConfig
-from nfields.distillation import ACTIVE_LEVELS, DEFAULT_ACTIVE, DistillConfig, distill
-from nfields.evaluate import evaluate
-from nfields.runs import load_run, load_scene
-from nfields.train import train
+from nfields.apps.distillation import ACTIVE_LEVELS, DEFAULT_ACTIVE, DistillConfig, distill
+from nfields.engine.config import TrainConfig
+from nfields.engine.evaluation import evaluate
+from nfields.engine.runs import load_run
+from nfields.engine.scenes import load_scene
+from nfields.engine.trainer import train
 
 
 def history(folder: Path) -> list[dict]:

@@ -24,16 +24,16 @@ import time
 import torch
 from nerfacc.volrend import render_weight_from_density
 
+from nfields.cuda import functions
+from nfields.cuda.dispatch import kernels_for
 from nfields.datasets.cameras import Cameras, orbit_poses
 from nfields.datasets.procedural import procedural_sdf
+from nfields.engine.runs import load_run
 from nfields.fields.grids import sample_planes_torch
 from nfields.fields.hash_encoding import HashGridGeometry, hash_encode_torch
 from nfields.fields.hashgrid import HashGridConfig
-from nfields.kernels import functions
-from nfields.kernels.dispatch import kernels_for
 from nfields.renderers import torch_ops
-from nfields.renderers.dispatch import TORCH_OPS, native_ops
-from nfields.runs import load_run
+from nfields.renderers.render_ops import TORCH_OPS, native_ops
 
 
 def compare(candidates: dict, repeats: int, device: torch.device) -> dict[str, float]:

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import torch
 
-from nfields.config import TrainConfig
-from nfields.evaluate import evaluate
-from nfields.runs import load_run, load_scene
-from nfields.train import train
+from nfields.engine.config import TrainConfig
+from nfields.engine.evaluation import evaluate
+from nfields.engine.runs import load_run
+from nfields.engine.scenes import load_scene
+from nfields.engine.trainer import train
 
 
 def main() -> None:

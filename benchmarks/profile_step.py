@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from torch.profiler import profile, record_function
 
-from nfields.config import TrainConfig
-from nfields.runs import load_scene
-from nfields.train import Trainer
+from nfields.engine.config import TrainConfig
+from nfields.engine.scenes import load_scene
+from nfields.engine.trainer import Trainer
 
 _open_phases: list[str] = []
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from nfields.triplanes.pipeline import fit_dataset
-from nfields.triplanes.store import load_fitted
-from nfields.triplanes.training import train_plane_classifier, train_pointnet
+from nfields.apps.triplanes.pipeline import fit_dataset
+from nfields.apps.triplanes.store import load_fitted
+from nfields.apps.triplanes.training import train_plane_classifier, train_pointnet
 
 
 def main() -> None:

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import torch
 
-from nfields.evaluate import render_view
-from nfields.runs import load_run, load_scene
+from nfields.engine.evaluation import render_view
+from nfields.engine.runs import load_run
+from nfields.engine.scenes import load_scene
 from nfields.viewer import ComputeShare
-from nfields.viewer.frames import moving_frame_size, pinhole, render_frame
 from nfields.viewer.ports import free_port
+from nfields.viewer.rendering import moving_frame_size, pinhole, render_frame
 from nfields.viewer.serve import open_run_viewer
 
 MOVING_SECONDS = 1 / 15

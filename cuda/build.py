@@ -1,7 +1,7 @@
 """Compiles the native kernels with torch.utils.cpp_extension on first use, into a cache, and loads them.
 
 A build that fails is reported once, in one line, and the caller falls back to PyTorch. The cache is
-`$FIELDS_KERNEL_CACHE` or ~/.cache/fields/kernels; `python -m nfields.kernels.build` builds ahead of time.
+`$FIELDS_KERNEL_CACHE` or ~/.cache/fields/kernels; `python -m nfields.cuda.build` builds ahead of time.
 """
 
 from __future__ import annotations

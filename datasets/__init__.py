@@ -4,7 +4,7 @@ from .blender import load_blender_scene
 from .cameras import Cameras, NDCFrame, RayBundle
 from .capture import Capture, Normalization, capture_scene
 from .data_root import resolve_scene_dir
-from .errors import DatasetError
+from .dataset_error import DatasetError
 from .formats import FORMATS, detect_format, load_dataset, read_capture
 from .procedural import make_procedural_scene, write_blender_scene
 from .scene import SceneData, composite_over

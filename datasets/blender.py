@@ -10,7 +10,7 @@ import torch
 
 from .cameras import Cameras
 from .capture import Capture
-from .errors import DatasetError
+from .dataset_error import DatasetError
 from .images import image_size, read_images
 from .scene import SceneData
 

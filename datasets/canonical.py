@@ -18,8 +18,8 @@ import imageio.v3 as iio
 import numpy as np
 
 from .capture import UNBOUNDED_NOTE, Capture, Normalization
+from .dataset_error import DatasetError
 from .distortion import PARAM_NAMES
-from .errors import DatasetError
 from .images import downscale_image, read_image
 from .pointcloud import write_ply_points
 from .transforms import read_transforms_capture

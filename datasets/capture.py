@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .cameras import Cameras, NDCFrame
-from .errors import DatasetError
+from .dataset_error import DatasetError
 from .images import read_images
 from .scene import SceneData
 

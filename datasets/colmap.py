@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .capture import OPENCV_TO_OPENGL, Capture, check_poses
-from .errors import DatasetError
+from .dataset_error import DatasetError
 
 # model id -> (name, number of parameters); the models a capture uses every day.
 CAMERA_MODELS = {0: ("SIMPLE_PINHOLE", 3), 1: ("PINHOLE", 4), 2: ("SIMPLE_RADIAL", 4), 3: ("RADIAL", 5),

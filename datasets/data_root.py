@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import DatasetError
+from .dataset_error import DatasetError
 
 ENV_VAR = "FIELDS_DATA_ROOT"
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ from .blender import read_blender_capture
 from .canonical import is_canonical, read_canonical
 from .capture import Capture, capture_scene, normalise_captured
 from .colmap import colmap_capture, find_model_dir, read_colmap_model
-from .errors import DatasetError
+from .dataset_error import DatasetError
 from .llff import list_images, normalise_forward_facing, read_llff_capture
 from .scene import SceneData
 from .transforms import is_instant_ngp, normalise_instant_ngp, read_json, read_transforms_capture

@@ -8,7 +8,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from .errors import DatasetError
+from .dataset_error import DatasetError
 
 
 def downscale_image(img: np.ndarray, factor: int) -> np.ndarray:

@@ -13,7 +13,7 @@ import torch
 
 from .cameras import Cameras
 from .capture import Capture, Normalization, apply_normalization, check_poses, ndc_frame
-from .errors import DatasetError
+from .dataset_error import DatasetError
 from .images import image_size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from plyfile import PlyData, PlyElement
 
-from .errors import DatasetError
+from .dataset_error import DatasetError
 
 
 def write_ply_points(path: Path, points: np.ndarray, colors: np.ndarray) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from .capture import Capture, Normalization, apply_normalization, check_poses, holdout_splits
+from .dataset_error import DatasetError
 from .distortion import PARAM_NAMES
-from .errors import DatasetError
 from .images import image_size
 from .pointcloud import read_ply_points
 

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..kernels import functions
-from ..kernels.dispatch import kernels_for
+from ..cuda import functions
+from ..cuda.dispatch import kernels_for
 
 # TensoRF's pairing of axes: planes XY, XZ, YZ with the lines along the remaining axis Z, Y, X.
 PLANE_AXES = ((0, 1), (0, 2), (1, 2))

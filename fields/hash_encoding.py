@@ -19,8 +19,8 @@ from functools import cached_property
 
 import torch
 
-from ..kernels import functions
-from ..kernels.dispatch import kernels_for
+from ..cuda import functions
+from ..cuda.dispatch import kernels_for
 
 PRIMES = (1, 2654435761, 805459861)
 # The primes as wrapped int32, so that int32 multiplication gives the uint32 product's low bits.

@@ -7,10 +7,10 @@ import sys
 import warnings
 from pathlib import Path
 
-from .config import TrainConfig
+from .commands.triplanes import add_parser as add_triplanes
+from .commands.triplanes import run as run_triplanes
+from .engine.config import TrainConfig
 from .errors import FieldsError
-from .triplanes.cli import add_parser as add_triplanes
-from .triplanes.cli import run as run_triplanes
 
 BACKBONES = "hashgrid, mlp, tensorf-vm, tensorf-cp, triplane, rbf, cam"
 
@@ -46,7 +46,7 @@ def _add_train(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from .train import resume, train
+    from .engine.trainer import resume, train
 
     monitor = None
     if args.view:
@@ -87,8 +87,9 @@ def _keep_viewing(monitor) -> None:
 
 
 def cmd_eval(args) -> int:
-    from .evaluate import evaluate, write_json
-    from .runs import load_run, load_scene
+    from .engine.evaluation import evaluate, write_json
+    from .engine.runs import load_run
+    from .engine.scenes import load_scene
 
     run = load_run(args.run, args.device)
     scene = load_scene(run.config, args.split, args.data_root)
@@ -102,8 +103,9 @@ def cmd_eval(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from .runs import load_run, load_scene
-    from .video import render_camera_path, render_orbit
+    from .engine.runs import load_run
+    from .engine.scenes import load_scene
+    from .outputs.video import render_camera_path, render_orbit
 
     run = load_run(args.run, args.device)
     reference = load_scene(run.config, "train", args.data_root).cameras  # its NDC frame, for forward-facing scenes
@@ -119,8 +121,9 @@ def cmd_render(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import export_mesh, export_points, resized
-    from .runs import load_run, load_scene
+    from .engine.runs import load_run
+    from .engine.scenes import load_scene
+    from .outputs.export import export_mesh, export_points, resized
 
     run = load_run(args.run, args.device)
     if args.what == "mesh":
@@ -148,7 +151,7 @@ def cmd_view(args) -> int:
 
 def cmd_download(args) -> int:
     from .datasets.data_root import download_root
-    from .download import download_dataset
+    from .datasets.ingest.download import download_dataset
 
     folder = download_dataset(args.name, download_root(args.data_root), url=args.url, sha256=args.sha256)
     print(f"{args.name} is in {folder}")
@@ -180,7 +183,7 @@ def _add_convert(sub) -> None:
 
 
 def cmd_convert(args) -> int:
-    from .convert import convert
+    from .datasets.ingest.convert import convert
 
     _one_line_warnings()
     result = convert(args.input, args.out, args.fmt, tuple(args.downscales), args.images, args.frames, args.fps,
@@ -229,7 +232,7 @@ def _add_fit(sub) -> None:
 def cmd_fit_image(args) -> int:
     import torch
 
-    from .fit_image import fit_image, load_image, save_image
+    from .apps.fitting.fit_image import fit_image, load_image, save_image
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -246,8 +249,8 @@ def cmd_fit_image(args) -> int:
 def cmd_fit_sdf(args) -> int:
     import torch
 
-    from .fit_sdf import fit_sdf
-    from .meshes import export_mesh
+    from .apps.fitting.fit_sdf import fit_sdf
+    from .apps.fitting.meshes import export_mesh
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -289,7 +292,7 @@ def _add_distill(sub) -> None:
 
 
 def cmd_distill(args) -> int:
-    from .distillation import DistillConfig, distill, resume_distillation
+    from .apps.distillation import DistillConfig, distill, resume_distillation
 
     if args.resume:
         overrides = {k: v for k, v in (("steps", args.steps), ("time_budget", args.time_budget)) if v is not None}
@@ -334,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--orbit", action="store_true", help="an orbit around the scene (default)")
-    source.add_argument("--path", help="camera path JSON (keyframes; see nfields/camera_path.py, the viewer saves it)")
+    source.add_argument("--path", help="camera path JSON (keyframes; see nfields/outputs/camera_path.py, the viewer saves it)")
     p.add_argument("--frames", type=int, help="frame count (default 60 for an orbit, the path file's for a path)")
     p.add_argument("--fps", type=int, help="frames per second (default 24, or the path file's)")
     p.add_argument("--resolution", type=int, help="frame width in pixels (default: the training images' or path's)")
@@ -381,7 +384,7 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "export"
 
 def main(argv: list[str] | None = None) -> int:
     from .datasets import DatasetError
-    from .download import DownloadError
+    from .datasets.ingest.download import DownloadError
 
     args = build_parser().parse_args(argv)
     try:

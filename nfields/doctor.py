@@ -8,7 +8,7 @@ import subprocess
 
 import torch
 
-from .kernels import build, dispatch
+from .cuda import build, dispatch
 
 
 def _first_line(command: list[str]) -> str:

@@ -1,7 +1,7 @@
 """Volume rendering for any Field. Knows the Field interface, never a concrete backbone."""
 
-from .dispatch import RenderOps, ops_for
 from .occupancy import OccupancyGrid
+from .render_ops import RenderOps, ops_for
 from .torch_ops import PackedSamples
 from .volume import RenderOutput, VolumeRenderer
 

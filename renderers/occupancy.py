@@ -19,7 +19,7 @@ import torch
 from nerfacc import OccGridEstimator
 from torch import nn
 
-from .dispatch import ops_for
+from .render_ops import ops_for
 from .torch_ops import coarse_grid, occupancy_mips
 
 

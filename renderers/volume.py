@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from . import torch_ops
-from .dispatch import ops_for
 from .occupancy import OccupancyGrid
+from .render_ops import ops_for
 
 
 @dataclass

@@ -18,8 +18,8 @@ def procedural_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained_procedural_run(procedural_dir, tmp_path_factory):
     """A hash-grid field fitted to the procedural scene (250 steps, about a minute on 2 cores)."""
-    from nfields.config import TrainConfig
-    from nfields.train import train
+    from nfields.engine.config import TrainConfig
+    from nfields.engine.trainer import train
 
     out = tmp_path_factory.mktemp("trained") / "run"
     train(TrainConfig(scene=str(procedural_dir), steps=250, output=str(out), samples_per_step=1 << 13,

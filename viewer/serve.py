@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from ..runs import load_run, load_scene
+from ..engine.runs import load_run
+from ..engine.scenes import load_scene
 from .server import ViewerServer
 
 

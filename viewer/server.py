@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import viser
 
-from ..camera_path import CameraPath, Keyframe
 from ..datasets import Cameras
-from ..evaluate import view_indices
+from ..engine.evaluation import view_indices
 from ..fields import Field
+from ..outputs.camera_path import CameraPath, Keyframe
 from ..renderers import VolumeRenderer
-from .frames import OUTPUTS, camera_to_world, viser_pose
 from .ports import free_port
+from .rendering import OUTPUTS, camera_to_world, viser_pose
 from .session import ClientSession
 from .share import ComputeShare
 

@@ -11,7 +11,7 @@ import numpy as np
 from ..datasets import Cameras, NDCFrame
 from ..fields import Field
 from ..renderers import VolumeRenderer
-from .frames import camera_to_world, frame_size, moving_frame_size, pinhole, render_frame
+from .rendering import camera_to_world, frame_size, moving_frame_size, pinhole, render_frame
 from .share import ComputeShare
 
 

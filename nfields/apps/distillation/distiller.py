@@ -1,0 +1,296 @@
+"""PVD-AL: distil a trained field (teacher) into any backbone (student), with no training images.
+
+`distill(settings, ...)` writes a normal run folder (config.json, checkpoint.pt, metrics, renders,
+PSNR-vs-time plot) plus distillation.json; `fields eval`, `render` and `view` accept it. The student renders
+with the teacher's occupancy grid, which its checkpoint carries.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ...engine.config import TrainConfig
+from ...engine.devices import resolve_device
+from ...engine.evaluation import render_view, view_indices, write_json
+from ...engine.metrics import psnr
+from ...engine.runs import CHECKPOINT_NAME, CONFIG_NAME, LoadedRun, load_run
+from ...engine.scenes import load_scene
+from ...engine.trainer import Trainer, TrainResult, _run, lr_factor
+from ...errors import FieldsError
+from ...fields import UnknownFieldError, field_class
+from ...renderers.render_ops import ops_for
+from .active import HardPosePool, HardRayPool, hard_point_mask, per_group_psnr
+from .losses import copy_compatible_tensors, log_density_error, shares_color_decoder
+from .poses import VirtualPoses
+from .settings import DistillConfig
+
+SETTINGS_NAME = "distillation.json"
+# Samples per step on the CPU. Teacher targets are exact at every point, so the student learns about as much
+# from a small batch as from a large one, and many small steps beat few large ones: on lego (2 threads) the
+# mlp student reached 26.8 dB in 1.5 minutes at 2^13 samples a step against 22.2 dB at the trainer's 2^16
+# (README, "Distillation"). Training from images does not gain so (its targets are noisy per ray). CUDA runs
+# keep the trainer's 2^18, not measured for distillation.
+CPU_SAMPLES_PER_STEP = 1 << 13
+
+
+class Distiller(Trainer):
+    """A Trainer whose targets come from a frozen teacher instead of images. Each step: rays of virtual
+    poses (plus replayed hard rays), marched through the teacher's occupancy grid; teacher and student
+    evaluated at the same points over the same random background; the stage's losses."""
+
+    batch_psnr_label = "PSNR vs teacher"
+
+    def __init__(self, config: TrainConfig, settings: DistillConfig, run_dir: Path, teacher: LoadedRun,
+                 train_scene, val_scene, resume: bool = False, progress: bool = True):
+        self.settings, self.teacher = settings, teacher.field
+        self._saved_distillation = None  # set by _restore, which Trainer.__init__ calls when resuming
+        super().__init__(config, run_dir, train_scene, val_scene, resume=resume, progress=progress)
+        self.teacher.to(self.device).requires_grad_(False)
+        if self._saved_distillation is None:  # a new run: the teacher's grid and compatible decoders
+            self.renderer.load_state_dict(teacher.renderer.state_dict())
+            self.copied = copy_compatible_tensors(self.field, self.teacher)
+        self.match_features = shares_color_decoder(self.field, self.copied)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.virtual = VirtualPoses(train_scene.cameras, (train_scene.aabb[:3] + train_scene.aabb[3:]) / 2)
+        self.pose_pool = HardPosePool(settings.pose_pool_size, settings.hard_fraction, settings.pose_pool_from_epoch)
+        self.ray_pool = HardRayPool(settings.ray_pool_size)
+        self.epoch_cameras, self.epoch_cursor = self.virtual.sample(settings.epoch_poses, self.generator), 0
+        if self._saved_distillation is not None:
+            self._restore_distillation(self._saved_distillation)
+
+    # ----- state -----
+    def state(self) -> dict:
+        return {**super().state(), "distillation": {
+            "copied": self.copied,
+            "generator": self.generator.get_state(), "pose_pool": self.pose_pool.state_dict(),
+            "ray_pool": self.ray_pool.state_dict(), "epoch_poses": self.epoch_cameras.camera_to_world,
+            "epoch_focal": self.epoch_cameras.focal, "epoch_principal": self.epoch_cameras.principal,
+            "epoch_cursor": self.epoch_cursor}}
+
+    def _restore(self, state: dict) -> None:
+        super()._restore(state)
+        if "distillation" not in state:
+            raise FieldsError(f"{self.run_dir / CHECKPOINT_NAME}: not a distillation checkpoint "
+                              "(resume it with `fields train --resume`)")
+        self._saved_distillation = state["distillation"]
+        self.copied = list(state["distillation"]["copied"])
+
+    def _restore_distillation(self, saved: dict) -> None:
+        self.generator.set_state(saved["generator"])
+        self.pose_pool.load_state_dict(saved["pose_pool"])
+        self.ray_pool.load_state_dict(saved["ray_pool"])
+        c = self.epoch_cameras
+        self.epoch_cameras = type(c)(saved["epoch_poses"], saved["epoch_focal"], saved["epoch_principal"],
+                                     c.width, c.height, distortion=None, ndc=c.ndc)
+        self.epoch_cursor = int(saved["epoch_cursor"])
+
+    def describe(self) -> str:
+        """One line on what the student took from the teacher and whether the feature stage runs."""
+        modules = sorted({n.split(".")[0] for n in self.copied})
+        taken = f"copied {', '.join(modules)} and the occupancy grid" if modules else "copied the occupancy grid"
+        stage = "feature stage on" if self.match_features else \
+            "no feature stage (the student's colour decoder is not the teacher's, so features are not comparable)"
+        return f"{self.teacher.name} -> {self.field.name}: {taken}; {stage}; active learning: " \
+               f"{', '.join(self.settings.active) or 'none'}"
+
+    # ----- schedule -----
+    def stage(self) -> str:
+        """features, points or rgb, from the run's progress; no feature stage without a shared decoder."""
+        progress = self.progress_fraction()
+        first, second = self.settings.stages
+        if progress < first and self.match_features:
+            return "features"
+        return "points" if progress < second else "rgb"
+
+    def next_poses(self) -> torch.Tensor:
+        """Indices (P,) into this epoch's cameras for the step; closes the epoch when it runs out."""
+        p = self.settings.poses_per_step
+        if self.epoch_cursor + p > len(self.epoch_cameras):
+            if "pose" in self.settings.active:
+                self.pose_pool.end_epoch(self.epoch_cameras.camera_to_world)
+            cameras = self.virtual.sample(self.settings.epoch_poses, self.generator)
+            if "pose" in self.settings.active:
+                cameras.camera_to_world = self.pose_pool.next_epoch(cameras.camera_to_world, self.generator)
+            self.epoch_cameras, self.epoch_cursor = cameras, 0
+        indices = torch.arange(self.epoch_cursor, self.epoch_cursor + p)
+        self.epoch_cursor += p
+        return indices
+
+    # ----- one step -----
+    def sample_rays(self, n_rays: int):
+        """Rays of this step's virtual poses and replayed pool rays: origins, directions (R, 3), the pose
+        index of each ray in the epoch (R,) (-1 for pool rays) and the pool slots replayed."""
+        poses = self.next_poses()
+        pose_of_ray = poses[torch.arange(n_rays) % len(poses)]
+        c = self.epoch_cameras
+        x = torch.rand(n_rays, generator=self.generator) * c.width
+        y = torch.rand(n_rays, generator=self.generator) * c.height
+        rays = c.rays(pose_of_ray, x, y)
+        origins, directions = rays.origins, rays.directions
+        slots = torch.zeros(0, dtype=torch.long)
+        if "ray" in self.settings.active:
+            slots = self.ray_pool.draw(int(self.settings.hard_fraction * n_rays), self.generator)
+            origins = torch.cat([origins, self.ray_pool.origins[slots]])
+            directions = torch.cat([directions, self.ray_pool.directions[slots]])
+            pose_of_ray = torch.cat([pose_of_ray, torch.full((len(slots),), -1, dtype=torch.long)])
+        return origins.to(self.device), directions.to(self.device), pose_of_ray, slots
+
+    def train_step(self) -> tuple[float, float, int]:
+        s, ops = self.settings, ops_for(self.device)
+        if self.field.on_training_progress(self.step):
+            self.optimizer = self.make_optimizer()
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * lr_factor(self.config, self.step, self.progress_fraction())
+        stage = self.stage()
+        origins, directions, pose_of_ray, slots = self.sample_rays(int(self.n_rays))
+        n = len(origins)
+        background = torch.rand(n, 3, device=self.device) if self.train_scene.has_alpha and \
+            self.config.random_background else torch.ones(n, 3, device=self.device)
+
+        renderer, eps = self.renderer, self.renderer.early_stop_eps
+        samples = renderer.march(origins, directions, jitter=True)
+        positions, dirs = samples.midpoints(origins, directions)
+        keep, sigma_t, feature_t = renderer.densities_until_opaque(self.teacher, samples, positions, n)
+        samples, positions, dirs = samples.select(keep), positions[keep], dirs[keep]
+        with torch.no_grad():
+            sigma_t, feature_t = sigma_t[keep], feature_t[keep]
+            rgb_t = self.teacher.color(feature_t, dirs)
+            color_t, _, opacity_t, weights_t = ops.composite(sigma_t, rgb_t, samples, n, eps)
+            color_t = color_t + background * (1 - opacity_t[:, None])
+
+        sigma_s, feature_s = self.field.density(positions)
+        rgb_s = self.field.color(feature_s, dirs)
+        color_s, _, opacity_s, weights_s = ops.composite(sigma_s, rgb_s, samples, n, eps)
+        color_s = color_s + background * (1 - opacity_s[:, None])
+
+        if stage == "features":
+            loss = F.mse_loss(self.field.appearance_feature(feature_s), self.teacher.appearance_feature(feature_t))
+        else:
+            if "point" in s.active:
+                ray_indices = samples.ray_indices
+                points = hard_point_mask(weights_t, ray_indices, opacity_t, s.point_ratio, s.point_min_opacity) \
+                    | hard_point_mask(weights_s, ray_indices, opacity_s, s.point_ratio, s.point_min_opacity)
+                sigma_s, rgb_s, sigma_t, rgb_t = sigma_s[points], rgb_s[points], sigma_t[points], rgb_t[points]
+            loss = torch.zeros((), device=self.device)
+            if len(sigma_s):
+                loss = F.mse_loss(rgb_s, rgb_t) + s.density_weight * log_density_error(sigma_s, sigma_t).square().mean()
+            if stage == "rgb":
+                loss = F.mse_loss(color_s, color_t) + s.point_weight * loss
+                regularization = self.field.regularization()
+                if regularization is not None:
+                    loss = loss + regularization
+        if not torch.isfinite(loss):
+            raise FieldsError(f"distillation diverged at step {self.step}: the loss is {loss.item()}. "
+                              f"Checkpoints already in {self.run_dir} are kept.")
+        self.optimizer.zero_grad(set_to_none=True)
+        if len(samples) > 0 and loss.requires_grad:
+            loss.backward()
+            self.optimizer.step()
+
+        errors = (color_s.detach() - color_t).cpu()
+        if stage != "features":
+            self._record_hard(origins.cpu(), directions.cpu(), errors, pose_of_ray, slots)
+        ratio = self.target_samples / max(len(samples), 1)
+        self.n_rays = min(max(self.n_rays * min(max(ratio, 0.5), 2.0) ** 0.5, 64), self.config.max_rays)
+        self.step += 1
+        return loss.item(), errors.square().mean().item(), len(samples)
+
+    def _record_hard(self, origins, directions, errors, pose_of_ray, slots) -> None:
+        """Feed the pose and ray levels with this step's errors (R, 3) against the teacher."""
+        s = self.settings
+        if "pose" in s.active:
+            fresh = pose_of_ray >= 0
+            poses, group = torch.unique(pose_of_ray[fresh], return_inverse=True)
+            self.pose_pool.record(poses, per_group_psnr(errors[fresh].square(), group, len(poses)))
+        if "ray" in s.active:
+            k = int(s.hard_fraction * (len(origins) - len(slots)))
+            self.ray_pool.collect(origins, directions, errors.abs().sum(-1), k, slots)
+
+    def _status(self, loss, psnr_ema, val_psnr, rays_per_s, n_samples) -> str:
+        return f"{self.stage()} | " + super()._status(loss, psnr_ema, val_psnr, rays_per_s, n_samples)
+
+    def finish(self) -> dict | None:
+        metrics = super().finish()
+        if metrics is not None:
+            metrics["psnr_vs_teacher"] = psnr_against_teacher(self.field, self.teacher, self.renderer,
+                                                              self.val_scene.cameras, count=2)
+            write_json(self.run_dir / "metrics.json", metrics)
+        return metrics
+
+
+@torch.no_grad()
+def psnr_against_teacher(student, teacher, renderer, cameras, count: int | None = None) -> float:
+    """Mean PSNR (white background) of the student's renders against the teacher's, over `count` evenly
+    spaced views of `cameras`, both drawn with `renderer` (the teacher's grid)."""
+    values = [psnr(render_view(student, renderer, cameras, i)["rgb"], render_view(teacher, renderer, cameras, i)["rgb"])
+              for i in view_indices(len(cameras), count)]
+    return float(sum(values) / len(values))
+
+
+def student_config(teacher: LoadedRun, student: str, preset: str | None, steps: int | None,
+                   time_budget: float | None, output: Path, threads: int | None, seed: int, device: str,
+                   snapshot_minutes: list[float], final_eval_views: int | None = None,
+                   samples_per_step: int | None = None) -> TrainConfig:
+    """The student run's TrainConfig: the teacher's scene and grid settings, the student's backbone, samples
+    per step (default CPU_SAMPLES_PER_STEP on the CPU), quick validations every 30 s (the PSNR-vs-time curve)."""
+    try:
+        field_class(student)
+    except UnknownFieldError as err:
+        raise FieldsError(f"--student: {err}") from None
+    if samples_per_step is None and resolve_device(device).type == "cpu":
+        samples_per_step = CPU_SAMPLES_PER_STEP
+    base = teacher.config
+    return TrainConfig(**{**vars(base), "field": student, "preset": preset, "steps": steps or 0,
+                          "time_budget": time_budget, "output": str(output), "threads": threads, "seed": seed,
+                          "device": device, "snapshot_minutes": list(snapshot_minutes),
+                          "samples_per_step": samples_per_step,
+                          "eval_every": TrainConfig.eval_every,
+                          "final_eval_views": final_eval_views or base.final_eval_views})
+
+
+def distill(settings: DistillConfig, steps: int | None = None, time_budget: float | None = None,
+            output: str | None = None, preset: str | None = None, threads: int | None = None, seed: int = 0,
+            device: str = "auto", snapshot_minutes: list[float] = (), data_root: str | None = None,
+            final_eval_views: int | None = None, samples_per_step: int | None = None,
+            progress: bool = True) -> TrainResult:
+    """Distil the teacher run `settings.teacher` into a new `settings.student` run (what `fields distill` runs)."""
+    settings.validate()
+    if not steps and not time_budget:
+        raise FieldsError("distill: give --steps or --time-budget")
+    teacher = load_run(settings.teacher, device=device)
+    if data_root is not None:
+        teacher.config.data_root = data_root
+    run_dir = Path(output) if output else Path("runs") / \
+        f"{Path(teacher.config.scene).name}-{settings.student}-distilled-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (run_dir / CHECKPOINT_NAME).exists():
+        raise FieldsError(f"{run_dir}: already holds a run. Resume it with `fields distill --resume {run_dir}`, "
+                          "or choose another --output.")
+    config = student_config(teacher, settings.student, preset, steps, time_budget, run_dir, threads, seed, device,
+                            list(snapshot_minutes), final_eval_views, samples_per_step)
+    config.validate()
+    train_scene, val_scene = load_scene(config, "train"), load_scene(config, "val")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(run_dir / CONFIG_NAME)
+    settings.save(run_dir / SETTINGS_NAME)
+    distiller = Distiller(config, settings, run_dir, teacher, train_scene, val_scene, progress=progress)
+    if progress:
+        print(distiller.describe())
+    return _run(distiller, None)
+
+
+def resume_distillation(run_dir: str | Path, overrides: dict | None = None, progress: bool = True) -> TrainResult:
+    """Continue a distillation from its checkpoint; `overrides` may extend steps or time_budget."""
+    run_dir = Path(run_dir)
+    settings = DistillConfig.load(run_dir / SETTINGS_NAME)
+    config = TrainConfig.load(run_dir / CONFIG_NAME)
+    for key, value in (overrides or {}).items():
+        setattr(config, key, value)
+    config.save(run_dir / CONFIG_NAME)
+    teacher = load_run(settings.teacher, device=config.device)
+    distiller = Distiller(config, settings, run_dir, teacher, load_scene(config, "train"), load_scene(config, "val"),
+                          resume=True, progress=progress)
+    return _run(distiller, None)

@@ -1,0 +1,187 @@
+"""Training and evaluating the classifiers (tri-plane transformer or CNN, PointNet on points), with model
+selection on the validation split, and the report: checkpoint, confusion matrix, per-class accuracy, curves."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from ...engine.checkpoint import atomic_torch_save
+from ...engine.plots import plot_confusion_matrix, plot_training_curves
+from ...errors import FieldsError
+from .classifiers import CROP, build_plane_classifier, center_crop, model_config, random_resized_crop, stack_planes
+from .pointnet import POINTNET_PRESETS, PointNet, augment_points
+from .shapes import class_names, discover_shapes, limit_per_class, load_shapes, resolve_dataset
+from .store import load_fitted
+
+CLASSIFIER_FORMAT = "nfields-triplane-classifier-1"
+LEARNING_RATES = {"transformer": 5e-4, "cnn": 2e-3, "pointnet": 2e-3}
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module  # with the weights of the best validation epoch
+    best_epoch: int
+    val_accuracy: float
+    confusion: np.ndarray  # (classes, classes), rows true, columns predicted, on val at the best epoch
+    history: list[dict]  # per epoch: train_loss, train_accuracy, val_accuracy, seconds
+    seconds: float
+    classes: list[str] = field(default_factory=list)
+
+
+def predict(model: nn.Module, x: torch.Tensor, transform: Callable, batch: int = 256) -> torch.Tensor:
+    """Class logits (N, classes) in eval mode."""
+    model.eval()
+    with torch.no_grad():
+        return torch.cat([model(transform(x[i:i + batch])) for i in range(0, len(x), batch)])
+
+
+def fit_classifier(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
+                   y_val: torch.Tensor, n_classes: int, augment: Callable, evaluate: Callable, epochs: int,
+                   batch: int = 64, lr: float = 1e-3, weight_decay: float = 1e-3, seed: int = 0,
+                   progress: bool = True) -> TrainResult:
+    """Cross-entropy, AdamW + OneCycle; keeps the epoch with the best validation accuracy.
+    augment(x, generator) and evaluate(x) map a batch of inputs to the model's input."""
+    if len(x_train) == 0 or len(x_val) == 0:
+        raise FieldsError(f"need training and validation shapes, got {len(x_train)} and {len(x_val)}")
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    steps_per_epoch = (len(x_train) + batch - 1) // batch
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, lr, total_steps=epochs * steps_per_epoch)
+    best = (-1.0, 0, None, None)
+    history = []
+    start = time.perf_counter()
+    bar = tqdm(range(epochs), unit="epoch", disable=not progress, dynamic_ncols=True)
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(len(x_train), generator=generator)
+        loss_sum, correct = 0.0, 0
+        for i in range(0, len(order), batch):
+            index = order[i:i + batch]
+            if len(index) < 2:  # batch norm needs two samples
+                continue
+            logits = model(augment(x_train[index], generator))
+            loss = F.cross_entropy(logits, y_train[index])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            scheduler.step()
+            loss_sum += loss.item() * len(index)
+            correct += (logits.argmax(1) == y_train[index]).sum().item()
+        predicted = predict(model, x_val, evaluate).argmax(1)
+        accuracy = (predicted == y_val).float().mean().item()
+        history.append({"epoch": epoch + 1, "train_loss": loss_sum / len(x_train),
+                        "train_accuracy": correct / len(x_train), "val_accuracy": accuracy,
+                        "seconds": time.perf_counter() - start})
+        if accuracy > best[0]:
+            best = (accuracy, epoch + 1, {k: v.clone() for k, v in model.state_dict().items()}, predicted)
+        bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", val_acc=f"{accuracy:.3f}",
+                        best=f"{best[0]:.3f}")
+    bar.close()
+    model.load_state_dict(best[2])
+    model.eval()
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(confusion, (y_val.numpy(), best[3].numpy()), 1)
+    return TrainResult(model, best[1], best[0], confusion, history, time.perf_counter() - start)
+
+
+def plane_transforms(crop: int = CROP) -> tuple[Callable, Callable]:
+    """(augment, evaluate) for stacked, normalised planes (B, K, R, R)."""
+    return (lambda x, g: random_resized_crop(x, crop, generator=g)), (lambda x: center_crop(x, crop))
+
+
+def train_plane_classifier(fit_dir: str | Path, model: str = "transformer", preset: str = "cpu",
+                           epochs: int = 30, batch: int = 64, lr: float | None = None, weight_decay: float = 1e-3,
+                           seed: int = 0, out: str | Path | None = None, progress: bool = True) -> TrainResult:
+    """Train a transformer or CNN on the fitted tri-planes of the train split of `fit_dir`, select by val
+    accuracy, and write the report into `out` (default fit_dir/<model>)."""
+    fitted = load_fitted(Path(fit_dir))
+    x = stack_planes(fitted.planes)
+    splits = np.array(fitted.splits)
+    train, val = torch.from_numpy(splits == "train"), torch.from_numpy(splits == "val")
+    crop = min(CROP, x.shape[-1] - 2)  # 30 for the paper's 32 x 32 planes
+    net = build_plane_classifier(model, len(fitted.classes), x.shape[1], preset, crop)
+    augment, evaluate = plane_transforms(crop)
+    result = fit_classifier(net, x[train], fitted.labels[train], x[val], fitted.labels[val], len(fitted.classes),
+                            augment, evaluate, epochs, batch, lr or LEARNING_RATES[model], weight_decay, seed,
+                            progress)
+    state = {"model": model, "preset": preset, "model_config": model_config(net), "input": "triplane",
+             "in_channels": x.shape[1], "crop": crop, "plane_shape": list(fitted.planes.shape[1:])}
+    result.classes = fitted.classes
+    write_report(Path(out) if out else Path(fit_dir) / model, result, state)
+    return result
+
+
+def load_point_sets(dataset: str | Path, data_root: str | Path | None = None, n_points: int = 1024,
+                    seed: int = 0, val_fraction: float = 0.15, limit: int | None = None):
+    """(points (N, n_points, 3), labels (N,), splits, classes) of a data set, normalised as for fitting;
+    clouds of another size are resampled to n_points."""
+    records = limit_per_class(discover_shapes(resolve_dataset(dataset, data_root), val_fraction, seed), limit)
+    shapes, _ = load_shapes(records, n_points, seed)
+    rng = np.random.default_rng(seed)
+    points = np.stack([s.points if len(s.points) == n_points
+                       else s.points[rng.choice(len(s.points), n_points, replace=len(s.points) < n_points)]
+                       for s in shapes])
+    return (torch.from_numpy(points), torch.tensor([s.record.label for s in shapes]),
+            [s.record.split for s in shapes], class_names(records))
+
+
+def train_pointnet(dataset: str | Path, out: str | Path, preset: str = "cpu", epochs: int = 30,
+                   batch: int = 32, lr: float | None = None, weight_decay: float = 1e-4, seed: int = 0,
+                   data_root: str | Path | None = None, val_fraction: float = 0.15,
+                   limit: int | None = None, progress: bool = True) -> TrainResult:
+    """PointNet on the raw points of the train split (the same fixed split as `fit_dataset`), selected by val
+    accuracy; the report goes into `out`."""
+    points, labels, splits, classes = load_point_sets(dataset, data_root, seed=seed, val_fraction=val_fraction,
+                                                      limit=limit)
+    splits = np.array(splits)
+    train, val = torch.from_numpy(splits == "train"), torch.from_numpy(splits == "val")
+    net = PointNet(len(classes), POINTNET_PRESETS[preset])
+    result = fit_classifier(net, points[train], labels[train], points[val], labels[val], len(classes),
+                            lambda x, g: augment_points(x, g), lambda x: x, epochs, batch,
+                            lr or LEARNING_RATES["pointnet"], weight_decay, seed, progress)
+    result.classes = classes
+    write_report(Path(out), result, {"model": "pointnet", "preset": preset,
+                                              "model_config": model_config(net), "input": "points"})
+    return result
+
+
+def per_class_accuracy(confusion: np.ndarray, classes: list[str]) -> dict:
+    totals = confusion.sum(1)
+    return {c: {"accuracy": float(confusion[i, i] / totals[i]) if totals[i] else None, "count": int(totals[i])}
+            for i, c in enumerate(classes)}
+
+
+def accuracy_table(result: TrainResult) -> str:
+    rows = [f"{'class':<14}{'val acc':>8}{'n':>6}"]
+    for name, row in per_class_accuracy(result.confusion, result.classes).items():
+        acc = "-" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
+        rows.append(f"{name:<14}{acc:>8}{row['count']:>6}")
+    rows.append(f"{'all':<14}{result.val_accuracy:>8.3f}{int(result.confusion.sum()):>6}")
+    return "\n".join(rows)
+
+
+def write_report(out: Path, result: TrainResult, state: dict) -> None:
+    """out/classifier.pt (atomic), confusion.png, per_class.json, curves.png."""
+    classes = result.classes
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save(out / "classifier.pt", {
+        "format": CLASSIFIER_FORMAT, **state, "classes": classes, "state": result.model.state_dict(),
+        "val_accuracy": result.val_accuracy, "best_epoch": result.best_epoch})
+    plot_confusion_matrix(result.confusion, classes, out / "confusion.png",
+                          f"{state['model']}: validation accuracy {result.val_accuracy:.3f}")
+    plot_training_curves(result.history, out / "curves.png", state["model"])
+    report = {"model": state["model"], "val_accuracy": result.val_accuracy, "best_epoch": result.best_epoch,
+              "seconds": result.seconds, "per_class": per_class_accuracy(result.confusion, classes),
+              "confusion": result.confusion.tolist(), "history": result.history}
+    (out / "per_class.json").write_text(json.dumps(report, indent=1))

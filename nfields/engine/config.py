@@ -1,0 +1,108 @@
+"""Training configuration: one flat dataclass, saved as config.json in every run folder."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from dataclasses import field as dataclass_field
+from pathlib import Path
+
+from ..errors import FieldsError
+
+
+@dataclass
+class TrainConfig:
+    scene: str = "lego"
+    data_root: str | None = None
+    data: str | None = None  # a converted scene or any capture format `fields convert` reads; replaces `scene`
+    field: str = "hashgrid"
+    preset: str | None = None  # None: the backbone's default for the device
+    steps: int = 20000
+    time_budget: float | None = None  # minutes of training (evaluation time excluded)
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int | None = None
+    seed: int = 0
+    output: str | None = None  # run folder; default runs/<scene>-<field>-<time>
+    downscale: int = 1
+    # Batch: sized by samples per step, rays rescaled each step towards the target.
+    samples_per_step: int | None = None  # None: 2^16 on CPU, 2^18 on CUDA
+    initial_rays: int = 1024
+    max_rays: int = 1 << 16
+    # Optimiser (instant-ngp): Adam 1e-2, betas (0.9, 0.99), eps 1e-15, L2 1e-6 on MLP weights.
+    lr: float = 1e-2
+    weight_decay: float = 1e-6
+    warmup_steps: int = 100
+    decay_at: list[float] = dataclass_field(default_factory=lambda: [0.5, 0.75, 0.9])  # fractions of training
+    decay_factor: float = 0.33
+    loss: str = "huber"  # huber (delta 0.1, instant-ngp) | mse
+    random_background: bool = True
+    grid_resolution: int = 128
+    # Unbounded scenes (real captures): occupancy cascades, each twice the last (5: out to 16x the scene box),
+    # and instant-ngp's cone angle for steps that grow with distance. Bounded scenes use one grid, no cone.
+    cascades: int = 5
+    cone_angle: float = 1 / 256
+    # Steps between occupancy-grid updates. None: instant-ngp's 16 steps of 2^18 samples on CUDA; 64 on the
+    # CPU, whose steps are 4x smaller, so that updates stay near the same share of the work.
+    occupancy_every: int | None = None
+    eval_every: float = 30.0  # seconds of training between quick validations (PSNR-vs-time curve)
+    eval_pixels: int = 1 << 14  # fixed random validation pixels scored by a quick validation
+    final_eval_views: int | None = 10  # evenly spaced views; None: every view (slow on a CPU)
+    checkpoint_every: float = 300.0  # seconds of training between checkpoints
+    snapshot_minutes: list[float] = dataclass_field(default_factory=list)  # keep checkpoints at these training times
+
+    def __post_init__(self):
+        if self.data is not None and self.scene == TrainConfig.scene:  # label runs by the data's folder
+            data = Path(self.data).expanduser()
+            self.scene = data.parent.name if data.is_file() else data.name
+
+    def validate(self) -> None:
+        if self.steps <= 0 and not self.time_budget:
+            raise FieldsError("config: 'steps' must be positive, or give a 'time_budget'")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise FieldsError(f"config: 'time_budget' must be positive minutes, got {self.time_budget}")
+        if self.loss not in ("huber", "mse"):
+            raise FieldsError(f"config: 'loss' must be 'huber' or 'mse', got '{self.loss}'")
+        if not 1 <= self.cascades <= 8:
+            raise FieldsError(f"config: 'cascades' must be 1 to 8 occupancy levels, got {self.cascades}")
+        if self.cone_angle < 0:
+            raise FieldsError(f"config: 'cone_angle' must be >= 0, got {self.cone_angle}")
+        if self.occupancy_every is not None and self.occupancy_every < 1:
+            raise FieldsError(f"config: 'occupancy_every' must be a positive step count, got {self.occupancy_every}")
+        if self.grid_resolution < 2 or self.grid_resolution % 2:
+            raise FieldsError(f"config: 'grid_resolution' must be an even number of cells, got {self.grid_resolution}")
+        if self.data is not None and not Path(self.data).expanduser().exists():
+            raise FieldsError(f"config: 'data' path {self.data} does not exist")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise FieldsError(f"config: 'device' must be auto, cpu or cuda, got '{self.device}'")
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        return cls(**read_config_json(path, cls, "run configuration is missing (is this a run folder?)"))
+
+
+def read_json_object(path: Path, missing: str, expected: str) -> dict:
+    """The JSON object in the file at `path`; errors name the file (`missing`: why it may be absent,
+    `expected`: what the object should hold)."""
+    if not path.is_file():
+        raise FieldsError(f"{path}: {missing}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise FieldsError(f"{path}: malformed JSON at line {err.lineno}: {err.msg}") from None
+    except UnicodeDecodeError:
+        raise FieldsError(f"{path}: not a text (JSON) file") from None
+    if not isinstance(data, dict):
+        raise FieldsError(f"{path}: expected a JSON object {expected}")
+    return data
+
+
+def read_config_json(path: Path, cls: type, missing: str) -> dict:
+    """The fields of dataclass `cls` saved as JSON at `path`; errors name the file (`missing`: why it may be absent)."""
+    data = read_json_object(path, missing, "of config fields")
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise FieldsError(f"{path}: unknown config field(s) {', '.join(unknown)}")
+    return data

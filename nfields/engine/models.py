@@ -1,0 +1,25 @@
+"""A field and its volume renderer, built from a run's configuration."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import FieldsError
+from ..fields import Field, UnknownFieldError, build_field, default_preset
+from ..renderers import VolumeRenderer
+from .config import TrainConfig
+
+
+def make_model(field_name: str, aabb: torch.Tensor, near: float, config: TrainConfig, device: torch.device,
+               field_config: dict | None = None, unbounded: bool = False) -> tuple[Field, VolumeRenderer]:
+    """A field and its renderer over `aabb` (6,). An unbounded scene gets a contracting field and the
+    renderer's cascaded grids and cone step (config.cascades, config.cone_angle)."""
+    try:
+        preset = config.preset or default_preset(field_name, device.type)
+        field = build_field(field_name, aabb, preset=preset, config=field_config, unbounded=unbounded)
+    except UnknownFieldError as err:
+        raise FieldsError(f"--field / --preset: {err}") from None
+    renderer = VolumeRenderer(aabb, near=near, grid_resolution=config.grid_resolution,
+                              cascades=config.cascades if unbounded else 1,
+                              cone_angle=config.cone_angle if unbounded else 0.0)
+    return field.to(device), renderer.to(device)

@@ -1,0 +1,319 @@
+"""Training a radiance field on a scene: `train(config)` is what `fields train` runs."""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ContextManager, Protocol
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..datasets import SceneData, composite_over
+from ..errors import FieldsError
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .devices import resolve_device
+from .evaluation import evaluate, sampled_pixel_psnr, write_json
+from .models import make_model
+from .plots import plot_psnr_vs_time
+from .runs import CHECKPOINT_NAME, CONFIG_NAME
+from .scenes import load_scene
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    train_seconds: float
+    metrics: dict | None  # final evaluation, None when interrupted
+
+
+def photometric_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "huber":  # instant-ngp: Huber with delta 0.1, divided by 5
+        return F.huber_loss(pred, target, delta=0.1) / (5 * 0.1)
+    return F.mse_loss(pred, target)
+
+
+def lr_factor(config: TrainConfig, step: int, progress: float) -> float:
+    """Linear warm-up from 0.01, then x decay_factor at each fraction of training in decay_at."""
+    warm = min(1.0, 0.01 + 0.99 * step / max(config.warmup_steps, 1))
+    return warm * config.decay_factor ** sum(progress >= p for p in config.decay_at)
+
+
+class TrainingMonitor(Protocol):
+    """Watches a run while it trains (e.g. the live viewer): each step runs inside `step_guard()`."""
+
+    def start(self, trainer: "Trainer") -> None: ...
+
+    def step_guard(self) -> ContextManager: ...
+
+    def after_step(self, trainer: "Trainer", val_psnr: float | None) -> None: ...
+
+    def finish(self, trainer: "Trainer") -> None: ...
+
+
+class Trainer:
+    """Holds the state of one run; `run()` trains until the step or time budget is spent."""
+
+    batch_psnr_label = "batch PSNR"  # what the progress bar calls the PSNR of train_step's batch MSE
+
+    def __init__(self, config: TrainConfig, run_dir: Path, train_scene: SceneData, val_scene: SceneData | None,
+                 resume: bool = False, progress: bool = True):
+        config.validate()
+        self.config, self.run_dir, self.progress = config, run_dir, progress
+        self.device = resolve_device(config.device)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.train_scene, self.val_scene = train_scene, val_scene
+        self.images = train_scene.images.to(self.device)
+        self.cameras = train_scene.cameras
+        state = load_checkpoint(run_dir / CHECKPOINT_NAME, expected_field=config.field) if resume else None
+        # A resumed field is rebuilt from its saved configuration (e.g. TensoRF's upsampled resolution).
+        self.field, self.renderer = make_model(config.field, train_scene.aabb, train_scene.near, config, self.device,
+                                               field_config=state["field_config"] if state else None,
+                                               unbounded=not train_scene.bounded)
+        self.optimizer = self.make_optimizer()
+        self.target_samples = config.samples_per_step or (1 << 16 if self.device.type == "cpu" else 1 << 18)
+        self.renderer.occupancy.set_interval(config.occupancy_every or (64 if self.device.type == "cpu" else 16))
+        self.n_rays = float(config.initial_rays)
+        self.step, self.train_seconds, self.history = 0, 0.0, []
+        self.snapshots_done: list[float] = []
+        if state is not None:
+            self._restore(state)
+
+    def make_optimizer(self) -> torch.optim.Adam:
+        """Adam over the field's parameter groups (also after the field re-creates its parameters)."""
+        optimizer = torch.optim.Adam(self.field.param_groups(self.config.lr, self.config.weight_decay),
+                                     lr=self.config.lr, betas=(0.9, 0.99), eps=1e-15)
+        for group in optimizer.param_groups:
+            group["initial_lr"] = group["lr"]
+        return optimizer
+
+    # ----- state -----
+    def state(self) -> dict:
+        return {
+            "field_name": self.config.field,
+            "field_config": self.field.config_dict(),
+            "field": self.field.state_dict(),
+            "renderer": self.renderer.state_dict(),
+            "near": self.train_scene.near,
+            "unbounded": self.field.unbounded,
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "train_seconds": self.train_seconds,
+            "n_rays": self.n_rays,
+            "history": self.history,
+            "snapshots_done": self.snapshots_done,
+            "rng": torch.get_rng_state(),
+        }
+
+    def _restore(self, state: dict) -> None:
+        path = self.run_dir / CHECKPOINT_NAME
+        try:
+            self.field.load_state_dict(state["field"])
+            self.renderer.load_state_dict(state["renderer"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise FieldsError(f"{path}: checkpoint does not fit this run's field configuration "
+                              f"({str(err).splitlines()[0]})") from None
+        self.step, self.train_seconds = int(state["step"]), float(state["train_seconds"])
+        self.n_rays, self.history = float(state["n_rays"]), list(state["history"])
+        self.snapshots_done = list(state.get("snapshots_done", []))
+        torch.set_rng_state(state["rng"])
+
+    def save(self, name: str = CHECKPOINT_NAME) -> None:
+        save_checkpoint(self.run_dir / name, self.state())
+
+    # ----- training -----
+    def progress_fraction(self) -> float:
+        fractions = [self.step / self.config.steps] if self.config.steps else []
+        if self.config.time_budget:
+            fractions.append(self.train_seconds / (60.0 * self.config.time_budget))
+        return max(fractions)
+
+    def sample_batch(self, n_rays: int):
+        """Random pixels of random training views: rays, target colours (R, 3), backgrounds (R, 3)."""
+        cam = torch.randint(0, len(self.cameras), (n_rays,))
+        x = torch.randint(0, self.cameras.width, (n_rays,))
+        y = torch.randint(0, self.cameras.height, (n_rays,))
+        rays = self.cameras.rays(cam, x.float() + 0.5, y.float() + 0.5).to(self.device)
+        pixels = self.images[cam, y, x].float() / 255.0
+        if self.train_scene.has_alpha:
+            background = torch.rand(n_rays, 3, device=self.device) if self.config.random_background \
+                else torch.ones(n_rays, 3, device=self.device)
+            target = composite_over(pixels, background)
+        else:
+            background = torch.ones(n_rays, 3, device=self.device)
+            target = pixels
+        return rays, target, background
+
+    def train_step(self) -> tuple[float, float, int]:
+        """One optimiser step; returns (loss, batch MSE, samples used)."""
+        if self.field.on_training_progress(self.step):
+            self.optimizer = self.make_optimizer()
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * lr_factor(self.config, self.step, self.progress_fraction())
+        self.renderer.update_occupancy(self.field, self.step)
+        rays, target, background = self.sample_batch(int(self.n_rays))
+        out = self.renderer.render(self.field, rays.origins, rays.directions, background, training=True)
+        loss = photometric_loss(out.rgb, target, self.config.loss)
+        regularization = self.field.regularization()
+        if regularization is not None:
+            loss = loss + regularization
+        if not torch.isfinite(loss):
+            raise FieldsError(
+                f"training diverged at step {self.step}: the loss is {loss.item()} (NaN or infinite). "
+                f"Checkpoints already in {self.run_dir} are kept; try a lower --lr."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        if out.n_samples > 0:
+            loss.backward()
+            self.optimizer.step()
+        # Rescale rays so the next batch lands near the sample target (smoothed, bounded).
+        ratio = self.target_samples / max(out.n_samples, 1)
+        self.n_rays = min(max(self.n_rays * min(max(ratio, 0.5), 2.0) ** 0.5, 64), self.config.max_rays)
+        self.step += 1
+        return loss.item(), F.mse_loss(out.rgb.detach(), target).item(), out.n_samples
+
+    def done(self) -> bool:
+        return self.progress_fraction() >= 1.0
+
+    def quick_eval(self) -> float | None:
+        """Validation PSNR on the fixed pixel sample, recorded for the PSNR-vs-time plot."""
+        if self.val_scene is None:
+            return None
+        self.field.eval()
+        value = sampled_pixel_psnr(self.field, self.renderer, self.val_scene, self.config.eval_pixels)
+        self.field.train()
+        self.history.append({"step": self.step, "train_seconds": self.train_seconds, "val_psnr": value})
+        return value
+
+    def run(self, monitor: TrainingMonitor | None = None) -> TrainResult:
+        cfg = self.config
+        guard = monitor.step_guard if monitor is not None else nullcontext
+        total = f"{cfg.time_budget:g} min" if cfg.time_budget else f"{cfg.steps} steps"
+        bar = tqdm(total=cfg.steps if not cfg.time_budget else None, initial=self.step, disable=not self.progress,
+                   desc=f"{cfg.field} {cfg.scene} ({total})", dynamic_ncols=True)
+        last_eval = last_ckpt = self.train_seconds
+        psnr_ema, val_psnr, rays_per_s = None, None, 0.0
+        self.field.train()
+        try:
+            while not self.done():
+                with guard():
+                    tic = time.perf_counter()
+                    loss, mse, n_samples = self.train_step()
+                    dt = time.perf_counter() - tic
+                self.train_seconds += dt
+                batch_psnr = -10 * math.log10(max(mse, 1e-10))
+                psnr_ema = batch_psnr if psnr_ema is None else 0.9 * psnr_ema + 0.1 * batch_psnr
+                rays_per_s = 0.9 * rays_per_s + 0.1 * (int(self.n_rays) / dt) if rays_per_s else int(self.n_rays) / dt
+                self._maybe_snapshot()
+                if self.train_seconds - last_eval >= cfg.eval_every:
+                    with guard():
+                        val_psnr, last_eval = self.quick_eval(), self.train_seconds
+                if self.train_seconds - last_ckpt >= cfg.checkpoint_every:
+                    self.save()
+                    last_ckpt = self.train_seconds
+                if monitor is not None:
+                    monitor.after_step(self, val_psnr)
+                bar.update(1)
+                bar.set_postfix_str(self._status(loss, psnr_ema, val_psnr, rays_per_s, n_samples))
+        except KeyboardInterrupt:
+            bar.close()
+            self.save()
+            print(f"\nInterrupted at step {self.step}; checkpoint saved. "
+                  f"Resume with: fields train --resume {self.run_dir}")
+            return TrainResult(self.run_dir, self.step, self.train_seconds, None)
+        bar.close()
+        self.save()
+        return TrainResult(self.run_dir, self.step, self.train_seconds, self.finish())
+
+    def _status(self, loss, psnr_ema, val_psnr, rays_per_s, n_samples) -> str:
+        parts = [f"step {self.step}", f"loss {loss:.4f}", f"{self.batch_psnr_label} {psnr_ema:.2f}"]
+        if val_psnr is not None:
+            parts.append(f"val PSNR {val_psnr:.2f}")
+        parts.append(f"{rays_per_s / 1000:.1f}k rays/s")
+        parts.append(f"{n_samples / 1000:.0f}k samples")
+        if self.config.time_budget:
+            left = max(0.0, 60 * self.config.time_budget - self.train_seconds)
+            parts.append(f"ETA {int(left // 60)}:{int(left % 60):02d}")
+        return " | ".join(parts)
+
+    def _maybe_snapshot(self) -> None:
+        for minute in self.config.snapshot_minutes:
+            if minute not in self.snapshots_done and self.train_seconds >= 60 * minute:
+                self.snapshots_done.append(minute)
+                self.save(f"checkpoint_{minute:g}min.pt")
+
+    def finish(self) -> dict | None:
+        """Final evaluation, renders, metrics.json and the PSNR-vs-time plot."""
+        if self.val_scene is None:
+            return None
+        self.field.eval()
+        if not self.history or self.history[-1]["step"] != self.step:
+            self.quick_eval()
+        metrics = evaluate(self.field, self.renderer, self.val_scene, count=self.config.final_eval_views,
+                           image_dir=self.run_dir / "renders_val", progress=self.progress)
+        metrics.update(step=self.step, train_seconds=self.train_seconds, field=self.config.field,
+                       parameters=self.field.num_parameters(), split="val")
+        write_json(self.run_dir / "metrics.json", metrics)
+        write_json(self.run_dir / "history.json", {"history": self.history})
+        plot_psnr_vs_time(self.history, self.run_dir / "psnr_vs_time.png",
+                          f"{self.config.scene} / {self.config.field}")
+        self.save()
+        return metrics
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{Path(config.scene).name}-{config.field}-{stamp}"
+
+
+def train(config: TrainConfig, progress: bool = True, train_scene: SceneData | None = None,
+          val_scene: SceneData | None = None, monitor: TrainingMonitor | None = None) -> TrainResult:
+    """Train a new run (writes config.json first). Scenes default to the config's scene on disk.
+
+    monitor: e.g. the live viewer (nfields.viewer.LiveViewer), started once the model exists."""
+    config.validate()
+    run_dir = Path(config.output) if config.output else default_run_dir(config)
+    if (run_dir / CHECKPOINT_NAME).exists():
+        raise FieldsError(f"{run_dir}: already holds a run. Resume it with --resume {run_dir}, "
+                          "or choose another --output.")
+    train_scene = train_scene or load_scene(config, "train")
+    val_scene = val_scene or load_scene(config, "val")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.output = str(run_dir)
+    config.save(run_dir / CONFIG_NAME)
+    trainer = Trainer(config, run_dir, train_scene, val_scene, progress=progress)
+    return _run(trainer, monitor)
+
+
+def resume(run_dir: Path, overrides: dict | None = None, progress: bool = True,
+           monitor: TrainingMonitor | None = None) -> TrainResult:
+    """Continue a run from its checkpoint; `overrides` may extend steps or time_budget."""
+    config = TrainConfig.load(run_dir / CONFIG_NAME)
+    for key, value in (overrides or {}).items():
+        setattr(config, key, value)
+    config.save(run_dir / CONFIG_NAME)
+    trainer = Trainer(config, run_dir, load_scene(config, "train"), load_scene(config, "val"), resume=True,
+                      progress=progress)
+    return _run(trainer, monitor)
+
+
+def _run(trainer: Trainer, monitor: TrainingMonitor | None) -> TrainResult:
+    if monitor is None:
+        return trainer.run()
+    monitor.start(trainer)
+    try:
+        return trainer.run(monitor)
+    finally:
+        monitor.finish(trainer)
+
+
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingMonitor", "train", "resume"]

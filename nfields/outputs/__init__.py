@@ -1,0 +1,1 @@
+"""What a trained run produces for use elsewhere: meshes and point clouds, videos, camera paths."""
