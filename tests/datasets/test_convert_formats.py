@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from plyfile import PlyData
+import trimesh
 from support import orbit_c2w, write_colmap_model, write_images, write_llff, write_transforms
 
 from nfields.cli import main
@@ -83,8 +83,7 @@ def test_colmap_model_converts_to_its_poses(tmp_path, binary):
     assert (f1["fl_x"], f1["fl_y"], f1["cy"], f1["k1"], f1["p1"]) == (28.0, 28.0, 8.0, 0.02, 0.0)
     assert meta["camera_model"] == "OPENCV" and meta["fields"]["bounded"] is False
     # Sparse points in scene coordinates map back onto the model's.
-    ply = PlyData.read(str(tmp_path / "out" / "sparse_pc.ply"))["vertex"].data
-    scene_points = np.stack([ply["x"], ply["y"], ply["z"]], 1).astype(np.float64)
+    scene_points = np.asarray(trimesh.load(tmp_path / "out" / "sparse_pc.ply").vertices, dtype=np.float64)
     norm = capture.normalization
     np.testing.assert_allclose(scene_points @ norm.rotation / norm.scale + norm.center, points, atol=1e-4)
     assert result.capture.splits["val"] == [0]
