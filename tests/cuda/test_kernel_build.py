@@ -8,6 +8,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from nfields.cuda import build
 
 # Loads the CPU kernels as a command does (optionally from a copy of the sources, as another checkout would)
@@ -40,8 +42,9 @@ def _cpu_folder(monkeypatch, cache):
     return build.cache_dir("cpu", build.build_key("cpu", build.CPU_BUILD)[0])
 
 
+@pytest.mark.slow  # a full CPU build: 80-150 s wall time on a shared 2-core machine
 def test_a_stale_lock_is_removed_and_one_build_serves_another_checkout_and_environment(monkeypatch, tmp_path):
-    """A full CPU build (about a minute on 2 cores), then a load that must reuse it."""
+    """One full CPU build, then a load from another checkout and environment that must reuse it."""
     folder = _cpu_folder(monkeypatch, tmp_path / "cache")
     (folder / "lock").write_text("")  # what torch leaves when its build process is killed
     first = _command({"FIELDS_KERNEL_CACHE": str(tmp_path / "cache")}, timeout=900)
