@@ -9,38 +9,40 @@ from pathlib import Path
 
 from ..errors import FieldsError
 
+DEVICES = ("auto", "cpu", "cuda")
+
 
 @dataclass
 class TrainConfig:
-    scene: str = "lego"
-    data_root: str | None = None
+    scene: str = "lego"  # scene name under the data root, or a scene folder
+    data_root: str | None = None  # folder holding nerf_synthetic/<scene>; None: $FIELDS_DATA_ROOT, ../shared/data
     data: str | None = None  # a converted scene or any capture format `fields convert` reads; replaces `scene`
-    field: str = "hashgrid"
-    preset: str | None = None  # None: the backbone's default for the device
-    steps: int = 20000
-    time_budget: float | None = None  # minutes of training (evaluation time excluded)
-    device: str = "auto"  # auto | cpu | cuda
-    threads: int | None = None
-    seed: int = 0
+    field: str = "hashgrid"  # backbone: hashgrid, mlp, tensorf-vm, tensorf-cp, triplane, rbf, cam
+    preset: str | None = None  # backbone preset, e.g. hashgrid 'cpu' or 'published'; None: the device's
+    steps: int = 20000  # training steps (0 with a time budget: time only)
+    time_budget: float | None = None  # minutes of training (evaluation excluded); stops at whichever limit comes first
+    device: str = dataclass_field(default="auto", metadata={"choices": DEVICES})  # auto: CUDA when available
+    threads: int | None = dataclass_field(default=None, metadata={"min": 1})  # CPU threads for PyTorch
+    seed: int = 0  # random seed
     output: str | None = None  # run folder; default runs/<scene>-<field>-<time>
-    downscale: int = 1
+    downscale: int = 1  # integer image downscale factor
     # Batch: sized by samples per step, rays rescaled each step towards the target.
-    samples_per_step: int | None = None  # None: 2^16 on CPU, 2^18 on CUDA
-    initial_rays: int = 1024
-    max_rays: int = 1 << 16
+    samples_per_step: int | None = None  # target samples per step; None: 2^16 on CPU, 2^18 on CUDA
+    initial_rays: int = 1024  # rays in the first step
+    max_rays: int = 1 << 16  # most rays in a step
     # Optimiser (instant-ngp): Adam 1e-2, betas (0.9, 0.99), eps 1e-15, L2 1e-6 on MLP weights.
-    lr: float = 1e-2
-    weight_decay: float = 1e-6
-    warmup_steps: int = 100
+    lr: float = 1e-2  # learning rate
+    weight_decay: float = 1e-6  # L2 on MLP weights
+    warmup_steps: int = 100  # steps of linear learning-rate warm-up
     decay_at: list[float] = dataclass_field(default_factory=lambda: [0.5, 0.75, 0.9])  # fractions of training
-    decay_factor: float = 0.33
+    decay_factor: float = 0.33  # lr multiplier at each of decay_at
     loss: str = "huber"  # huber (delta 0.1, instant-ngp) | mse
-    random_background: bool = True
-    grid_resolution: int = 128
+    random_background: bool = True  # random background colours in training (the model learns transparency)
+    grid_resolution: int = 128  # occupancy-grid cells along each side
     # Unbounded scenes (real captures): occupancy cascades, each twice the last (5: out to 16x the scene box),
     # and instant-ngp's cone angle for steps that grow with distance. Bounded scenes use one grid, no cone.
-    cascades: int = 5
-    cone_angle: float = 1 / 256
+    cascades: int = 5  # occupancy cascades of unbounded scenes (5: out to 16x the scene box)
+    cone_angle: float = 1 / 256  # unbounded scenes: steps grow by this fraction of the distance
     # Steps between occupancy-grid updates. None: instant-ngp's 16 steps of 2^18 samples on CUDA; 64 on the
     # CPU, whose steps are 4x smaller, so that updates stay near the same share of the work.
     occupancy_every: int | None = None

@@ -27,14 +27,14 @@ class DistillConfig:
     # colour terms. Log-densities span [-2, 7], so their squared errors are about 100x those of colours.
     density_weight: float = 0.01
     point_weight: float = 0.1  # point terms beside the RGB term in the last stage
-    poses_per_step: int = 8
+    poses_per_step: int = 8  # virtual poses rendered by the teacher per step
     epoch_poses: int = 256  # virtual poses drawn per epoch
     hard_fraction: float = 0.1  # hard poses per epoch and hard rays per step (PVD-AL: 10 %)
-    pose_pool_size: int = 100
-    pose_pool_from_epoch: int = 4
-    ray_pool_size: int = 1 << 15
+    pose_pool_size: int = 100  # hard poses kept
+    pose_pool_from_epoch: int = 4  # first epoch whose hardest poses enter the pool
+    ray_pool_size: int = 1 << 15  # hard rays kept
     point_ratio: float = 0.3  # hard points: the top 30 % of a ray's weights, on rays at least this opaque:
-    point_min_opacity: float = 0.5
+    point_min_opacity: float = 0.5  # the opacity of those rays
 
     def validate(self) -> None:
         lo, hi = self.stages

@@ -6,9 +6,15 @@ import platform
 import shutil
 import subprocess
 
-import torch
 
-from .cuda import build, dispatch
+def add_parser(sub) -> None:
+    p = sub.add_parser("doctor", help="which backend (CUDA kernels, CPU kernels, PyTorch) runs each operation, and why")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    print(doctor_report())
+    return 0
 
 
 def _first_line(command: list[str]) -> str:
@@ -27,6 +33,10 @@ def _nvcc_version(nvcc: str) -> str:
 
 def doctor_report() -> str:
     """A plain-text report; building the CPU kernels on first call (about a minute) if they are not cached."""
+    import torch
+
+    from ..cuda import build, dispatch
+
     compiler = build.compiler()
     nvcc = shutil.which("nvcc")
     lines = [

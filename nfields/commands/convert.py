@@ -1,0 +1,50 @@
+"""`fields convert`: a capture (COLMAP, LLFF, transforms.json, Blender, images, video) in the canonical layout."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..datasets import FORMATS
+from .options import add_options, build
+from .shared import one_line_warnings
+
+POSITIVE = {"min": 1}
+
+
+@dataclass
+class ConvertOptions:
+    input: str = dataclasses.field(metadata={
+        "positional": True, "help": "scene folder, transforms.json, poses_bounds.npy, image folder or video file"})
+    out: str  # output folder (must not exist or be empty)
+    fmt: str | None = dataclasses.field(default=None, metadata={
+        "flag": "--from", "choices": FORMATS, "help": "input format; None: detected"})
+    # also write images_K/ copies downscaled K times, e.g. --downscales 2 4
+    downscales: list[int] = dataclasses.field(default_factory=list, metadata={"metavar": "K", **POSITIVE})
+    images: str | None = None  # images of a COLMAP model; None: INPUT/images
+    frames: int | None = dataclasses.field(default=None, metadata=POSITIVE)  # video: frames to keep; None: 100
+    fps: float | None = None  # video: frames per second of video to keep (instead of --frames)
+    min_sharpness: float = 0.2  # video: drop frames less sharp than this fraction of the median (Laplacian variance)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("convert", help="turn a capture (COLMAP, LLFF, transforms.json, Blender, images, video) "
+                                       "into the canonical layout `fields train --data` reads")
+    add_options(p, ConvertOptions)
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from ..datasets.ingest.convert import convert
+
+    one_line_warnings()
+    o = build(ConvertOptions, args)
+    result = convert(o.input, o.out, o.fmt, tuple(o.downscales), o.images, o.frames, o.fps, o.min_sharpness)
+    cap = result.capture
+    splits = ", ".join(f"{len(v)} {k}" for k, v in cap.splits.items())
+    print(f"{result.source_format} -> {result.out}: {len(cap)} images {cap.width}x{cap.height} ({splits}), "
+          f"{'bounded' if cap.bounded else 'unbounded'} scene in box {cap.aabb.tolist()}, "
+          f"scale {cap.normalization.scale:.4g}" + (", NDC" if cap.ndc_near else "")
+          + (f", {result.frames_dropped_blurry} blurry frames dropped" if result.frames_dropped_blurry else ""))
+    print(f"train on it: fields train --data {result.out}")
+    return 0

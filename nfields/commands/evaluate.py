@@ -1,0 +1,42 @@
+"""`fields eval`: PSNR and SSIM of a trained run on a split."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+from .options import add_options, build
+from .shared import RUN_FOLDER, add_shared, shared
+
+
+@dataclass
+class EvalOptions:
+    run: str = dataclasses.field(metadata=RUN_FOLDER)
+    split: Literal["train", "val", "test"] = "val"  # the split to score
+    views: int | None = dataclasses.field(default=None, metadata={"min": 1})  # evenly spaced views; None: all
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("eval", help="PSNR and SSIM of a trained run on a split")
+    add_options(p, EvalOptions)
+    add_shared(p, "data_root", "device")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from ..engine.evaluation import evaluate, write_json
+    from ..engine.runs import load_run
+    from ..engine.scenes import load_scene
+
+    o, s = build(EvalOptions, args), shared(args)
+    run_ = load_run(o.run, s["device"])
+    scene = load_scene(run_.config, o.split, s["data_root"])
+    metrics = evaluate(run_.field, run_.renderer, scene, count=o.views,
+                       image_dir=run_.folder / f"renders_{o.split}", progress=True)
+    metrics["split"] = o.split
+    out = run_.folder / f"eval_{o.split}.json"
+    write_json(out, metrics)
+    print(f"{o.split}: PSNR {metrics['psnr']:.2f} dB  SSIM {metrics['ssim']:.4f}  ({metrics['views']} views, "
+          f"white background) -> {out}")
+    return 0

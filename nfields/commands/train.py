@@ -1,0 +1,75 @@
+"""`fields train`: every TrainConfig field is a flag; `--config` starts from a run's config.json."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..engine.config import TrainConfig, read_config_json
+from .options import add_options, build, given
+from .shared import ViewerAddress
+
+
+@dataclass
+class TrainOptions:
+    """How to run the training, beside its TrainConfig."""
+    # a run's config.json to start from: flags override it; its output folder is not reused
+    config: str | None = dataclasses.field(default=None, metadata={"metavar": "FILE"})
+    # continue the run in this folder from its checkpoint (only --steps and --time-budget apply)
+    resume: str | None = dataclasses.field(default=None, metadata={"metavar": "RUN"})
+    view: bool = False  # serve the live viewer while training (see `fields view`)
+    view_share: float = 0.5  # most of the time the viewer may take from training while both run (0-1]
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a radiance field on a scene")
+    add_options(p, TrainConfig)
+    add_options(p, TrainOptions)
+    add_options(p, ViewerAddress, prefix="view")
+    p.set_defaults(handler=run)
+
+
+def train_config(args) -> TrainConfig:
+    """TrainConfig from its defaults, then --config FILE (less its output folder), then the flags given.
+
+    Without --steps, a --time-budget run is limited by time only (steps 0)."""
+    base, file = {}, build(TrainOptions, args).config
+    if file:
+        base = read_config_json(Path(file).expanduser(), TrainConfig, "config file does not exist")
+        base.pop("output", None)
+    flags = given(args, TrainConfig)
+    if "steps" not in flags and flags.get("time_budget"):
+        flags["steps"] = 0
+    if flags.get("data"):
+        flags["data"] = str(Path(flags["data"]).expanduser().resolve())
+    return TrainConfig(**{**base, **flags})
+
+
+def run(args) -> int:
+    from ..engine.trainer import resume, train
+
+    options = build(TrainOptions, args)
+    monitor = None
+    if options.view:
+        from ..viewer import LiveViewer
+
+        address = build(ViewerAddress, args, prefix="view")
+        monitor = LiveViewer(address.host, address.port, viewer_share=options.view_share)
+    if options.resume:
+        overrides = {k: v for k, v in given(args, TrainConfig).items() if k in ("steps", "time_budget")}
+        result = resume(Path(options.resume), overrides, monitor=monitor)
+    else:
+        result = train(train_config(args), monitor=monitor)
+    if monitor is not None:
+        from ..viewer import serve_until_interrupted
+
+        print("training finished; the viewer stays up until Ctrl-C", flush=True)
+        serve_until_interrupted(monitor)
+    if result.metrics is None:
+        return 130
+    m = result.metrics
+    print(f"val PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.4f}  ({m['views']} views, white background) "
+          f"after {result.step} steps, {result.train_seconds / 60:.1f} min of training")
+    print(f"run folder: {result.run_dir}  (metrics.json, renders_val/, psnr_vs_time.png, checkpoint.pt)")
+    return 0
