@@ -36,8 +36,7 @@ def capture_file(root: Path, named: str | Path, origin: Path | str, field: str,
     if any(_inside(real, r) for r in roots):
         return path
     via = "" if real == Path(os.path.abspath(path)) else f", which resolves to {real},"
-    raise DatasetError(origin, f"{field} names {str(named)!r}{via} outside the capture folder {root}: "
-                               f"{ALLOW_HINT}")
+    raise DatasetError(origin, f"{field} {str(named)!r}{via} lies outside the capture folder {root}: {ALLOW_HINT}")
 
 
 def capture_files(root: Path, paths: list[Path], origin: Path | str, allowed: tuple[Path, ...] = ()) -> list[Path]:
