@@ -12,6 +12,7 @@ from .cameras import Cameras
 from .capture import Capture
 from .dataset_error import DatasetError
 from .images import image_size, read_images
+from .paths import capture_file
 from .scene import SceneData
 
 # nerfacc and TensoRF bound Blender scenes by +-1.5 and start rays at 2 units from the camera.
@@ -52,15 +53,18 @@ def _frame_pose(path: Path, i: int, frame) -> np.ndarray:
     return pose
 
 
-def _image_path(scene_dir: Path, file_path: str) -> Path:
-    path = scene_dir / file_path
-    return path if path.suffix else path.with_suffix(".png")
+def _image_path(scene_dir: Path, json_path: Path, i: int, file_path: str, allowed: tuple[Path, ...]) -> Path:
+    """frames[i].file_path (".png" when it has no suffix), kept inside the scene folder or `allowed`."""
+    name = file_path if Path(file_path).suffix else file_path + ".png"
+    return capture_file(scene_dir, name, json_path, f"frames[{i}].file_path", allowed)
 
 
-def load_blender_scene(scene_dir: str | Path, split: str = "train", downscale: int = 1) -> SceneData:
+def load_blender_scene(scene_dir: str | Path, split: str = "train", downscale: int = 1,
+                       allowed: tuple[Path, ...] = ()) -> SceneData:
     """Load one split of a Blender scene; images stay uint8 RGBA (composite them per batch).
 
     downscale: integer factor; images are area-averaged and the focal length shrinks with them.
+    allowed: folders outside the scene its images may lie in (see paths.capture_file).
     """
     scene_dir = Path(scene_dir)
     if not scene_dir.is_dir():
@@ -68,7 +72,7 @@ def load_blender_scene(scene_dir: str | Path, split: str = "train", downscale: i
     json_path = scene_dir / f"transforms_{split}.json"
     meta = _read_transforms(json_path)
     poses = [_frame_pose(json_path, i, f) for i, f in enumerate(meta["frames"])]
-    paths = [_image_path(scene_dir, f["file_path"]) for f in meta["frames"]]
+    paths = [_image_path(scene_dir, json_path, i, f["file_path"], allowed) for i, f in enumerate(meta["frames"])]
     images = read_images(paths, [f"{json_path.name} frames[{i}].file_path" for i in range(len(paths))], downscale)
     h, w = images.shape[1:3]
     cameras = Cameras.from_fov_x(torch.from_numpy(np.stack(poses)), float(meta["camera_angle_x"]), w, h)
@@ -81,8 +85,10 @@ def load_blender_scene(scene_dir: str | Path, split: str = "train", downscale: i
     )
 
 
-def read_blender_capture(scene_dir: str | Path) -> Capture:
-    """All splits of a Blender scene as one Capture (bounded, box +-1.5, rays from 2 units)."""
+def read_blender_capture(scene_dir: str | Path, allowed: tuple[Path, ...] = ()) -> Capture:
+    """All splits of a Blender scene as one Capture (bounded, box +-1.5, rays from 2 units).
+
+    allowed: folders outside the scene its images may lie in (see paths.capture_file)."""
     scene_dir = Path(scene_dir)
     paths, poses, intrinsics, records, splits = [], [], [], [], {}
     size = None
@@ -94,7 +100,7 @@ def read_blender_capture(scene_dir: str | Path) -> Capture:
         start = len(paths)
         for i, frame in enumerate(meta["frames"]):
             poses.append(_frame_pose(json_path, i, frame))
-            paths.append(_image_path(scene_dir, frame["file_path"]))
+            paths.append(_image_path(scene_dir, json_path, i, frame["file_path"], allowed))
             records.append(f"{json_path.name} frames[{i}]")
         if size is None:
             size = image_size(paths[start], records[start])

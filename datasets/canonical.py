@@ -21,6 +21,7 @@ from .capture import UNBOUNDED_NOTE, Capture, Normalization
 from .dataset_error import DatasetError
 from .distortion import PARAM_NAMES
 from .images import downscale_image, read_image
+from .paths import capture_file
 from .pointcloud import write_ply_points
 from .transforms import read_transforms_capture
 
@@ -112,11 +113,13 @@ def _field(path: Path, block: dict, key: str, kind, optional: bool = False):
                            "Not written by `fields convert`, or edited since: re-run the conversion.") from None
 
 
-def read_canonical(path: str | Path) -> Capture:
-    """A converted scene (folder or its transforms.json), in scene coordinates."""
+def read_canonical(path: str | Path, allowed: tuple[Path, ...] = ()) -> Capture:
+    """A converted scene (folder or its transforms.json), in scene coordinates.
+
+    allowed: folders outside the scene its files may lie in (see paths.capture_file)."""
     path = Path(path)
     json_path = path / "transforms.json" if path.is_dir() else path
-    capture, meta = read_transforms_capture(json_path)
+    capture, meta = read_transforms_capture(json_path, allowed)
     block = meta.get("fields")
     if not isinstance(block, dict):
         raise DatasetError(json_path, "field 'fields' is missing: not a scene written by `fields convert`")
@@ -141,4 +144,7 @@ def read_canonical(path: str | Path) -> Capture:
     for k in block.get("downscales", []) if isinstance(block.get("downscales"), list) else []:
         if isinstance(k, int) and (json_path.parent / f"images_{k}").is_dir():
             capture.image_dirs[k] = json_path.parent / f"images_{k}"
+            for i, src in enumerate(capture.image_paths):  # capture_scene reads images_<k>/<name> in their place
+                capture_file(json_path.parent, f"images_{k}/{src.name}", json_path,
+                             f"frames[{i}] downscaled by {k}", allowed)
     return capture

@@ -14,6 +14,7 @@ import numpy as np
 
 from .capture import OPENCV_TO_OPENGL, Capture, check_poses
 from .dataset_error import DatasetError
+from .paths import capture_file
 
 # model id -> (name, number of parameters); the models a capture uses every day.
 CAMERA_MODELS = {0: ("SIMPLE_PINHOLE", 3), 1: ("PINHOLE", 4), 2: ("SIMPLE_RADIAL", 4), 3: ("RADIAL", 5),
@@ -258,8 +259,12 @@ def read_colmap_model(folder: str | Path) -> ColmapModel:
     return ColmapModel(cameras, images, points, colors, folder, binary)
 
 
-def colmap_capture(model: ColmapModel, image_dir: Path, name: str = "") -> Capture:
-    """The model's registered images (sorted by name) as a Capture in COLMAP's world coordinates."""
+def colmap_capture(model: ColmapModel, image_dir: Path, name: str = "", root: Path | None = None,
+                   allowed: tuple[Path, ...] = ()) -> Capture:
+    """The model's registered images (sorted by name) as a Capture in COLMAP's world coordinates.
+
+    Images are looked up in image_dir and must lie in root (the capture folder; default image_dir) or in
+    `allowed` (see paths.capture_file)."""
     ext = "bin" if model.binary else "txt"
     images_file, cameras_file = model.folder / f"images.{ext}", model.folder / f"cameras.{ext}"
     if len(model.images) < MIN_REGISTERED:
@@ -286,7 +291,8 @@ def colmap_capture(model: ColmapModel, image_dir: Path, name: str = "") -> Captu
         poses.append(image_camera_to_world(image))
         intrinsics.append(intr)
         distortion.append(k)
-        paths.append(image_dir / image.name)
+        paths.append(capture_file(root or image_dir, image.name, images_file, f"image_id {image.image_id} name",
+                                  allowed, base=image_dir))
         records.append(record)
         sizes.add((camera.width, camera.height))
     if len(sizes) > 1:

@@ -61,16 +61,19 @@ def _transforms_path(path: Path) -> Path:
 def read_capture(path: str | Path, fmt: str | None = None, image_dir: str | Path | None = None) -> Capture:
     """A posed capture in scene coordinates (normalised into its box). fmt: one of POSED_FORMATS or None (detect).
 
-    image_dir: the images of a COLMAP model (default: <path>/images).
+    image_dir: a folder the user names: a COLMAP model's images (default: <path>/images); for the other formats,
+    a folder outside the capture its files may lie in. Every file a capture names must lie inside the capture
+    folder or image_dir, symlinks followed (see paths.capture_file).
     """
     path = Path(path)
     fmt = fmt or detect_format(path)
+    allowed = (Path(image_dir),) if image_dir else ()
     if fmt == "canonical":
-        return read_canonical(path)
+        return read_canonical(path, allowed)
     if fmt == "blender":
-        return read_blender_capture(path.parent if path.is_file() else path)
+        return read_blender_capture(path.parent if path.is_file() else path, allowed)
     if fmt in ("nerfstudio", "instant-ngp"):
-        capture, meta = read_transforms_capture(_transforms_path(path))
+        capture, meta = read_transforms_capture(_transforms_path(path), allowed)
         if fmt == "instant-ngp":
             return normalise_instant_ngp(capture, meta, _transforms_path(path))
         capture.source = "nerfstudio"
@@ -82,9 +85,9 @@ def read_capture(path: str | Path, fmt: str | None = None, image_dir: str | Path
             raise DatasetError(folder, "no COLMAP model here (looked for cameras.bin / cameras.txt in ., sparse/0, "
                                        "sparse, colmap/sparse/0)")
         images = Path(image_dir) if image_dir else folder / "images"
-        return normalise_captured(colmap_capture(read_colmap_model(model_dir), images, folder.name))
+        return normalise_captured(colmap_capture(read_colmap_model(model_dir), images, folder.name, folder, allowed))
     if fmt == "llff":
-        return normalise_forward_facing(read_llff_capture(path.parent if path.is_file() else path))
+        return normalise_forward_facing(read_llff_capture(path.parent if path.is_file() else path, allowed))
     if fmt in ("images", "video"):
         raise DatasetError(path, f"a {fmt} input has no camera poses yet",
                            f"Convert it first: `fields convert {path} --out DIR` (runs COLMAP).")

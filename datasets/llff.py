@@ -15,6 +15,7 @@ from .cameras import Cameras
 from .capture import Capture, Normalization, apply_normalization, check_poses, ndc_frame
 from .dataset_error import DatasetError
 from .images import image_size
+from .paths import capture_files
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 NDC_NEAR = 1.0
@@ -45,12 +46,14 @@ def read_poses_bounds(path: Path) -> np.ndarray:
     return data
 
 
-def read_llff_capture(scene_dir: str | Path) -> Capture:
-    """An LLFF scene in its own coordinates (OpenGL camera-to-world, bounds per image)."""
+def read_llff_capture(scene_dir: str | Path, allowed: tuple[Path, ...] = ()) -> Capture:
+    """An LLFF scene in its own coordinates (OpenGL camera-to-world, bounds per image).
+
+    allowed: folders outside the scene its images (symlinks in images/) may lie in (see paths.capture_file)."""
     scene_dir = Path(scene_dir)
     path = scene_dir / "poses_bounds.npy"
     data = read_poses_bounds(path)
-    images = list_images(scene_dir / "images")
+    images = capture_files(scene_dir, list_images(scene_dir / "images"), scene_dir / "images", allowed)
     if len(images) != len(data):
         raise DatasetError(scene_dir / "images", f"holds {len(images)} images but {path.name} has {len(data)} rows",
                            "Each row of poses_bounds.npy poses one image of images/, in sorted name order.")

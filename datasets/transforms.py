@@ -15,11 +15,13 @@ from .capture import Capture, Normalization, apply_normalization, check_poses, h
 from .dataset_error import DatasetError
 from .distortion import PARAM_NAMES
 from .images import image_size
+from .paths import capture_file
 from .pointcloud import read_ply_points
 
 PINHOLE_MODELS = ("PINHOLE", "SIMPLE_PINHOLE", "PERSPECTIVE")
 DISTORTED_MODELS = ("OPENCV",)
 NGP_KEYS = ("aabb_scale", "scale", "offset")
+FRAME_FILES = ("mask_path", "depth_file_path")  # read by other tools; kept inside the capture all the same
 
 
 def read_json(path: Path) -> dict:
@@ -64,9 +66,14 @@ def _matrix(path: Path, where: str, value, shape: tuple[int, int]) -> np.ndarray
     return m
 
 
-def _image_path(folder: Path, file_path: str) -> Path:
-    path = folder / file_path
-    return path if path.suffix else path.with_suffix(".png")
+def _frame_files(path: Path, i: int, frame: dict, allowed: tuple[Path, ...]) -> Path:
+    """The image of frames[i] (".png" when it has no suffix); its mask and depth paths checked likewise."""
+    for key in FRAME_FILES:
+        if isinstance(frame.get(key), str):
+            capture_file(path.parent, frame[key], path, f"frames[{i}].{key}", allowed)
+    name = frame["file_path"]
+    return capture_file(path.parent, name if Path(name).suffix else name + ".png", path, f"frames[{i}].file_path",
+                        allowed)
 
 
 def _frame_intrinsics(path: Path, i: int, frame: dict, meta: dict, size: tuple[int, int]) -> tuple[list, list]:
@@ -107,8 +114,10 @@ def _splits(path: Path, meta: dict, names: list[str]) -> dict[str, list[int]]:
     return splits
 
 
-def read_transforms_capture(path: str | Path) -> tuple[Capture, dict]:
-    """A transforms.json capture in the file's coordinates, and the file's top-level fields."""
+def read_transforms_capture(path: str | Path, allowed: tuple[Path, ...] = ()) -> tuple[Capture, dict]:
+    """A transforms.json capture in the file's coordinates, and the file's top-level fields.
+
+    Every file it names must lie in its folder or in `allowed` (see paths.capture_file)."""
     path = Path(path)
     meta = read_json(path)
     frames = meta.get("frames")
@@ -129,7 +138,7 @@ def read_transforms_capture(path: str | Path) -> tuple[Capture, dict]:
             raise DatasetError(path, f"frames[{i}]: field 'transform_matrix' is missing")
         records.append(f"{path.name} frames[{i}] ({frame['file_path']})")
         names.append(frame["file_path"])
-        paths.append(_image_path(folder, frame["file_path"]))
+        paths.append(_frame_files(path, i, frame, allowed))
         pose = np.eye(4)
         pose[:3] = _matrix(path, f"frames[{i}].transform_matrix", frame["transform_matrix"], (3, 4))
         poses.append(pose)
@@ -151,7 +160,7 @@ def read_transforms_capture(path: str | Path) -> tuple[Capture, dict]:
                       source="transforms", name=folder.name, records=records, splits=_splits(path, meta, names))
     check_poses(capture, path)
     ply = meta.get("ply_file_path")
-    if isinstance(ply, str) and (folder / ply).is_file():
+    if isinstance(ply, str) and capture_file(folder, ply, path, "ply_file_path", allowed).is_file():
         capture.points, capture.colors = read_ply_points(folder / ply)
     return capture, meta
 

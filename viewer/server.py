@@ -12,8 +12,9 @@ import viser
 
 from ..datasets import Cameras
 from ..engine.evaluation import view_indices
+from ..errors import FieldsError
 from ..fields import Field
-from ..outputs.camera_path import CameraPath, Keyframe
+from ..outputs.camera_path import CameraPath, Keyframe, save_in_run
 from ..renderers import VolumeRenderer
 from .ports import free_port
 from .rendering import OUTPUTS, camera_to_world, viser_pose
@@ -189,9 +190,15 @@ class ViewerServer:
             if len(keyframes) < 2:
                 info.content = f"{len(keyframes)} keyframes: add at least 2 to save"
                 return
-            path = CameraPath(list(keyframes), self.cameras.width, self.cameras.height, int(fps.value),
-                              int(frames.value)).save(self.run_folder / Path(name.value).name)
-            info.content = f"{len(keyframes)} keyframes saved to {path}; render: `fields render RUN --path {path}`"
+            camera_path = CameraPath(list(keyframes), self.cameras.width, self.cameras.height, int(fps.value),
+                                     int(frames.value))
+            try:
+                path = save_in_run(camera_path, self.run_folder, name.value)
+            except FieldsError as err:
+                info.content = str(err)
+                return
+            info.content = (f"{len(keyframes)} keyframes saved to {path}; render: "
+                            f"`fields render {self.run_folder} --path {path}`")
 
     # ----- lifetime -----
     def wait_for_client(self, timeout: float) -> ClientSession | None:

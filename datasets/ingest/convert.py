@@ -20,6 +20,7 @@ from ..capture import normalise_captured
 from ..colmap import colmap_capture, read_colmap_model
 from ..formats import FORMATS
 from ..llff import list_images
+from ..paths import capture_files
 from .colmap_run import colmap_backend, run_colmap
 from .video_frames import MIN_SHARPNESS_RATIO, extract_frames
 
@@ -51,6 +52,7 @@ def _unposed_capture(path: Path, fmt: str, work: Path, frames: int | None, fps: 
         dropped = extracted.dropped_blurry
     else:
         image_dir = path / "images" if list_images(path / "images") else path
+        capture_files(path, list_images(image_dir), image_dir)  # before COLMAP reads them
     model_dir = run_colmap(image_dir, work / "colmap", sequential=fmt == "video")
     capture = colmap_capture(read_colmap_model(model_dir), image_dir, path.stem)
     unposed = len(list_images(image_dir)) - len(capture)
@@ -66,7 +68,9 @@ def convert(input_path: str | Path, out: str | Path, fmt: str | None = None, dow
     """Convert a capture into the canonical layout at `out`.
 
     fmt: one of nfields.datasets.FORMATS, or None to detect it. downscales: extra image_<k>/ copies.
-    image_dir: the images of a COLMAP model (default <input>/images). frames / fps: frames taken from a video.
+    image_dir: the images of a COLMAP model (default <input>/images); for the other posed formats, a folder outside
+    the capture its files may lie in (files elsewhere are refused before anything is written).
+    frames / fps: frames taken from a video.
     """
     input_path, out = Path(input_path), Path(out)
     if fmt is not None and fmt not in FORMATS:
@@ -76,17 +80,17 @@ def convert(input_path: str | Path, out: str | Path, fmt: str | None = None, dow
         raise DatasetError("--downscales", f"factors must be integers >= 2, got {bad}")
     fmt = fmt or detect_format(input_path)
     _check_destination(out)
-    if fmt in ("images", "video"):
+    posed = fmt not in ("images", "video")
+    if not posed:
         colmap_backend()  # fail before any work when COLMAP is missing
+    capture = read_capture(input_path, fmt, image_dir) if posed else None  # checks its files before any write
     out.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         dropped, unposed, model_dir = 0, 0, None
-        if fmt in ("images", "video"):
+        if not posed:
             capture, dropped, unposed, model_dir = _unposed_capture(input_path, fmt, temp / ".work", frames, fps,
                                                                     min_sharpness_ratio, progress)
-        else:
-            capture = read_capture(input_path, fmt, image_dir)
         with tqdm(total=len(capture), desc=f"writing {out.name}", unit="image", disable=not progress) as bar:
             write_canonical(capture, temp, tuple(downscales), progress=bar.update)
         if model_dir is not None:  # keep COLMAP's model (capture coordinates) beside the converted scene

@@ -8,12 +8,18 @@ File format (what the viewer's path editor writes and `fields render --path` rea
 camera_to_world: 4x4, OpenGL axes (+x right, +y up, looking down -z), as in Blender's transforms.json.
 fov: vertical field of view in degrees. Keyframes are evenly spaced in time; rotations are slerped,
 positions and fov interpolated linearly.
+
+The viewer saves paths into RUN/camera_paths/ only (`save_in_run`): plain names, no symlinks, atomic writes.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +32,8 @@ from ..engine.config import read_json_object
 from ..errors import FieldsError
 
 FORMAT = "nfields-camera-path-1"
+RUN_FOLDER = "camera_paths"  # where the viewer saves paths inside a run
+NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*\.json")
 
 
 @dataclass
@@ -56,6 +64,70 @@ class CameraPath:
         """The interpolated cameras (frames of them; width overrides the path's, keeping its aspect);
         ndc: the scene's NDC frame (forward-facing scenes)."""
         return interpolate(self, frames or self.frames, width, ndc)
+
+
+def _is_camera_path(folder_fd: int, name: str) -> bool:
+    """Whether folder/name (a regular file, not followed if a link) holds a camera path."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder_fd)
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as f:
+        try:
+            data = json.loads(f.read(1 << 24))
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return False
+    return isinstance(data, dict) and data.get("format") == FORMAT
+
+
+def _write_in(folder_fd: int, name: str, text: str) -> None:
+    """Write folder/name atomically: a fresh temporary file in the same folder, then os.replace."""
+    temp = f".{name}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=folder_fd)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+    except BaseException:
+        os.unlink(temp, dir_fd=folder_fd)
+        raise
+
+
+def save_in_run(path: CameraPath, run_folder: Path, name: str) -> Path:
+    """Save into run_folder/camera_paths/name; FieldsError (one line) when the name or the place is refused.
+
+    name: letters, digits, '_', '.', '-', ending in .json. Refused: camera_paths or the file being a symlink,
+    and an existing file that is not a camera path. The run folder itself is the one the user opened.
+    """
+    if not NAME.fullmatch(name):
+        raise FieldsError(f"{name!r}: not saved: a camera path name is letters, digits, '_', '.' and '-' ending "
+                          "in .json, e.g. orbit_1.json")
+    folder = Path(run_folder) / RUN_FOLDER
+    target = folder / name
+    try:
+        if not folder.is_symlink() and not folder.exists():
+            folder.mkdir()
+        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as err:
+        raise FieldsError(f"{folder}: not saved: cannot use it as the camera path folder "
+                          f"({'a symlink' if folder.is_symlink() else err.strerror})") from None
+    try:
+        try:
+            mode = os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            mode = None
+        if mode is not None and stat.S_ISLNK(mode):
+            raise FieldsError(f"{target}: not saved: the file is a symlink; choose another name")
+        if mode is not None and not (stat.S_ISREG(mode) and _is_camera_path(folder_fd, name)):
+            raise FieldsError(f"{target}: not saved: the file exists and is not a camera path; choose another name")
+        _write_in(folder_fd, name, json.dumps(path.to_json(), indent=1) + "\n")
+    except OSError as err:
+        raise FieldsError(f"{target}: not saved: {err.strerror}") from None
+    finally:
+        os.close(folder_fd)
+    return target
 
 
 def _positive_int(data: dict, key: str, default: int, where: str) -> int:

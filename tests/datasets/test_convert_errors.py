@@ -1,6 +1,7 @@
 """Bad captures: one clear DatasetError naming the file and the record; fuzzed files never crash or hang."""
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -166,5 +167,49 @@ def test_wrongly_typed_json_fields_raise_dataset_errors(valid_scenes, scene, whe
             load_dataset(work / scene, "train")
         except DatasetError as err:
             assert str(err).strip()
+    finally:
+        shutil.rmtree(work)
+
+
+# ---------- fuzzing: path fields with `..`, absolute and symlink components ----------
+PATH_PARTS = st.sampled_from(["..", ".", "", "a.png", "images", "secret.png", "link", "loop", "a.png\0"])
+PATH_KEYS = [("frame", "file_path"), ("frame", "mask_path"), ("frame", "depth_file_path"), ("top", "ply_file_path")]
+
+
+def _inside(path: str, root: Path) -> bool:
+    real = Path(os.path.realpath(path))
+    return real == root or root in real.parents
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(scene=st.sampled_from(["ns", "canonical"]), key=st.sampled_from(PATH_KEYS),
+       start=st.sampled_from(["", "scene", "outside"]), parts=st.lists(PATH_PARTS, min_size=1, max_size=5))
+@example(scene="ns", key=("frame", "file_path"), start="", parts=["link", "secret.png"])
+@example(scene="canonical", key=("top", "ply_file_path"), start="scene", parts=["..", "outside", "secret.png"])
+def test_fuzzed_path_fields_never_lead_outside_the_capture(valid_scenes, scene, key, start, parts):
+    work = Path(tempfile.mkdtemp())
+    try:
+        shutil.copytree(valid_scenes / scene, work / scene)
+        write_images(work / "outside", ["secret.png", "a.png"], 8, 6)
+        (work / scene / "link").symlink_to(work / "outside")  # a symlink component leading out
+        (work / scene / "loop").symlink_to("loop")
+        root = (work / scene).resolve()
+        value = "/".join(parts)
+        if start:
+            value = str(work / (scene if start == "scene" else "outside")) + "/" + value
+        meta = json.loads((work / scene / "transforms.json").read_text())
+        (meta if key[0] == "top" else meta["frames"][1])[key[1]] = value
+        (work / scene / "transforms.json").write_text(json.dumps(meta))
+        before = sorted(p.name for p in (work / "outside").iterdir())
+        name = value if Path(value).suffix or key[1] != "file_path" else value + ".png"  # as the readers name it
+        leaves = "\0" not in value and not _inside(str(work / scene / name), root)
+        try:
+            capture = read_capture(work / scene)
+        except DatasetError as err:
+            assert not leaves or (key[1] in str(err) and "lies outside the capture folder" in str(err)), err
+        else:
+            assert not leaves, f"{key[1]} = {value!r} was accepted"
+            assert all(_inside(str(p), root) for p in capture.image_paths)
+        assert sorted(p.name for p in (work / "outside").iterdir()) == before
     finally:
         shutil.rmtree(work)
