@@ -106,14 +106,29 @@ def holdout_splits(n: int) -> dict[str, list[int]]:
     return {"train": [i for i in range(n) if i not in held], "val": held, "test": held}
 
 
+def matrix_problem(m: np.ndarray, shape: tuple[int, int]) -> str:
+    """What is wrong with a numeric matrix that should be finite of `shape`, for a message ('' when nothing):
+    e.g. "has shape (3, 3), expected 4x4" or "entry [0][3] is nan"."""
+    if m.shape != shape:
+        return f"has shape {m.shape}, expected {shape[0]}x{shape[1]}"
+    bad = np.argwhere(~np.isfinite(m))
+    if len(bad):
+        r, c = bad[0]
+        return f"entry [{r}][{c}] is {m[r, c]}, not a finite number"
+    return ""
+
+
 def check_poses(capture: Capture, origin: Path) -> None:
     """Every pose a finite rigid transform; intrinsics finite with positive focal lengths."""
     for i, pose in enumerate(capture.camera_to_world):
-        rot = pose[:3, :3]
-        with np.errstate(over="ignore", invalid="ignore"):
-            rigid = np.isfinite(pose).all() and np.allclose(rot @ rot.T, np.eye(3), atol=1e-3)
-        if not rigid:
-            raise DatasetError(origin, f"{capture.records[i]}: camera pose is not a finite rotation and translation")
+        problem = matrix_problem(pose, (4, 4))
+        if not problem:
+            rot = pose[:3, :3]
+            with np.errstate(over="ignore", invalid="ignore"):
+                if not np.allclose(rot @ rot.T, np.eye(3), atol=1e-3):
+                    problem = "rotation part is not orthonormal (a scale or shear?)"
+        if problem:
+            raise DatasetError(origin, f"{capture.records[i]}: camera pose {problem}")
     bad = ~np.isfinite(capture.intrinsics).all(axis=1) | (capture.intrinsics[:, :2] <= 0).any(axis=1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])

@@ -40,15 +40,20 @@ def download_root(data_root: str | Path | None = None) -> Path:
 def resolve_scene_dir(scene: str, data_root: str | Path | None = None) -> Path:
     """Find a NeRF-Synthetic scene folder (`<root>/nerf_synthetic/<scene>` or `<root>/<scene>`).
 
-    A scene given as an existing path is used as it is.
+    A scene given as an existing path is used as it is; one written as a path (absolute, or with a folder or
+    `~`) that does not exist is reported as such, not looked up in the data roots.
     """
-    if Path(scene).expanduser().is_dir():
-        return Path(scene).expanduser()
+    path = Path(scene).expanduser()
+    if path.is_dir():
+        return path
+    if path.is_absolute() or len(path.parts) > 1 or scene.startswith(("~", ".")):
+        raise DatasetError(path, "scene folder does not exist")
     roots = [Path(data_root).expanduser()] if data_root is not None else default_data_roots()
     tried = []
     for root in roots:
         for candidate in (root / "nerf_synthetic" / scene, root / scene):
-            tried.append(candidate)
+            if candidate not in tried:
+                tried.append(candidate)
             if (candidate / "transforms_train.json").is_file():
                 return candidate
     raise DatasetError(

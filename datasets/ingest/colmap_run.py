@@ -8,7 +8,9 @@ import contextlib
 import importlib.util
 import io
 import shutil
+import signal
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -41,8 +43,8 @@ def colmap_backend() -> str:
         return "program"
     if pycolmap_available():
         return "pycolmap"
-    raise DatasetError("colmap", f"the `colmap` program is not installed (not on PATH), nor the pycolmap package: COLMAP "
-                      f"computes the camera poses of images and videos. {INSTALL_HINT}")
+    raise DatasetError("colmap", "the `colmap` program is not installed (not on PATH), nor the pycolmap package: "
+                                 f"COLMAP computes the camera poses of images and videos. {INSTALL_HINT}")
 
 
 def _run(exe: str, step: str, args: list[str], log: Path) -> str:
@@ -124,11 +126,23 @@ def _program_mapping(exe: str, image_dir: Path, database: Path, sparse: Path, lo
                          "--output_path", str(sparse)], log)
 
 
+def _import_pycolmap():
+    """pycolmap, imported so that SIGTERM keeps its handler. pycolmap's import installs glog's failure signal
+    handler, which answers SIGTERM with a stack dump and kills the process before Python cleans up (e.g. the
+    partial folder of `fields convert`); the handler in place before the import is put back."""
+    handler = signal.getsignal(signal.SIGTERM)
+    import pycolmap
+
+    if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+        signal.signal(signal.SIGTERM, handler if handler is not None else signal.SIG_DFL)
+    return pycolmap
+
+
 @contextlib.contextmanager
 def _pycolmap_logged(image_dir: Path, log: Path, sequential: bool) -> Iterator[None]:
     """COLMAP's printing and logging (glog, to stderr by default) go to colmap.log, errors still shown;
     pycolmap's exceptions become a DatasetError naming image_dir."""
-    import pycolmap
+    pycolmap = _import_pycolmap()
 
     output = io.StringIO()
     with log.open("a") as f:

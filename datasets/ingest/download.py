@@ -40,7 +40,7 @@ class DatasetSource:
 
     name: str
     url: str
-    sha256: str | None  # None: unknown; the computed digest is printed with a warning
+    sha256: str  # of the archive at `url`
     archive_name: str  # saved under <data_root>/.downloads/
     unpacks_to: str  # folder the archive creates inside data_root
     description: str
@@ -68,7 +68,7 @@ SOURCES: dict[str, DatasetSource] = {
             "kxic/EscherNet-Dataset (EscherNet, Kong et al. 2024), commit 95cf734, whose LFS "
             "pointer states the sha256. Other mirrors used by public NeRF code, e.g. "
             "huggingface.co/datasets/XayahHina/nerf_synthetic or "
-            "huggingface.co/donydchen/matchnerf, can be given with url= (checksum unknown)."
+            "huggingface.co/donydchen/matchnerf, can be given with url= and their sha256."
         ),
     ),
 }
@@ -84,11 +84,11 @@ def download_dataset(
     """Download, verify and unpack data set ``name``; return ``data_root / unpacks_to``.
 
     Returns at once when the data is already unpacked. A partial ``<archive>.part`` is
-    resumed. ``sha256`` overrides the source's checksum; when ``url`` overrides the source
-    URL, only ``sha256`` is checked (another URL may serve other bytes). With no checksum
-    the computed sha256 is printed together with a warning. Raises DownloadError on an
-    unknown name, a network/IO failure, a checksum mismatch (the bad archive is deleted)
-    or an unsafe/unreadable archive.
+    resumed. ``sha256`` overrides the source's checksum; a ``url`` overriding the source
+    URL needs it (another URL may serve other bytes). An archive already in ``.downloads/``
+    is checked like a new one. Raises DownloadError on an unknown name, a ``url`` without
+    ``sha256``, a network/IO failure, a checksum mismatch (the bad archive is deleted) or an
+    unsafe/unreadable archive.
     """
     source = SOURCES.get(name)
     if source is None:
@@ -100,31 +100,28 @@ def download_dataset(
     if target.is_dir() and any(target.iterdir()):
         return target
 
-    if url is None:
-        url, expected = source.url, sha256 or source.sha256
-    else:
-        expected = sha256
+    if url is not None and not sha256:
+        raise DownloadError(
+            f"--url {url}: give the archive's checksum with --sha256 (another mirror may serve other "
+            "bytes); compute it from a copy you trust with `sha256sum FILE` (macOS: `shasum -a 256 FILE`)."
+        )
+    url, expected = url or source.url, sha256 or source.sha256
     downloads = data_root / ".downloads"
     downloads.mkdir(parents=True, exist_ok=True)
     archive = downloads / source.archive_name
 
-    if archive.exists():
+    expected = expected.strip().lower()
+    if archive.exists() and _sha256_of(archive) == expected:
         _say(f"Using previously downloaded {archive}")
     else:
+        archive.unlink(missing_ok=True)  # another mirror's bytes, or damaged: never reused unverified
         _fetch(url, archive, progress)
-
     digest = _sha256_of(archive)
-    if expected is None:
-        _say(f"sha256 of {archive.name}: {digest}")
-        _say(
-            f"WARNING: no known checksum for {url}; the archive could not be verified. "
-            "Pass sha256= (--sha256) to check it."
-        )
-    elif digest != expected.strip().lower():
+    if digest != expected:
         archive.unlink()
         raise DownloadError(
             f"Checksum mismatch for {archive.name} from {url}: expected sha256 "
-            f"{expected.lower()}, got {digest}. The bad file was deleted; run the command "
+            f"{expected}, got {digest}. The bad file was deleted; run the command "
             "again to re-download, or pass a different URL."
         )
     _unpack(archive, data_root, source.unpacks_to)
@@ -236,7 +233,7 @@ def _check_member(name: str, archive: Path) -> None:
     if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
         raise DownloadError(
             f"Refusing to unpack {archive}: unsafe member path {name!r}. "
-            "Delete the archive and download it from a trusted source."
+            "The archive was deleted; download it from a trusted source."
         )
 
 
@@ -257,15 +254,18 @@ def _unpack(archive: Path, data_root: Path, folder: str) -> None:
                         _check_member(member.linkname, archive)
                     if member.isdev():
                         raise DownloadError(
-                            f"Refusing to unpack {archive}: device file {member.name!r}."
+                            f"Refusing to unpack {archive}: device file {member.name!r}. The archive was deleted."
                         )
                 tf.extractall(tmp, filter="data")
         else:
             raise DownloadError(
-                f"{archive} is neither a zip nor a tar archive; delete it and retry."
+                f"{archive} is neither a zip nor a tar archive; it was deleted, retry with another URL."
             )
         src = tmp / folder
         (src if src.is_dir() else tmp).rename(data_root / folder)  # no top folder: use all
+    except DownloadError:  # refused: an archive that will be refused again is not kept
+        archive.unlink(missing_ok=True)
+        raise
     except (zipfile.BadZipFile, tarfile.TarError, OSError) as exc:
         raise DownloadError(f"Could not unpack {archive}: {exc}. Delete it and retry.") from exc
     finally:

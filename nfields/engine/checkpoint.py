@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -19,10 +20,12 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def atomic_torch_save(path: Path, obj) -> None:
-    """torch.save into a temp file beside `path`, fsync, then rename over `path`."""
+    """torch.save into a temp file beside `path` (<name>.<pid>.<random>.tmp), fsync, then rename over `path`.
+    Temp files that killed writers left beside `path` are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
@@ -34,8 +37,34 @@ def atomic_torch_save(path: Path, obj) -> None:
         raise
 
 
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete the temp files of `atomic_torch_save(path)` whose writer is gone (killed midway): those whose
+    process id is not running, or that name none (older versions). Files that cannot be deleted are left."""
+    name = Path(path).name
+    for tmp in Path(path).parent.glob(f"{glob.escape(name)}*.tmp"):
+        pid = tmp.name[len(name):].split(".")[1]  # ".<pid>.<random>.tmp"; older: "<random>.tmp"
+        if pid.isdigit() and _process_running(int(pid)):
+            continue
+        try:
+            tmp.unlink()
+        except OSError:  # e.g. a read-only run folder
+            pass
+
+
+def _process_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def load_checkpoint(path: Path, expected_field: str | None = None) -> dict:
-    """Load and check a checkpoint; errors name the file and what is wrong with it."""
+    """Load and check a checkpoint; errors name the file and what is wrong with it. Temp files that a killed
+    write left beside it are removed."""
+    remove_stale_temporaries(path)
     if not path.is_file():
         raise FieldsError(f"{path}: checkpoint is missing")
     try:

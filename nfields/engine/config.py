@@ -25,6 +25,7 @@ class TrainConfig:
     threads: int | None = dataclass_field(default=None, metadata={"min": 1})  # CPU threads for PyTorch
     seed: int = 0  # random seed
     output: str | None = None  # run folder; default runs/<scene>-<field>-<time>
+    overwrite: bool = False  # train into an --output folder that holds other files (a run there is still refused)
     downscale: int = 1  # integer image downscale factor
     # Batch: sized by samples per step, rays rescaled each step towards the target.
     samples_per_step: int | None = None  # target samples per step; None: 2^16 on CPU, 2^18 on CUDA
@@ -74,6 +75,8 @@ class TrainConfig:
             raise FieldsError(f"config: 'grid_resolution' must be an even number of cells, got {self.grid_resolution}")
         if self.data is not None and not Path(self.data).expanduser().exists():
             raise FieldsError(f"config: 'data' path {self.data} does not exist")
+        if not isinstance(self.overwrite, bool):
+            raise FieldsError(f"config: 'overwrite' must be true or false, got {self.overwrite!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise FieldsError(f"config: 'device' must be auto, cpu or cuda, got '{self.device}'")
 

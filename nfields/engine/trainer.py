@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from ..datasets import SceneData, composite_over
 from ..errors import FieldsError
+from ..interrupts import sigterm_as_interrupt
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .devices import resolve_device
@@ -194,6 +195,7 @@ class Trainer:
         self.history.append({"step": self.step, "train_seconds": self.train_seconds, "val_psnr": value})
         return value
 
+    @sigterm_as_interrupt()  # `kill` stops training like Ctrl-C: checkpoint saved, one line printed
     def run(self, monitor: TrainingMonitor | None = None) -> TrainResult:
         cfg = self.config
         guard = monitor.step_guard if monitor is not None else nullcontext
@@ -275,6 +277,19 @@ def default_run_dir(config: TrainConfig) -> Path:
     return Path("runs") / f"{Path(config.scene).name}-{config.field}-{stamp}"
 
 
+def check_output_folder(run_dir: Path, overwrite: bool, resume_command: str) -> None:
+    """Refuse an output folder that holds a run (resume it instead) or, unless `overwrite`, any other file."""
+    if (run_dir / CHECKPOINT_NAME).exists():
+        raise FieldsError(f"{run_dir}: already holds a run. Resume it with `{resume_command} {run_dir}`, "
+                          "or choose another --output.")
+    if run_dir.is_file():
+        raise FieldsError(f"--output {run_dir}: is a file, not a folder; choose another --output.")
+    entries = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
+    if entries and not overwrite:
+        raise FieldsError(f"--output {run_dir}: folder is not empty ({len(entries)} entries, e.g. '{entries[0]}') "
+                          "and holds no run; choose another --output, or pass --overwrite to write the run into it.")
+
+
 def train(config: TrainConfig, progress: bool = True, train_scene: SceneData | None = None,
           val_scene: SceneData | None = None, monitor: TrainingMonitor | None = None) -> TrainResult:
     """Train a new run (writes config.json first). Scenes default to the config's scene on disk.
@@ -282,9 +297,7 @@ def train(config: TrainConfig, progress: bool = True, train_scene: SceneData | N
     monitor: e.g. the live viewer (nfields.viewer.LiveViewer), started once the model exists."""
     config.validate()
     run_dir = Path(config.output) if config.output else default_run_dir(config)
-    if (run_dir / CHECKPOINT_NAME).exists():
-        raise FieldsError(f"{run_dir}: already holds a run. Resume it with --resume {run_dir}, "
-                          "or choose another --output.")
+    check_output_folder(run_dir, config.overwrite, "fields train --resume")
     train_scene = train_scene or load_scene(config, "train")
     val_scene = val_scene or load_scene(config, "val")
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,9 @@ from ..renderers import VolumeRenderer
 
 MESH_FORMATS = ("ply", "obj", "glb")
 BLACK = torch.zeros(3)
+# Memory per lattice point of a mesh export: the float32 density volume, its occupancy mask, and what skimage's
+# marching cubes adds on top (measured: 8.4 bytes at --resolution 300, against 60 when built all at once).
+BYTES_PER_POINT = 10
 
 
 @dataclass
@@ -52,29 +57,59 @@ def occupied_box(renderer: VolumeRenderer, margin_cells: int = 1) -> tuple[torch
     return grid, lo, hi
 
 
+def available_memory() -> int:
+    """Bytes a new allocation can take: MemAvailable on Linux, else the physical memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_lattice(resolution: int, counts: list[int]) -> None:
+    """Refuse a lattice of fewer than 2 points a side, or one whose densities and marching cubes would not fit
+    in the memory available (BYTES_PER_POINT per lattice point)."""
+    if resolution < 2:
+        raise FieldsError(f"--resolution {resolution}: marching cubes needs at least 2 lattice points along the "
+                          "box's longest side (default 256)")
+    need, free = BYTES_PER_POINT * math.prod(counts), available_memory()
+    if need > free:
+        raise FieldsError(f"--resolution {resolution}: a {'x'.join(map(str, counts))} lattice needs about "
+                          f"{need / 1e9:,.1f} GB of memory, {free / 1e9:,.1f} GB is available; choose a smaller "
+                          "--resolution (memory grows with its cube)")
+
+
 @torch.no_grad()
 def density_volume(field: Field, renderer: VolumeRenderer, resolution: int, chunk: int = 1 << 16,
                    progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Densities on a lattice over the occupied box: volume (X, Y, Z) float32, origin (3,), spacing (3,).
 
     `resolution` lattice points along the box's longest side; points in unoccupied cells get density 0.
+    The lattice is evaluated a few X-slices at a time, so that memory holds little more than the volume.
     """
     grid, lo, hi = occupied_box(renderer)
     extent = hi - lo
     counts = [max(2, round(resolution * float(e / extent.max()))) for e in extent]
+    check_lattice(resolution, counts)
     axes = [torch.linspace(float(lo[i]), float(hi[i]), counts[i]) for i in range(3)]
-    points = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
-    aabb = renderer.aabb.cpu()
-    cell_index = ((points - aabb[:3]) / (aabb[3:] - aabb[:3]) * torch.tensor(grid.shape)).long()
-    cell_index = cell_index.clamp(min=torch.zeros(3, dtype=torch.long), max=torch.tensor(grid.shape) - 1)
-    occupied = grid[cell_index[:, 0], cell_index[:, 1], cell_index[:, 2]]
-    sigma = torch.zeros(len(points))
+    aabb, cells = renderer.aabb.cpu(), grid.shape
+    cell_index = [((axes[i] - aabb[i]) / (aabb[3 + i] - aabb[i]) * cells[i]).long().clamp(0, cells[i] - 1)
+                  for i in range(3)]
+    occupied = grid[cell_index[0][:, None, None], cell_index[1][None, :, None], cell_index[2][None, None, :]]
+    sigma = torch.zeros(counts)
     device = renderer.aabb.device
-    inside = occupied.nonzero().squeeze(1)
-    for part in tqdm(inside.split(chunk), desc="densities", unit="chunk", disable=not progress, leave=False):
-        sigma[part] = field.density(points[part].to(device))[0].float().cpu()
+    slices = max(1, chunk // (counts[1] * counts[2]))
+    for start in tqdm(range(0, counts[0], slices), desc="densities", unit="slab", disable=not progress, leave=False):
+        inside = occupied[start:start + slices].nonzero()
+        inside[:, 0] += start
+        for part in inside.split(chunk):
+            points = torch.stack([axes[i][part[:, i]] for i in range(3)], dim=-1)
+            sigma[part[:, 0], part[:, 1], part[:, 2]] = field.density(points.to(device))[0].float().cpu()
     spacing = (extent / (torch.tensor(counts) - 1)).numpy()
-    return sigma.reshape(counts).numpy(), lo.numpy(), spacing
+    return sigma.numpy(), lo.numpy(), spacing
 
 
 @torch.no_grad()

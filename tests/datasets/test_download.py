@@ -100,11 +100,29 @@ def test_checksum_mismatch_removes_archive(archive, data_root):
     assert not list(data_root.glob(".unpack-*"))
 
 
-def test_unknown_checksum_warns_and_prints_digest(archive, data_root, capsys):
-    url, _, digest = archive
-    download_dataset(NAME, data_root, url=url, progress=False)
-    err = capsys.readouterr().err
-    assert digest in err and "could not be verified" in err
+def test_url_without_sha256_is_refused_before_any_download(archive, data_root):
+    url, _, _ = archive
+    with pytest.raises(DownloadError) as err:
+        download_dataset(NAME, data_root, url=url, progress=False)
+    message = str(err.value)
+    assert message.startswith(f"--url {url}: give the archive's checksum with --sha256") and "sha256sum" in message
+    assert not data_root.exists()
+
+
+def test_archive_that_fails_its_checksum_is_never_reused(archive, tmp_path, data_root, capsys):
+    url, data, digest = archive
+    other = tmp_path / "other.zip"
+    other_digest = hashlib.sha256(_make_zip(other, {"extra": b"x"})).hexdigest()
+    with pytest.raises(DownloadError, match="Checksum mismatch"):  # a mirror serving other bytes
+        download_dataset(NAME, data_root, url=other.as_uri(), sha256=digest, progress=False)
+    assert not _archive_path(data_root).exists() and not list((data_root / ".downloads").iterdir())
+    # An archive found in .downloads/ (another mirror's, or damaged) is fetched again, not used unverified.
+    _archive_path(data_root).write_bytes(other.read_bytes())
+    capsys.readouterr()
+    out = download_dataset(NAME, data_root, url=url, sha256=digest, progress=False)
+    _assert_unpacked(out, data_root)
+    assert _archive_path(data_root).read_bytes() == data and other_digest != digest
+    assert "previously downloaded" not in capsys.readouterr().err
 
 
 def test_unknown_name_lists_valid_names(data_root):
@@ -123,6 +141,7 @@ def test_zip_path_traversal_rejected(tmp_path, data_root, bad):
     assert not (data_root / "nerf_synthetic").exists()
     assert not (tmp_path / "evil").exists() and not (data_root / "evil").exists()
     assert not list(data_root.glob(".unpack-*"))
+    assert not _archive_path(data_root).exists()  # refused: deleted, so no later call unpacks it
 
 
 def test_tar_archive_and_tar_traversal(tmp_path, data_root):
@@ -140,7 +159,7 @@ def test_tar_archive_and_tar_traversal(tmp_path, data_root):
     with pytest.raises(DownloadError, match="unsafe"):
         download_dataset(NAME, data_root, url=bad.as_uri(), sha256=digest, progress=False)
 
-    _archive_path(data_root).unlink()  # the rejected archive stays; start clean
+    assert not _archive_path(data_root).exists()  # the refused archive is deleted
     good = tmp_path / "good.tar.gz"
     digest = make_tar(good, ["nerf_synthetic/lego/transforms_train.json"])
     out = download_dataset(NAME, data_root, url=good.as_uri(), sha256=digest, progress=False)

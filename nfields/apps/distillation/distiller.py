@@ -19,7 +19,7 @@ from ...engine.evaluation import render_view, view_indices, write_json
 from ...engine.metrics import psnr
 from ...engine.runs import CHECKPOINT_NAME, CONFIG_NAME, LoadedRun, load_run
 from ...engine.scenes import load_scene
-from ...engine.trainer import Trainer, TrainResult, _run, lr_factor
+from ...engine.trainer import Trainer, TrainResult, _run, check_output_folder, lr_factor
 from ...errors import FieldsError
 from ...fields import UnknownFieldError, field_class
 from ...renderers.render_ops import ops_for
@@ -256,7 +256,7 @@ def distill(settings: DistillConfig, steps: int | None = None, time_budget: floa
             output: str | None = None, preset: str | None = None, threads: int | None = None, seed: int = 0,
             device: str = "auto", snapshot_minutes: list[float] = (), data_root: str | None = None,
             final_eval_views: int | None = None, samples_per_step: int | None = None,
-            progress: bool = True) -> TrainResult:
+            progress: bool = True, overwrite: bool = False) -> TrainResult:
     """Distil the teacher run `settings.teacher` into a new `settings.student` run (what `fields distill` runs)."""
     settings.validate()
     if not steps and not time_budget:
@@ -266,9 +266,7 @@ def distill(settings: DistillConfig, steps: int | None = None, time_budget: floa
         teacher.config.data_root = data_root
     run_dir = Path(output) if output else Path("runs") / \
         f"{Path(teacher.config.scene).name}-{settings.student}-distilled-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (run_dir / CHECKPOINT_NAME).exists():
-        raise FieldsError(f"{run_dir}: already holds a run. Resume it with `fields distill --resume {run_dir}`, "
-                          "or choose another --output.")
+    check_output_folder(run_dir, overwrite, "fields distill --resume")
     config = student_config(teacher, settings.student, preset, steps, time_budget, run_dir, threads, seed, device,
                             list(snapshot_minutes), final_eval_views, samples_per_step)
     config.validate()
