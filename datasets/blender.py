@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .cameras import Cameras
-from .capture import Capture
+from .capture import Capture, matrix_problem
 from .dataset_error import DatasetError
 from .images import image_size, read_images
 from .paths import capture_file
@@ -48,8 +48,9 @@ def _frame_pose(path: Path, i: int, frame) -> np.ndarray:
         pose = np.asarray(frame["transform_matrix"], dtype=np.float32)
     except (TypeError, ValueError):
         raise DatasetError(path, f"frames[{i}].transform_matrix is not a numeric matrix") from None
-    if pose.shape != (4, 4) or not np.isfinite(pose).all():
-        raise DatasetError(path, f"frames[{i}].transform_matrix must be a finite 4x4 matrix, got shape {pose.shape}")
+    problem = matrix_problem(pose, (4, 4))
+    if problem:
+        raise DatasetError(path, f"frames[{i}].transform_matrix {problem}")
     return pose
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .capture import Capture, Normalization, apply_normalization, check_poses, holdout_splits
+from .capture import Capture, Normalization, apply_normalization, check_poses, holdout_splits, matrix_problem
 from .dataset_error import DatasetError
 from .distortion import PARAM_NAMES
 from .images import image_size
@@ -47,11 +47,19 @@ def _number(path: Path, where: str, record: dict, key: str, default=None, positi
         value = default
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or (
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value) or (
             positive and value <= 0):
         raise DatasetError(path, f"{where}field '{key}' must be a {'positive ' if positive else ''}number, "
                                  f"got {value!r}")
     return float(value)
+
+
+def _finite(value: int | float) -> bool:
+    """A finite float64 (JSON integers may lie beyond what numpy's isfinite takes)."""
+    try:
+        return bool(np.isfinite(float(value)))
+    except OverflowError:
+        return False
 
 
 def _matrix(path: Path, where: str, value, shape: tuple[int, int]) -> np.ndarray:
@@ -61,8 +69,9 @@ def _matrix(path: Path, where: str, value, shape: tuple[int, int]) -> np.ndarray
         raise DatasetError(path, f"{where} is not a numeric matrix") from None
     if m.shape == (4, 4) and shape == (3, 4):
         m = m[:3]
-    if m.shape != shape or not np.isfinite(m).all():
-        raise DatasetError(path, f"{where} must be a finite {shape[0]}x{shape[1]} matrix, got shape {m.shape}")
+    problem = matrix_problem(m, shape)
+    if problem:
+        raise DatasetError(path, f"{where} {problem}")
     return m
 
 

@@ -9,6 +9,7 @@ from importlib.metadata import version
 
 from .commands import convert, distill, doctor, download, evaluate, export, fit, render, train, triplanes, view
 from .errors import FieldsError
+from .interrupts import sigterm_as_interrupt
 
 COMMANDS = (train, convert, evaluate, render, export, view, download, doctor, fit, distill, triplanes)
 
@@ -38,7 +39,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        with sigterm_as_interrupt():  # `kill` cleans up like Ctrl-C: checkpoints saved, partial folders removed
+            return args.handler(args)
+    except KeyboardInterrupt:
+        print(f"fields {args.command}: interrupted", file=sys.stderr)
+        return 130
     except (FieldsError, DatasetError, DownloadError) as err:
         print(f"fields {args.command}: error: {err}", file=sys.stderr)
         return 2

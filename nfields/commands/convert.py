@@ -21,7 +21,9 @@ class ConvertOptions:
         "flag": "--from", "choices": FORMATS, "help": "input format; None: detected"})
     # also write images_K/ copies downscaled K times, e.g. --downscales 2 4
     downscales: list[int] = dataclasses.field(default_factory=list, metadata={"metavar": "K", **POSITIVE})
-    images: str | None = None  # images of a COLMAP model; None: INPUT/images
+    # images of a COLMAP model (None: INPUT/images); for other formats, a folder outside the capture that its
+    # files may come from (a capture's files must otherwise lie inside it)
+    images: str | None = None
     frames: int | None = dataclasses.field(default=None, metadata=POSITIVE)  # video: frames to keep; None: 100
     fps: float | None = None  # video: frames per second of video to keep (instead of --frames)
     min_sharpness: float = 0.2  # video: drop frames less sharp than this fraction of the median (Laplacian variance)

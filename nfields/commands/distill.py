@@ -19,6 +19,7 @@ class DistillRun:
     steps: int | None = dataclasses.field(default=None, metadata={"min": 1})  # distillation steps
     time_budget: float | None = None  # minutes of distillation; stops at whichever limit comes first
     output: str | None = None  # run folder; None: runs/<scene>-<student>-distilled-<time>
+    overwrite: bool = False  # distil into an --output folder that holds other files (a run there is still refused)
     resume: str | None = dataclasses.field(default=None, metadata={"metavar": "RUN"})  # continue this distillation
     # target samples per step; None: 2^13 on CPU (many small steps), 2^18 on CUDA
     samples_per_step: int | None = dataclasses.field(default=None, metadata={"min": 1})
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         result = distill(build(DistillConfig, args), steps=o.steps, time_budget=o.time_budget, output=o.output,
                          preset=o.preset, threads=s["threads"], seed=o.seed, device=s["device"],
                          snapshot_minutes=o.snapshot_minutes, data_root=s["data_root"],
-                         samples_per_step=o.samples_per_step)
+                         samples_per_step=o.samples_per_step, overwrite=o.overwrite)
     if result.metrics is None:
         return 130
     m = result.metrics
