@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import trimesh
 
 from .dataset_error import DatasetError
 
@@ -14,12 +13,16 @@ GREY = 128
 
 def write_ply_points(path: Path, points: np.ndarray, colors: np.ndarray) -> None:
     """points (P, 3) float, colors (P, 3) uint8 -> binary PLY (trimesh adds an opaque alpha)."""
+    import trimesh  # on use: it takes most of a second to import, and `fields --help` needs none of it
+
     cloud = trimesh.PointCloud(np.asarray(points, dtype=np.float32), colors=np.asarray(colors, dtype=np.uint8))
     cloud.export(str(path), file_type="ply")
 
 
 def read_ply_points(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(P, 3) float64 points and (P, 3) uint8 colours (grey where the file has none)."""
+    import trimesh
+
     try:
         cloud = trimesh.load(str(path), file_type="ply", process=False)
         points = np.asarray(cloud.vertices, dtype=np.float64).reshape(-1, 3)

@@ -2,18 +2,48 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+ROLES = ("features", "decoder")
+
+
+@dataclass
+class FieldConfig:
+    """Base of the backbones' configuration dataclasses: named presets, and the preset a device type uses
+    by default (`cpu_preset` on the CPU, `gpu_preset` elsewhere)."""
+
+    cpu_preset: ClassVar[str] = "cpu"
+    gpu_preset: ClassVar[str] = "published"
+
+    @classmethod
+    def presets(cls, bound: float = 1.5) -> dict[str, "FieldConfig"]:
+        """Named configurations for a box of half-size `bound`."""
+        raise NotImplementedError
+
+    @classmethod
+    def default_preset(cls, device_type: str) -> str:
+        return cls.cpu_preset if device_type == "cpu" else cls.gpu_preset
+
+
+def within(name: str, module: str) -> bool:
+    """True when parameter `name` (dotted) lies under the module at dotted path `module`."""
+    return name == module or name.startswith(module + ".")
+
 
 class Field(nn.Module):
     """A radiance field over an axis-aligned box.
 
-    Subclasses set `name` and `Config` (a dataclass with a `presets()` classmethod), take
+    Subclasses set `name`, `Config` (a FieldConfig dataclass) and `parameter_roles`, take
     `(aabb, config)` in their constructor, and implement `density` and `color`.
+
+    `parameter_roles` names the field's modules or parameters (dotted paths) with their role: "features"
+    (grids, planes, encoders) or "decoder" (MLPs, bases); every parameter lies under exactly one of them.
+    The roles give `parameter_split`, the default `param_groups` and what distillation copies.
+    `color_decoder_modules` names the colour decoder's modules (none by default).
 
     Optional hooks, with defaults that do nothing, let a backbone steer its own training:
     - `regularization()`: a loss term the trainer adds to the photometric loss each step;
@@ -21,16 +51,17 @@ class Field(nn.Module):
       its parameters (e.g. upsampled grids), so the trainer builds a fresh optimiser. Whatever a
       checkpoint needs to rebuild the field at its current size must be kept in `config`, which the
       checkpoint saves (`config_dict()`).
-    - `parameter_split()`: parameter names of the feature part (grids, planes, encoders) and of the
-      decoder part (MLPs, bases), for distillation and per-part learning rates.
-    - `appearance_feature(features)` and `color_decoder_names()`: the per-point feature the colour decoder
-      reads and that decoder's parameters; distillation matches the feature between fields that share it.
+    - `param_groups(lr, weight_decay)`: the optimiser groups (e.g. per-role learning rates);
+    - `appearance_feature(features)`: the per-point feature the colour decoder reads; distillation matches
+      it between fields that share the colour decoder (`color_decoder_names()`).
     - `coordinate_network(dim, n_out)`: the backbone's encoder and a small head as a plain coordinate
       network, (N, dim) in [-1, 1] -> (N, n_out), for fitting images (dim 2) and SDFs (dim 3).
     """
 
     name: ClassVar[str]
-    Config: ClassVar[type]
+    Config: ClassVar[type[FieldConfig]]
+    parameter_roles: ClassVar[dict[str, str]]
+    color_decoder_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, aabb: torch.Tensor, config: Any):
         super().__init__()
@@ -59,10 +90,19 @@ class Field(nn.Module):
         sigma, features = self.density(positions)
         return sigma, self.color(features, directions)
 
+    def parameter_role(self, name: str) -> str:
+        """The role of parameter `name`: that of the one module of `parameter_roles` holding it."""
+        roles = [role for module, role in self.parameter_roles.items() if within(name, module)]
+        if len(roles) != 1 or roles[0] not in ROLES:
+            raise ValueError(f"{type(self).__name__}.parameter_roles gives parameter '{name}' the roles {roles}; "
+                             f"it needs exactly one of {', '.join(ROLES)}")
+        return roles[0]
+
     def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
-        """Optimiser groups. Default: weight decay on matrices of MLPs, none on the rest."""
-        decay = [p for n, p in self.named_parameters() if p.ndim == 2 and "mlp" in n]
-        others = [p for n, p in self.named_parameters() if not (p.ndim == 2 and "mlp" in n)]
+        """Optimiser groups. Default: weight decay on the decoder's weight matrices, none on the rest."""
+        decayed = {n: p.ndim == 2 and self.parameter_role(n) == "decoder" for n, p in self.named_parameters()}
+        decay = [p for n, p in self.named_parameters() if decayed[n]]
+        others = [p for n, p in self.named_parameters() if not decayed[n]]
         groups = [{"params": others, "lr": lr, "weight_decay": 0.0}]
         if decay:
             groups.append({"params": decay, "lr": lr, "weight_decay": weight_decay})
@@ -77,9 +117,11 @@ class Field(nn.Module):
         return False
 
     def parameter_split(self) -> dict[str, list[str]]:
-        """{"features": [...], "decoder": [...]} parameter names. Default: names containing "mlp" are decoder."""
-        names = [n for n, _ in self.named_parameters()]
-        return {"features": [n for n in names if "mlp" not in n], "decoder": [n for n in names if "mlp" in n]}
+        """{"features": [...], "decoder": [...]} parameter names, by `parameter_roles`."""
+        split: dict[str, list[str]] = {role: [] for role in ROLES}
+        for name, _ in self.named_parameters():
+            split[self.parameter_role(name)].append(name)
+        return split
 
     def appearance_feature(self, features: torch.Tensor) -> torch.Tensor:
         """The appearance feature (N, A) the colour decoder reads, from `density`'s features (N, F).
@@ -87,8 +129,8 @@ class Field(nn.Module):
         return features
 
     def color_decoder_names(self) -> list[str]:
-        """Parameter names of the colour decoder (PVD's phi^2). Default: those under `color_mlp`."""
-        return [n for n, _ in self.named_parameters() if n.startswith("color_mlp.")]
+        """Parameter names of the colour decoder (PVD's phi^2): those under `color_decoder_modules`."""
+        return [n for n, _ in self.named_parameters() if any(within(n, m) for m in self.color_decoder_modules)]
 
     @classmethod
     def coordinate_network(cls, dim: int, n_out: int, preset: str | None = None) -> nn.Module:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Field, trunc_exp
+from .base import Field, FieldConfig, trunc_exp
 from .coordinate import CoordinateNetwork, FourierFeatures
 from .encodings import positional_encoding, positional_encoding_dim
 from .grids import MultiPlaneGrid
@@ -83,7 +83,7 @@ class CAMCoordinateNetwork(CoordinateNetwork):
 
 
 @dataclass
-class CAMConfig:
+class CAMConfig(FieldConfig):
     position_frequencies: int = 10
     direction_frequencies: int = 4
     width: int = 128
@@ -103,14 +103,13 @@ class CAMConfig:
             "cpu": cls(),
         }
 
-    @staticmethod
-    def default_preset(device_type: str) -> str:
-        return "cpu" if device_type == "cpu" else "published"
-
 
 class CAMField(Field):
     name = "cam"
     Config = CAMConfig
+    parameter_roles = {"trunk_mlp.layers_mlp": "decoder", "trunk_mlp.modulation": "features",
+                       "density_head": "decoder", "color_mlp": "decoder"}
+    color_decoder_modules = ("color_mlp",)
 
     def __init__(self, aabb: torch.Tensor, config: CAMConfig):
         super().__init__(aabb, config)
@@ -132,11 +131,6 @@ class CAMField(Field):
     def color(self, features, directions):
         encoded = positional_encoding(directions, self.config.direction_frequencies)
         return torch.sigmoid(self.color_mlp(torch.cat([features, encoded], dim=-1)))
-
-    def parameter_split(self):
-        names = [n for n, _ in self.named_parameters()]
-        grids = [n for n in names if ".modulation." in n]
-        return {"features": grids, "decoder": [n for n in names if n not in grids]}
 
     def param_groups(self, lr, weight_decay):
         named = dict(self.named_parameters())

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .base import Field, mlp, trunc_exp
+from .base import Field, FieldConfig, mlp, trunc_exp
 from .coordinate import with_mlp_head
 from .encodings import spherical_harmonics
 from .hash_encoding import HashGridGeometry, hash_encode
 
 
 @dataclass
-class HashGridConfig:
+class HashGridConfig(FieldConfig):
     n_levels: int = 8
     n_features: int = 4
     log2_table_size: int = 17
@@ -35,10 +35,6 @@ class HashGridConfig:
             # CPU default: instant-ngp's newer 8 x 4 layout (half the lookups) in a 2^17 table that fits the caches.
             "cpu": cls(),
         }
-
-    @staticmethod
-    def default_preset(device_type: str) -> str:
-        return "cpu" if device_type == "cpu" else "published"
 
 
 class HashCoordinateEncoder(nn.Module):
@@ -62,6 +58,8 @@ class HashCoordinateEncoder(nn.Module):
 class HashGridField(Field):
     name = "hashgrid"
     Config = HashGridConfig
+    parameter_roles = {"table": "features", "density_mlp": "decoder", "color_mlp": "decoder"}
+    color_decoder_modules = ("color_mlp",)
 
     def __init__(self, aabb: torch.Tensor, config: HashGridConfig):
         super().__init__(aabb, config)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from .base import Field, mlp, trunc_exp
+from .base import Field, FieldConfig, mlp, trunc_exp
 from .coordinate import CoordinateNetwork, PositionalEncoder
 from .encodings import positional_encoding, positional_encoding_dim
 
 
 @dataclass
-class MLPConfig:
+class MLPConfig(FieldConfig):
     position_frequencies: int = 10
     direction_frequencies: int = 4
     width: int = 128
@@ -22,6 +23,8 @@ class MLPConfig:
     feature_width: int = 64
     color_width: int = 64
     density_bias: float = -1.0
+    cpu_preset: ClassVar[str] = "small"
+    gpu_preset: ClassVar[str] = "nerf"
 
     @classmethod
     def presets(cls, bound: float = 1.5) -> dict[str, "MLPConfig"]:
@@ -32,14 +35,14 @@ class MLPConfig:
             "small": cls(),
         }
 
-    @staticmethod
-    def default_preset(device_type: str) -> str:
-        return "small" if device_type == "cpu" else "nerf"
-
 
 class MLPField(Field):
     name = "mlp"
     Config = MLPConfig
+    # The density head counts as features, as it did when "mlp" in a name meant decoder: distillation copies
+    # the two MLPs only, and weight decay skips the head.
+    parameter_roles = {"trunk_mlp": "decoder", "density_head": "features", "color_mlp": "decoder"}
+    color_decoder_modules = ("color_mlp",)
 
     def __init__(self, aabb: torch.Tensor, config: MLPConfig):
         super().__init__(aabb, config)

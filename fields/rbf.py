@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .base import Field, softplus_density, trunc_exp
+from .base import Field, FieldConfig, softplus_density, trunc_exp
 from .coordinate import CoordinateNetwork
 from .encodings import spherical_harmonics
 from .grids import MultiPlaneGrid
@@ -42,7 +42,7 @@ class GaussianRBFLayer(nn.Module):
 
 
 @dataclass
-class RBFConfig:
+class RBFConfig(FieldConfig):
     channels: int = 4
     resolutions: list[int] = field(default_factory=lambda: [32, 64, 128, 256])  # K-planes levels
     init_std: float = 0.1  # planes start at U(-std, std)
@@ -63,14 +63,12 @@ class RBFConfig:
             "cpu": cls(linear_skip=True, density_activation="exp", density_shift=-1.0),
         }
 
-    @staticmethod
-    def default_preset(device_type: str) -> str:
-        return "cpu" if device_type == "cpu" else "published"
-
 
 class RBFField(Field):
     name = "rbf"
     Config = RBFConfig
+    # No separate colour decoder: the RBF layer emits density and SH colour coefficients together.
+    parameter_roles = {"encoder": "features", "rbf_mlp": "decoder"}
 
     def __init__(self, aabb: torch.Tensor, config: RBFConfig):
         super().__init__(aabb, config)
@@ -89,11 +87,6 @@ class RBFField(Field):
         sh = spherical_harmonics(directions, self.config.sh_degree)  # (N, K)
         coefficients = features.view(-1, 3, sh.shape[-1])
         return torch.sigmoid((coefficients * sh[:, None]).sum(-1))
-
-    def parameter_split(self):
-        names = [n for n, _ in self.named_parameters()]
-        return {"features": [n for n in names if n.startswith("encoder")],
-                "decoder": [n for n in names if not n.startswith("encoder")]}
 
     @classmethod
     def coordinate_network(cls, dim, n_out):

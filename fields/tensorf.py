@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .base import Field, mlp, softplus_density
+from .base import Field, FieldConfig, mlp, softplus_density
 from .coordinate import with_mlp_head
 from .encodings import positional_encoding
 from .grids import LINE_AXES, PLANE_AXES, line_coords, plane_coords, resize, sample_lines, sample_planes
 
 
 @dataclass
-class TensoRFConfig:
+class TensoRFConfig(FieldConfig):
     density_rank: int = 16  # per plane/line pair (VM) or in total (CP)
     appearance_rank: int = 48
     initial_resolution: int = 128  # voxels per axis of a cube with the box's volume
@@ -56,10 +56,6 @@ class TensoRFConfig:
             "cpu": cls(density_rank=8, appearance_rank=24, initial_resolution=64, final_resolution=200,
                        upsample_steps=[250, 500, 750, 1000], color_width=64, density_shift=-4.0),
         }
-
-    @staticmethod
-    def default_preset(device_type: str) -> str:
-        return "cpu" if device_type == "cpu" else "published"
 
 
 @dataclass
@@ -119,6 +115,9 @@ class CPCoordinateEncoder(nn.Module):
 
 class _TensoRF(Field):
     """What VM and CP share: density, colour decoder, upsampling, L1, optimiser groups."""
+
+    decoder_roles = {"basis_mlp": "decoder", "color_mlp": "decoder"}
+    color_decoder_modules = ("color_mlp",)
 
     def __init__(self, aabb: torch.Tensor, config: TensoRFConfig):
         super().__init__(aabb, config)
@@ -207,10 +206,6 @@ class _TensoRF(Field):
              "weight_decay": weight_decay},
         ]
 
-    def parameter_split(self):
-        names = [n for n, _ in self.named_parameters()]
-        decoder = [n for n in names if n.startswith(("basis_mlp", "color_mlp"))]
-        return {"features": [n for n in names if n not in decoder], "decoder": decoder}
 
 
 class TensoRFVMField(_TensoRF):
@@ -218,6 +213,8 @@ class TensoRFVMField(_TensoRF):
 
     name = "tensorf-vm"
     Config = TensoRFConfig
+    parameter_roles = {"density_planes": "features", "density_lines": "features", "appearance_planes": "features",
+                       "appearance_lines": "features", **_TensoRF.decoder_roles}
 
     @classmethod
     def coordinate_network(cls, dim, n_out):
@@ -267,6 +264,7 @@ class TensoRFCPField(_TensoRF):
 
     name = "tensorf-cp"
     Config = TensoRFCPConfig
+    parameter_roles = {"density_lines": "features", "appearance_lines": "features", **_TensoRF.decoder_roles}
 
     @classmethod
     def coordinate_network(cls, dim, n_out):

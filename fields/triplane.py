@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .base import Field, mlp, trunc_exp
+from .base import Field, FieldConfig, mlp, trunc_exp
 from .coordinate import with_mlp_head
 from .encodings import positional_encoding, positional_encoding_dim, spherical_harmonics
 from .grids import MultiPlaneGrid
 
 
 @dataclass
-class TriplaneConfig:
+class TriplaneConfig(FieldConfig):
     channels: int = 16
     resolutions: list[int] = field(default_factory=lambda: [64, 128, 256])
     aggregate: str = "sum"  # sum | product of the three planes' samples
@@ -37,14 +37,12 @@ class TriplaneConfig:
             "cpu": cls(),
         }
 
-    @staticmethod
-    def default_preset(device_type: str) -> str:
-        return "cpu" if device_type == "cpu" else "published"
-
 
 class TriplaneField(Field):
     name = "triplane"
     Config = TriplaneConfig
+    parameter_roles = {"planes": "features", "density_mlp": "decoder", "color_mlp": "decoder"}
+    color_decoder_modules = ("color_mlp",)
 
     def __init__(self, aabb: torch.Tensor, config: TriplaneConfig):
         super().__init__(aabb, config)

@@ -11,6 +11,7 @@ from torch import nn
 from . import torch_ops
 from .occupancy import OccupancyGrid
 from .render_ops import ops_for
+from .torch_ops import PackedSamples
 
 
 @dataclass
@@ -22,6 +23,37 @@ class RenderOutput:
     depth: torch.Tensor
     opacity: torch.Tensor
     n_samples: int
+
+
+@dataclass
+class VisibleSamples:
+    """The samples of R rays in front of each ray's termination point, as one field sees it: the packed
+    samples (S of them), their midpoints (S, 3) and unit directions (S, 3), and that field's densities
+    (S,) and features (S, F) there, evaluated without gradients."""
+
+    samples: PackedSamples
+    positions: torch.Tensor
+    directions: torch.Tensor
+    sigmas: torch.Tensor
+    features: torch.Tensor
+    n_rays: int
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+@dataclass
+class Shading:
+    """A field composited at visible samples: per sample its densities (S,), features (S, F), colours (S, 3)
+    and compositing weights (S,); per ray rgb over the background (R, 3), depth (R,) and opacity (R,)."""
+
+    sigmas: torch.Tensor
+    features: torch.Tensor
+    rgbs: torch.Tensor
+    weights: torch.Tensor
+    rgb: torch.Tensor
+    depth: torch.Tensor
+    opacity: torch.Tensor
 
 
 class VolumeRenderer(nn.Module):
@@ -95,29 +127,42 @@ class VolumeRenderer(nn.Module):
             features = field.density(positions[:0])[1]
         return keep, sigmas, features
 
+    def visible_samples(self, field, origins: torch.Tensor, directions: torch.Tensor,
+                        jitter: bool) -> VisibleSamples:
+        """March rays (R, 3) through the occupancy grid and keep the samples `field` leaves visible
+        (`densities_until_opaque`), with its densities and features there."""
+        samples = self.march(origins, directions, jitter=jitter)
+        positions, dirs = samples.midpoints(origins, directions)
+        keep, sigmas, features = self.densities_until_opaque(field, samples, positions, origins.shape[0])
+        return VisibleSamples(samples.select(keep), positions[keep], dirs[keep], sigmas[keep], features[keep],
+                              origins.shape[0])
+
+    def shade(self, field, visible: VisibleSamples, background: torch.Tensor, reuse_densities: bool = False) -> Shading:
+        """Composite `field` at `visible` over `background` (R, 3) or (3,). reuse_densities: take the densities
+        and features `visible` carries (the field that marched, no gradients); otherwise `field` evaluates
+        them again (with gradients when it trains). Colour runs only at the visible samples."""
+        if reuse_densities:
+            sigmas, features = visible.sigmas, visible.features
+        else:
+            sigmas, features = field.density(visible.positions)
+        rgbs = field.color(features, visible.directions)
+        rgb, depth, opacity, weights = ops_for(rgbs.device).composite(sigmas, rgbs, visible.samples, visible.n_rays,
+                                                                       self.early_stop_eps)
+        rgb = rgb + background * (1.0 - opacity[:, None])
+        return Shading(sigmas, features, rgbs, weights, rgb, depth, opacity)
+
     def render(self, field, origins: torch.Tensor, directions: torch.Tensor, background: torch.Tensor,
                training: bool = False) -> RenderOutput:
         """Render rays (R, 3) over `background` (R, 3) or (3,).
 
         Samples behind the point where transmittance drops below early_stop_eps are skipped
-        (`densities_until_opaque`). Training: jittered steps, then density and colour run with
+        (`visible_samples`). Training: jittered steps, then density and colour run with
         gradients on the samples that matter. Evaluation: those densities are reused and colour
         runs only where it is seen.
         """
-        ops = ops_for(origins.device)
-        n_rays = origins.shape[0]
-        samples = self.march(origins, directions, jitter=training)
-        positions, dirs = samples.midpoints(origins, directions)
-        keep, sigmas, features = self.densities_until_opaque(field, samples, positions, n_rays)
-        samples, positions, dirs = samples.select(keep), positions[keep], dirs[keep]
-        if training:
-            sigmas, features = field.density(positions)
-        else:
-            sigmas, features = sigmas[keep], features[keep]
-        rgbs = field.color(features, dirs)
-        rgb, depth, opacity, _ = ops.composite(sigmas, rgbs, samples, n_rays, self.early_stop_eps)
-        rgb = rgb + background * (1.0 - opacity[:, None])
-        return RenderOutput(rgb=rgb, depth=depth, opacity=opacity, n_samples=len(samples))
+        visible = self.visible_samples(field, origins, directions, jitter=training)
+        shading = self.shade(field, visible, background, reuse_densities=not training)
+        return RenderOutput(rgb=shading.rgb, depth=shading.depth, opacity=shading.opacity, n_samples=len(visible))
 
     @torch.no_grad()
     def render_chunked(self, field, origins: torch.Tensor, directions: torch.Tensor,

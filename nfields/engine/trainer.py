@@ -16,6 +16,7 @@ from tqdm import tqdm
 from ..datasets import SceneData, composite_over
 from ..errors import FieldsError
 from ..interrupts import sigterm_as_interrupt
+from ..renderers import RenderOutput
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .devices import resolve_device
@@ -58,8 +59,24 @@ class TrainingMonitor(Protocol):
     def finish(self, trainer: "Trainer") -> None: ...
 
 
+@dataclass
+class Batch:
+    """One step's rays: origins, directions (R, 3), target colours (R, 3) and backgrounds (R, 3)."""
+
+    origins: torch.Tensor
+    directions: torch.Tensor
+    target: torch.Tensor
+    background: torch.Tensor
+
+
 class Trainer:
-    """Holds the state of one run; `run()` trains until the step or time budget is spent."""
+    """Holds the state of one run; `run()` trains until the step or time budget is spent.
+
+    `train_step` is made of steps a variant (e.g. the distiller) overrides: `update_schedule`,
+    `update_occupancy`, `make_batch`, `render_batch`, `loss`, `optimizer_step`, `finish_step`,
+    `update_ray_count`. `__init__` restores a resumed run's Trainer state (`restore`); a variant restores
+    its own entries of `checkpoint` in its `__init__`.
+    """
 
     batch_psnr_label = "batch PSNR"  # what the progress bar calls the PSNR of train_step's batch MSE
 
@@ -85,8 +102,11 @@ class Trainer:
         self.n_rays = float(config.initial_rays)
         self.step, self.train_seconds, self.history = 0, 0.0, []
         self.snapshots_done: list[float] = []
+        # The resumed checkpoint without the tensors restore() copies into the model (None for a new run).
+        self.checkpoint = {k: v for k, v in state.items() if k not in ("field", "renderer", "optimizer")} \
+            if state is not None else None
         if state is not None:
-            self._restore(state)
+            Trainer.restore(self, state)  # not a subclass's override: the subclass is not initialised yet
 
     def make_optimizer(self) -> torch.optim.Adam:
         """Adam over the field's parameter groups (also after the field re-creates its parameters)."""
@@ -114,7 +134,8 @@ class Trainer:
             "rng": torch.get_rng_state(),
         }
 
-    def _restore(self, state: dict) -> None:
+    def restore(self, state: dict) -> None:
+        """The Trainer's part of a checkpoint (`state()`): field, grid, optimiser, progress and RNG."""
         path = self.run_dir / CHECKPOINT_NAME
         try:
             self.field.load_state_dict(state["field"])
@@ -156,31 +177,66 @@ class Trainer:
 
     def train_step(self) -> tuple[float, float, int]:
         """One optimiser step; returns (loss, batch MSE, samples used)."""
+        self.update_schedule()
+        self.update_occupancy()
+        batch = self.make_batch()
+        out = self.render_batch(batch)
+        loss = self.loss(batch, out)
+        if not torch.isfinite(loss):
+            raise self.divergence_error(loss)
+        self.optimizer_step(loss, out.n_samples)
+        mse = self.finish_step(batch, out)
+        self.update_ray_count(out.n_samples)
+        self.step += 1
+        return loss.item(), mse, out.n_samples
+
+    def update_schedule(self) -> None:
+        """The field's training hook (a fresh optimiser when it re-created its parameters), then the lr schedule."""
         if self.field.on_training_progress(self.step):
             self.optimizer = self.make_optimizer()
         for group in self.optimizer.param_groups:
             group["lr"] = group["initial_lr"] * lr_factor(self.config, self.step, self.progress_fraction())
+
+    def update_occupancy(self) -> None:
         self.renderer.update_occupancy(self.field, self.step)
+
+    def make_batch(self) -> Batch:
         rays, target, background = self.sample_batch(int(self.n_rays))
-        out = self.renderer.render(self.field, rays.origins, rays.directions, background, training=True)
-        loss = photometric_loss(out.rgb, target, self.config.loss)
+        return Batch(rays.origins, rays.directions, target, background)
+
+    def render_batch(self, batch: Batch) -> RenderOutput:
+        """What the loss needs of the batch; anything with `n_samples`, the samples that reached the field."""
+        return self.renderer.render(self.field, batch.origins, batch.directions, batch.background, training=True)
+
+    def loss(self, batch: Batch, out: RenderOutput) -> torch.Tensor:
+        """Scalar loss of the step: photometric loss plus the field's regularisation."""
+        loss = photometric_loss(out.rgb, batch.target, self.config.loss)
         regularization = self.field.regularization()
         if regularization is not None:
             loss = loss + regularization
-        if not torch.isfinite(loss):
-            raise FieldsError(
-                f"training diverged at step {self.step}: the loss is {loss.item()} (NaN or infinite). "
-                f"Checkpoints already in {self.run_dir} are kept; try a lower --lr."
-            )
+        return loss
+
+    def divergence_error(self, loss: torch.Tensor) -> FieldsError:
+        return FieldsError(
+            f"training diverged at step {self.step}: the loss is {loss.item()} (NaN or infinite). "
+            f"Checkpoints already in {self.run_dir} are kept; try a lower --lr."
+        )
+
+    def optimizer_step(self, loss: torch.Tensor, n_samples: int) -> None:
+        """Backward and Adam step, skipped when no sample reached the field or the loss has no gradient."""
         self.optimizer.zero_grad(set_to_none=True)
-        if out.n_samples > 0:
+        if n_samples > 0 and loss.requires_grad:
             loss.backward()
             self.optimizer.step()
-        # Rescale rays so the next batch lands near the sample target (smoothed, bounded).
-        ratio = self.target_samples / max(out.n_samples, 1)
+
+    def finish_step(self, batch: Batch, out: RenderOutput) -> float:
+        """After the optimiser step: the batch MSE against its targets (the progress bar's PSNR)."""
+        return F.mse_loss(out.rgb.detach(), batch.target).item()
+
+    def update_ray_count(self, n_samples: int) -> None:
+        """Rescale rays so the next batch lands near the sample target (smoothed, bounded)."""
+        ratio = self.target_samples / max(n_samples, 1)
         self.n_rays = min(max(self.n_rays * min(max(ratio, 0.5), 2.0) ** 0.5, 64), self.config.max_rays)
-        self.step += 1
-        return loss.item(), F.mse_loss(out.rgb.detach(), target).item(), out.n_samples
 
     def done(self) -> bool:
         return self.progress_fraction() >= 1.0
@@ -304,7 +360,7 @@ def train(config: TrainConfig, progress: bool = True, train_scene: SceneData | N
     config.output = str(run_dir)
     config.save(run_dir / CONFIG_NAME)
     trainer = Trainer(config, run_dir, train_scene, val_scene, progress=progress)
-    return _run(trainer, monitor)
+    return run_with_monitor(trainer, monitor)
 
 
 def resume(run_dir: Path, overrides: dict | None = None, progress: bool = True,
@@ -316,10 +372,11 @@ def resume(run_dir: Path, overrides: dict | None = None, progress: bool = True,
     config.save(run_dir / CONFIG_NAME)
     trainer = Trainer(config, run_dir, load_scene(config, "train"), load_scene(config, "val"), resume=True,
                       progress=progress)
-    return _run(trainer, monitor)
+    return run_with_monitor(trainer, monitor)
 
 
-def _run(trainer: Trainer, monitor: TrainingMonitor | None) -> TrainResult:
+def run_with_monitor(trainer: Trainer, monitor: TrainingMonitor | None) -> TrainResult:
+    """`trainer.run(monitor)` between the monitor's `start` and `finish`; a plain `run()` without one."""
     if monitor is None:
         return trainer.run()
     monitor.start(trainer)
@@ -329,4 +386,4 @@ def _run(trainer: Trainer, monitor: TrainingMonitor | None) -> TrainResult:
         monitor.finish(trainer)
 
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingMonitor", "train", "resume"]
+__all__ = ["Batch", "TrainConfig", "TrainResult", "Trainer", "TrainingMonitor", "resume", "run_with_monitor", "train"]

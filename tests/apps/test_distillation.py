@@ -247,3 +247,39 @@ def test_bad_teacher_or_student_gets_a_clear_error(trained_procedural_run, tmp_p
     assert main(["distill", "--teacher", str(trained_procedural_run), "--student", "mlp", "--steps", "5",
                  "--active", "pose,voxel", "--output", str(tmp_path / "c")]) == 2
     assert "unknown active-learning level(s) voxel" in capsys.readouterr().err
+
+
+def test_a_resumed_distiller_continues_exactly_where_it_stopped(trained_procedural_run, tmp_path):
+    from nfields.apps.distillation.distiller import student_config
+    from nfields.engine.runs import load_run
+    from nfields.engine.scenes import load_scene
+
+    teacher = load_run(trained_procedural_run, device="cpu")
+    settings = _settings(trained_procedural_run, stages=(0.2, 0.5), epoch_poses=8, ray_pool_size=64)
+
+    def distiller(folder, resume=False):
+        config = student_config(teacher, "triplane", None, 10, None, folder, None, 0, "cpu", [])
+        return Distiller(config, settings, folder, teacher, load_scene(config, "train"), load_scene(config, "val"),
+                         resume=resume, progress=False)
+
+    straight = distiller(tmp_path / "straight")
+    expected = [straight.train_step() for _ in range(10)][6:]
+    first = distiller(tmp_path / "split")
+    for _ in range(6):
+        first.train_step()
+    first.save()
+    second = distiller(tmp_path / "split", resume=True)
+    assert second.step == 6 and second.copied == first.copied and second.ray_pool.filled == first.ray_pool.filled
+    assert [second.train_step() for _ in range(4)] == expected  # stages, pools, RNGs and optimiser all restored
+
+
+def test_resuming_a_training_run_as_a_distillation_names_the_checkpoint(trained_procedural_run, tmp_path):
+    import shutil
+
+    from nfields.apps.distillation.distiller import SETTINGS_NAME
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_procedural_run, run)
+    _settings(trained_procedural_run).save(run / SETTINGS_NAME)
+    with pytest.raises(FieldsError, match=r"run/checkpoint.pt: not a distillation checkpoint"):
+        resume_distillation(run, {"steps": 300}, progress=False)

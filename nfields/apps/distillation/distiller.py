@@ -8,6 +8,7 @@ with the teacher's occupancy grid, which its checkpoint carries.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,10 +20,10 @@ from ...engine.evaluation import render_view, view_indices, write_json
 from ...engine.metrics import psnr
 from ...engine.runs import CHECKPOINT_NAME, CONFIG_NAME, LoadedRun, load_run
 from ...engine.scenes import load_scene
-from ...engine.trainer import Trainer, TrainResult, _run, check_output_folder, lr_factor
+from ...engine.trainer import Trainer, TrainResult, check_output_folder
 from ...errors import FieldsError
 from ...fields import UnknownFieldError, field_class
-from ...renderers.render_ops import ops_for
+from ...renderers.volume import Shading, VisibleSamples
 from .active import HardPosePool, HardRayPool, hard_point_mask, per_group_psnr
 from .losses import copy_compatible_tensors, log_density_error, shares_color_decoder
 from .poses import VirtualPoses
@@ -37,6 +38,32 @@ SETTINGS_NAME = "distillation.json"
 CPU_SAMPLES_PER_STEP = 1 << 13
 
 
+@dataclass
+class DistillBatch:
+    """One step's rays (R, 3): virtual poses' rays, then replayed pool rays; the pose index of each ray in
+    the epoch (R,) (-1 for pool rays), the pool slots replayed, backgrounds (R, 3) and the stage."""
+
+    origins: torch.Tensor
+    directions: torch.Tensor
+    pose_of_ray: torch.Tensor
+    slots: torch.Tensor
+    background: torch.Tensor
+    stage: str
+
+
+@dataclass
+class DistillOutput:
+    """Teacher and student composited at the samples the teacher leaves visible."""
+
+    visible: VisibleSamples
+    teacher: Shading
+    student: Shading
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.visible)
+
+
 class Distiller(Trainer):
     """A Trainer whose targets come from a frozen teacher instead of images. Each step: rays of virtual
     poses (plus replayed hard rays), marched through the teacher's occupancy grid; teacher and student
@@ -46,11 +73,17 @@ class Distiller(Trainer):
 
     def __init__(self, config: TrainConfig, settings: DistillConfig, run_dir: Path, teacher: LoadedRun,
                  train_scene, val_scene, resume: bool = False, progress: bool = True):
-        self.settings, self.teacher = settings, teacher.field
-        self._saved_distillation = None  # set by _restore, which Trainer.__init__ calls when resuming
         super().__init__(config, run_dir, train_scene, val_scene, resume=resume, progress=progress)
+        self.settings, self.teacher = settings, teacher.field
         self.teacher.to(self.device).requires_grad_(False)
-        if self._saved_distillation is None:  # a new run: the teacher's grid and compatible decoders
+        saved = None
+        if self.checkpoint is not None:
+            if "distillation" not in self.checkpoint:
+                raise FieldsError(f"{run_dir / CHECKPOINT_NAME}: not a distillation checkpoint "
+                                  "(resume it with `fields train --resume`)")
+            saved = self.checkpoint["distillation"]
+            self.copied = list(saved["copied"])
+        else:  # a new run: the teacher's grid and compatible decoders
             self.renderer.load_state_dict(teacher.renderer.state_dict())
             self.copied = copy_compatible_tensors(self.field, self.teacher)
         self.match_features = shares_color_decoder(self.field, self.copied)
@@ -59,8 +92,8 @@ class Distiller(Trainer):
         self.pose_pool = HardPosePool(settings.pose_pool_size, settings.hard_fraction, settings.pose_pool_from_epoch)
         self.ray_pool = HardRayPool(settings.ray_pool_size)
         self.epoch_cameras, self.epoch_cursor = self.virtual.sample(settings.epoch_poses, self.generator), 0
-        if self._saved_distillation is not None:
-            self._restore_distillation(self._saved_distillation)
+        if saved is not None:
+            self.restore_distillation(saved)
 
     # ----- state -----
     def state(self) -> dict:
@@ -71,15 +104,8 @@ class Distiller(Trainer):
             "epoch_focal": self.epoch_cameras.focal, "epoch_principal": self.epoch_cameras.principal,
             "epoch_cursor": self.epoch_cursor}}
 
-    def _restore(self, state: dict) -> None:
-        super()._restore(state)
-        if "distillation" not in state:
-            raise FieldsError(f"{self.run_dir / CHECKPOINT_NAME}: not a distillation checkpoint "
-                              "(resume it with `fields train --resume`)")
-        self._saved_distillation = state["distillation"]
-        self.copied = list(state["distillation"]["copied"])
-
-    def _restore_distillation(self, saved: dict) -> None:
+    def restore_distillation(self, saved: dict) -> None:
+        """The checkpoint's "distillation" entry (`state()`): sampling generator, pools and this epoch's poses."""
         self.generator.set_state(saved["generator"])
         self.pose_pool.load_state_dict(saved["pose_pool"])
         self.ray_pool.load_state_dict(saved["ray_pool"])
@@ -139,65 +165,60 @@ class Distiller(Trainer):
             pose_of_ray = torch.cat([pose_of_ray, torch.full((len(slots),), -1, dtype=torch.long)])
         return origins.to(self.device), directions.to(self.device), pose_of_ray, slots
 
-    def train_step(self) -> tuple[float, float, int]:
-        s, ops = self.settings, ops_for(self.device)
-        if self.field.on_training_progress(self.step):
-            self.optimizer = self.make_optimizer()
-        for group in self.optimizer.param_groups:
-            group["lr"] = group["initial_lr"] * lr_factor(self.config, self.step, self.progress_fraction())
+    def update_occupancy(self) -> None:
+        """Nothing: the student renders with the teacher's grid."""
+
+    def make_batch(self) -> DistillBatch:
         stage = self.stage()
         origins, directions, pose_of_ray, slots = self.sample_rays(int(self.n_rays))
         n = len(origins)
         background = torch.rand(n, 3, device=self.device) if self.train_scene.has_alpha and \
             self.config.random_background else torch.ones(n, 3, device=self.device)
+        return DistillBatch(origins, directions, pose_of_ray, slots, background, stage)
 
-        renderer, eps = self.renderer, self.renderer.early_stop_eps
-        samples = renderer.march(origins, directions, jitter=True)
-        positions, dirs = samples.midpoints(origins, directions)
-        keep, sigma_t, feature_t = renderer.densities_until_opaque(self.teacher, samples, positions, n)
-        samples, positions, dirs = samples.select(keep), positions[keep], dirs[keep]
+    def render_batch(self, batch: DistillBatch) -> DistillOutput:
+        """Samples marched through the teacher's grid up to where the teacher turns opaque; the teacher
+        there without gradients, the student with them."""
+        visible = self.renderer.visible_samples(self.teacher, batch.origins, batch.directions, jitter=True)
         with torch.no_grad():
-            sigma_t, feature_t = sigma_t[keep], feature_t[keep]
-            rgb_t = self.teacher.color(feature_t, dirs)
-            color_t, _, opacity_t, weights_t = ops.composite(sigma_t, rgb_t, samples, n, eps)
-            color_t = color_t + background * (1 - opacity_t[:, None])
+            teacher = self.renderer.shade(self.teacher, visible, batch.background, reuse_densities=True)
+        student = self.renderer.shade(self.field, visible, batch.background)
+        return DistillOutput(visible, teacher, student)
 
-        sigma_s, feature_s = self.field.density(positions)
-        rgb_s = self.field.color(feature_s, dirs)
-        color_s, _, opacity_s, weights_s = ops.composite(sigma_s, rgb_s, samples, n, eps)
-        color_s = color_s + background * (1 - opacity_s[:, None])
+    def loss(self, batch: DistillBatch, out: DistillOutput) -> torch.Tensor:
+        """The stage's loss: appearance features; per-point colours and log-densities (on hard points with
+        the point level); composited colours plus the per-point loss and the field's regularisation."""
+        s, teacher, student = self.settings, out.teacher, out.student
+        if batch.stage == "features":
+            return F.mse_loss(self.field.appearance_feature(student.features),
+                              self.teacher.appearance_feature(teacher.features))
+        sigma_s, rgb_s, sigma_t, rgb_t = student.sigmas, student.rgbs, teacher.sigmas, teacher.rgbs
+        if "point" in s.active:
+            rays, ratio, floor = out.visible.samples.ray_indices, s.point_ratio, s.point_min_opacity
+            points = hard_point_mask(teacher.weights, rays, teacher.opacity, ratio, floor) \
+                | hard_point_mask(student.weights, rays, student.opacity, ratio, floor)
+            sigma_s, rgb_s, sigma_t, rgb_t = sigma_s[points], rgb_s[points], sigma_t[points], rgb_t[points]
+        loss = torch.zeros((), device=self.device)
+        if len(sigma_s):
+            loss = F.mse_loss(rgb_s, rgb_t) + s.density_weight * log_density_error(sigma_s, sigma_t).square().mean()
+        if batch.stage == "rgb":
+            loss = F.mse_loss(student.rgb, teacher.rgb) + s.point_weight * loss
+            regularization = self.field.regularization()
+            if regularization is not None:
+                loss = loss + regularization
+        return loss
 
-        if stage == "features":
-            loss = F.mse_loss(self.field.appearance_feature(feature_s), self.teacher.appearance_feature(feature_t))
-        else:
-            if "point" in s.active:
-                ray_indices = samples.ray_indices
-                points = hard_point_mask(weights_t, ray_indices, opacity_t, s.point_ratio, s.point_min_opacity) \
-                    | hard_point_mask(weights_s, ray_indices, opacity_s, s.point_ratio, s.point_min_opacity)
-                sigma_s, rgb_s, sigma_t, rgb_t = sigma_s[points], rgb_s[points], sigma_t[points], rgb_t[points]
-            loss = torch.zeros((), device=self.device)
-            if len(sigma_s):
-                loss = F.mse_loss(rgb_s, rgb_t) + s.density_weight * log_density_error(sigma_s, sigma_t).square().mean()
-            if stage == "rgb":
-                loss = F.mse_loss(color_s, color_t) + s.point_weight * loss
-                regularization = self.field.regularization()
-                if regularization is not None:
-                    loss = loss + regularization
-        if not torch.isfinite(loss):
-            raise FieldsError(f"distillation diverged at step {self.step}: the loss is {loss.item()}. "
-                              f"Checkpoints already in {self.run_dir} are kept.")
-        self.optimizer.zero_grad(set_to_none=True)
-        if len(samples) > 0 and loss.requires_grad:
-            loss.backward()
-            self.optimizer.step()
+    def divergence_error(self, loss: torch.Tensor) -> FieldsError:
+        return FieldsError(f"distillation diverged at step {self.step}: the loss is {loss.item()}. "
+                           f"Checkpoints already in {self.run_dir} are kept.")
 
-        errors = (color_s.detach() - color_t).cpu()
-        if stage != "features":
-            self._record_hard(origins.cpu(), directions.cpu(), errors, pose_of_ray, slots)
-        ratio = self.target_samples / max(len(samples), 1)
-        self.n_rays = min(max(self.n_rays * min(max(ratio, 0.5), 2.0) ** 0.5, 64), self.config.max_rays)
-        self.step += 1
-        return loss.item(), errors.square().mean().item(), len(samples)
+    def finish_step(self, batch: DistillBatch, out: DistillOutput) -> float:
+        """Feed the hard-ray and hard-pose levels with the step's errors against the teacher (not in the
+        feature stage); returns their mean square."""
+        errors = (out.student.rgb.detach() - out.teacher.rgb).cpu()
+        if batch.stage != "features":
+            self._record_hard(batch.origins.cpu(), batch.directions.cpu(), errors, batch.pose_of_ray, batch.slots)
+        return errors.square().mean().item()
 
     def _record_hard(self, origins, directions, errors, pose_of_ray, slots) -> None:
         """Feed the pose and ray levels with this step's errors (R, 3) against the teacher."""
@@ -234,7 +255,7 @@ def psnr_against_teacher(student, teacher, renderer, cameras, count: int | None 
 def student_config(teacher: LoadedRun, student: str, preset: str | None, steps: int | None,
                    time_budget: float | None, output: Path, threads: int | None, seed: int, device: str,
                    snapshot_minutes: list[float], final_eval_views: int | None = None,
-                   samples_per_step: int | None = None) -> TrainConfig:
+                   samples_per_step: int | None = None, overwrite: bool = False) -> TrainConfig:
     """The student run's TrainConfig: the teacher's scene and grid settings, the student's backbone, samples
     per step (default CPU_SAMPLES_PER_STEP on the CPU), quick validations every 30 s (the PSNR-vs-time curve)."""
     try:
@@ -247,7 +268,7 @@ def student_config(teacher: LoadedRun, student: str, preset: str | None, steps: 
     return TrainConfig(**{**vars(base), "field": student, "preset": preset, "steps": steps or 0,
                           "time_budget": time_budget, "output": str(output), "threads": threads, "seed": seed,
                           "device": device, "snapshot_minutes": list(snapshot_minutes),
-                          "samples_per_step": samples_per_step,
+                          "samples_per_step": samples_per_step, "overwrite": overwrite,
                           "eval_every": TrainConfig.eval_every,
                           "final_eval_views": final_eval_views or base.final_eval_views})
 
@@ -268,7 +289,7 @@ def distill(settings: DistillConfig, steps: int | None = None, time_budget: floa
         f"{Path(teacher.config.scene).name}-{settings.student}-distilled-{time.strftime('%Y%m%d-%H%M%S')}"
     check_output_folder(run_dir, overwrite, "fields distill --resume")
     config = student_config(teacher, settings.student, preset, steps, time_budget, run_dir, threads, seed, device,
-                            list(snapshot_minutes), final_eval_views, samples_per_step)
+                            list(snapshot_minutes), final_eval_views, samples_per_step, overwrite)
     config.validate()
     train_scene, val_scene = load_scene(config, "train"), load_scene(config, "val")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -277,7 +298,7 @@ def distill(settings: DistillConfig, steps: int | None = None, time_budget: floa
     distiller = Distiller(config, settings, run_dir, teacher, train_scene, val_scene, progress=progress)
     if progress:
         print(distiller.describe())
-    return _run(distiller, None)
+    return distiller.run()
 
 
 def resume_distillation(run_dir: str | Path, overrides: dict | None = None, progress: bool = True) -> TrainResult:
@@ -291,4 +312,4 @@ def resume_distillation(run_dir: str | Path, overrides: dict | None = None, prog
     teacher = load_run(settings.teacher, device=config.device)
     distiller = Distiller(config, settings, run_dir, teacher, load_scene(config, "train"), load_scene(config, "val"),
                           resume=True, progress=progress)
-    return _run(distiller, None)
+    return distiller.run()
