@@ -8,9 +8,9 @@ mkdir -p "$out"
 {
   nvidia-smi --query-gpu=name,memory.total,clocks.max.memory --format=csv
   python -m pip install -q -e ".[test]"
-  python -m nfields.kernels.build
+  python -m nfields.cuda.build
   fields doctor
-  python -m pytest -q tests/test_kernels.py tests/test_cuda_sources.py
+  python -m pytest -q tests/cuda/test_kernels.py tests/cuda/test_cuda_sources.py
   python benchmarks/kernels.py --device cuda --rays 65536 --points 1048576
   python - <<'PY'
 import torch, time

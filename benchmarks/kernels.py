@@ -33,7 +33,7 @@ from nfields.fields.grids import sample_planes_torch
 from nfields.fields.hash_encoding import HashGridGeometry, hash_encode_torch
 from nfields.fields.hashgrid import HashGridConfig
 from nfields.renderers import torch_ops
-from nfields.renderers.render_ops import TORCH_OPS, native_ops
+from nfields.renderers.render_ops import TORCH_OPS, kernel_ops
 
 
 def compare(candidates: dict, repeats: int, device: torch.device) -> dict[str, float]:
@@ -97,7 +97,7 @@ class RunScene:
 
 
 def march_composite_case(scene, device, n_rays: int, repeats: int):
-    ops = native_ops(kernels_for(device))
+    ops = kernel_ops(kernels_for(device))
     origins, directions = ray_batch(n_rays, scene.radius, device)
     t_min, t_max = torch_ops.ray_aabb_intersect(origins, directions, scene.aabb)
     offsets = torch.rand_like(t_min)
@@ -157,7 +157,7 @@ def hash_case(preset: str, device, n_points: int, repeats: int):
     grad = torch.randn(n_points, c.n_levels * c.n_features, device=device)
     kernels = kernels_for(device)
     return compare({
-        "native": lambda: functions.hash_encode(kernels, x, table, geometry.native_levels).backward(grad),
+        "native": lambda: functions.hash_encode(kernels, x, table, geometry.kernel_levels).backward(grad),
         "pytorch twin": lambda: hash_encode_torch(x, table, geometry).backward(grad),
     }, repeats, device)
 
@@ -174,7 +174,7 @@ def cascade_case(device, n_rays: int, repeats: int, levels: int = 5, resolution:
     step = math.sqrt(3) * 2 / 1024
     args = [t.to(device) for t in (origins, directions, t_min, t_max, grids, aabbs)]
     offsets = torch.rand(n_rays, generator=g).to(device)
-    ops = native_ops(kernels_for(device))
+    ops = kernel_ops(kernels_for(device))
     counts = len(ops.march_rays_cascaded(*args, step, step * 2 ** (levels - 1), 1 / 256, offsets))
     return counts, compare({
         "native": lambda: ops.march_rays_cascaded(*args, step, step * 2 ** (levels - 1), 1 / 256, offsets),

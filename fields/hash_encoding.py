@@ -5,7 +5,7 @@ x * scale + 0.5 (the offset nerfstudio's torch encoder lacks). A level whose gri
 is indexed densely, otherwise by the hash (x*1 ^ y*2654435761 ^ z*805459861) mod 2^32 mod T.
 Corner features are blended trilinearly.
 
-Three paths compute the same encoding: native kernels (nfields.kernels, CPU and CUDA builds; table
+Three paths compute the same encoding: kernels (nfields.cuda, CPU and CUDA builds; table
 gradients), `hash_encode_torch` (their fused PyTorch twin; table gradients) and
 `hash_encode_reference` (plain autograd ops: gradients for the table and the positions).
 `hash_encode` picks per device; tests check that all three agree.
@@ -63,7 +63,7 @@ class HashGridGeometry:
         return self.offsets[-1] + self.sizes[-1]
 
     @cached_property
-    def native_levels(self) -> tuple:
+    def kernel_levels(self) -> tuple:
         """The level layout as the native kernels take it (CPU tensors)."""
         return (torch.tensor(self.scales, dtype=torch.float32), torch.tensor(self.resolutions),
                 torch.tensor(self.sizes), torch.tensor(self.offsets), self.n_dense)
@@ -155,7 +155,7 @@ def hash_encode(x: torch.Tensor, table: torch.Tensor, geometry: HashGridGeometry
         return hash_encode_reference(x, table, geometry)
     kernels = kernels_for(x.device)
     if kernels is not None and (table.dtype == torch.float32 or (table.dtype == torch.float16 and x.is_cuda)):
-        return functions.hash_encode(kernels, x, table, geometry.native_levels)
+        return functions.hash_encode(kernels, x, table, geometry.kernel_levels)
     return hash_encode_torch(x, table, geometry)
 
 

@@ -1,4 +1,4 @@
-"""The renderer's operations for a device: native kernels where `nfields.kernels.dispatch` has a build
+"""The renderer's operations for a device: the kernels of `nfields.cuda` where its dispatch has a build
 for that device, else the pure-PyTorch reference (`torch_ops`). Both sets have the same signatures."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ TORCH_OPS = RenderOps(
 
 
 @functools.cache
-def native_ops(kernels: ModuleType) -> RenderOps:
+def kernel_ops(kernels: ModuleType) -> RenderOps:
     """RenderOps whose marching, compositing and occupancy update run in `kernels` (CPU or CUDA build)."""
 
     def march_rays(origins, directions, t_min, t_max, binary, aabb, step_size, offsets, coarse_binary=None,
@@ -87,4 +87,4 @@ def native_ops(kernels: ModuleType) -> RenderOps:
 def ops_for(device: torch.device | str) -> RenderOps:
     """The operations to use for tensors on `device`."""
     kernels = kernels_for(device)
-    return TORCH_OPS if kernels is None else native_ops(kernels)
+    return TORCH_OPS if kernels is None else kernel_ops(kernels)

@@ -15,7 +15,7 @@ from nfields.cuda.dispatch import kernels_for
 from nfields.fields.grids import sample_planes, sample_planes_torch
 from nfields.fields.hash_encoding import HashGridGeometry, hash_encode_reference, hash_encode_torch
 from nfields.renderers import torch_ops
-from nfields.renderers.render_ops import TORCH_OPS, native_ops
+from nfields.renderers.render_ops import TORCH_OPS, kernel_ops
 
 AABB = torch.tensor([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])
 STEP = math.sqrt(3) * 2 / 1024
@@ -61,7 +61,7 @@ def _grid(kind: str, device: str, seed: int = 0) -> torch.Tensor:
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("grid_kind", ["blobs", "empty", "full"])
 def test_march_rays_emits_the_same_samples_as_the_twin(device, grid_kind):
-    ops = native_ops(_native(device))
+    ops = kernel_ops(_native(device))
     origins, directions, t_min, t_max, offsets = _rays(512, seed=1, device=device)
     grid = _grid(grid_kind, device)
     expected = TORCH_OPS.march_rays(origins, directions, t_min, t_max, grid, AABB.to(device), STEP, offsets,
@@ -88,7 +88,7 @@ def _cascades(levels: int, device: str, seed: int = 0):
 @pytest.mark.parametrize("cone", [0.0, 1 / 256, 1 / 32])
 def test_cascaded_marching_emits_the_same_samples_as_the_twin(device, cone):
     """Cameras inside the scene box and out to the third cascade; steps from constant to cone-grown to capped."""
-    ops = native_ops(_native(device))
+    ops = kernel_ops(_native(device))
     grids, aabbs = _cascades(4, device)
     g = torch.Generator().manual_seed(3)
     origins = (torch.rand(300, 3, generator=g) - 0.5) * torch.tensor([1.6, 1.6, 6.0])
@@ -124,7 +124,7 @@ def test_cascaded_marching_reads_the_finest_cascade_holding_each_point():
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_march_rays_zero_rays_and_a_single_sample(device):
-    ops = native_ops(_native(device))
+    ops = kernel_ops(_native(device))
     grid = _grid("full", device)
     empty = torch.zeros(0, 3, device=device)
     none = ops.march_rays(empty, empty, empty[:, 0], empty[:, 0], grid, AABB, STEP, empty[:, 0])
@@ -153,7 +153,7 @@ def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("eps", [0.0, 1e-4])
 def test_composite_values_and_gradients_match_the_twin(device, eps):
-    ops = native_ops(_native(device))
+    ops = kernel_ops(_native(device))
     samples, sigmas, rgbs, n_rays = _packed_batch(device)
     results = []
     for impl in (TORCH_OPS, ops):
@@ -183,7 +183,7 @@ def test_composite_of_no_samples_is_empty_space(device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_termination_rounds_match_the_twin(device):
     """Rounds of 16, 32, 64, ... samples per live ray: keep flags, carried depth and live rays agree."""
-    ops = native_ops(_native(device))
+    ops = kernel_ops(_native(device))
     samples, sigmas, _, n_rays = _packed_batch(device)
     offsets = torch_ops.sample_offsets(samples.ray_indices, n_rays)
     state = {name: (torch.zeros(n_rays, dtype=torch.float64, device=device),
@@ -206,7 +206,7 @@ def test_termination_rounds_match_the_twin(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_sample_offsets_match_the_twin(device):
-    ops = native_ops(_native(device))
+    ops = kernel_ops(_native(device))
     samples, _, _, n_rays = _packed_batch(device)
     for ray_indices in (samples.ray_indices, samples.ray_indices[:0], torch.tensor([2, 2, 5], device=device)):
         got, want = ops.sample_offsets(ray_indices, n_rays), TORCH_OPS.sample_offsets(ray_indices, n_rays)
@@ -234,7 +234,7 @@ def test_hash_encoding_values_and_table_gradients_match_the_twins(device, layout
     x[:4] = torch.tensor([[0.0, 0, 0], [1, 1, 1], [0, 1, 0.5], [1, 0, 1]])  # box corners: border cells
     grad_out = torch.randn(5000, n_levels * n_features, generator=g).to(device)
     outputs = []
-    for encode in (lambda t: functions.hash_encode(kernels, x, t, geometry.native_levels),
+    for encode in (lambda t: functions.hash_encode(kernels, x, t, geometry.kernel_levels),
                    lambda t: hash_encode_torch(x, t, geometry), lambda t: hash_encode_reference(x, t, geometry)):
         t = table.clone().requires_grad_()
         out = encode(t)
@@ -252,7 +252,7 @@ def test_hash_encoding_of_zero_points(device):
     kernels = _native(device)
     geometry = HashGridGeometry.build(4, 12, 16, 64.0)
     table = torch.zeros(geometry.total_size, 2, device=device, requires_grad=True)
-    out = functions.hash_encode(kernels, torch.zeros(0, 3, device=device), table, geometry.native_levels)
+    out = functions.hash_encode(kernels, torch.zeros(0, 3, device=device), table, geometry.kernel_levels)
     out.sum().backward()
     assert out.shape == (0, 8) and (table.grad == 0).all()
 
@@ -292,7 +292,7 @@ def test_plane_sampling_uses_the_twin_when_coordinates_need_gradients():
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_occupancy_update_matches_the_twin_with_repeated_cells(device):
-    ops = native_ops(_native(device))
+    ops = kernel_ops(_native(device))
     g = torch.Generator().manual_seed(5)
     occs = torch.rand(4096, generator=g) * 0.02
     occs[:100] = -1.0  # cells no camera sees
@@ -336,9 +336,9 @@ def test_half_precision_table_on_cuda():
     geometry = HashGridGeometry.build(8, 15, 16, 512.0)
     table = torch.randn(geometry.total_size, 2, device="cuda") * 0.1
     x = torch.rand(4096, 3, device="cuda")
-    full = functions.hash_encode(kernels, x, table, geometry.native_levels)
+    full = functions.hash_encode(kernels, x, table, geometry.kernel_levels)
     half_table = table.half().requires_grad_()
-    half = functions.hash_encode(kernels, x, half_table, geometry.native_levels)
+    half = functions.hash_encode(kernels, x, half_table, geometry.kernel_levels)
     assert half.dtype == torch.float32 and _rel_err(half, full) < 2e-3
     half.sum().backward()
     assert half_table.grad.dtype == torch.float16 and half_table.grad.abs().sum() > 0
