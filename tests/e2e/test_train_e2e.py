@@ -53,6 +53,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(procedural_dir, tmp_path, monkey
     assert finished.step == 40 and finished.metrics is not None
 
 
+@pytest.mark.slow
 def test_cli_eval_and_render(procedural_dir, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--scene", str(procedural_dir), "--field", "mlp", "--steps", "30", "--output", str(run)]) == 0

@@ -63,6 +63,7 @@ def test_output_folder_of_other_files_is_refused_unless_overwrite(tmp_path, caps
               progress=False)
 
 
+@pytest.mark.slow
 def test_sigterm_stops_training_with_a_checkpoint_that_resumes(tmp_path):
     scene, run = tmp_path / "scene", tmp_path / "run"
     write_blender_scene(make_procedural_scene(8, 32), scene, "train")

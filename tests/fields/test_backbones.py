@@ -165,6 +165,7 @@ def test_unknown_backbone_names_the_valid_ones(procedural_dir, tmp_path, capsys)
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_cli_trains_every_backbone(name, procedural_dir, tmp_path):
     run = tmp_path / "run"
