@@ -29,13 +29,13 @@ class RenderOutput:
 class VisibleSamples:
     """The samples of R rays in front of each ray's termination point, as one field sees it: the packed
     samples (S of them), their midpoints (S, 3) and unit directions (S, 3), and that field's densities
-    (S,) and features (S, F) there, evaluated without gradients."""
+    (S,) and features (S, F) there, evaluated without gradients (None when not kept)."""
 
     samples: PackedSamples
     positions: torch.Tensor
     directions: torch.Tensor
-    sigmas: torch.Tensor
-    features: torch.Tensor
+    sigmas: torch.Tensor | None
+    features: torch.Tensor | None
     n_rays: int
 
     def __len__(self) -> int:
@@ -127,15 +127,19 @@ class VolumeRenderer(nn.Module):
             features = field.density(positions[:0])[1]
         return keep, sigmas, features
 
-    def visible_samples(self, field, origins: torch.Tensor, directions: torch.Tensor,
-                        jitter: bool) -> VisibleSamples:
+    def visible_samples(self, field, origins: torch.Tensor, directions: torch.Tensor, jitter: bool,
+                        keep_densities: bool = True) -> VisibleSamples:
         """March rays (R, 3) through the occupancy grid and keep the samples `field` leaves visible
-        (`densities_until_opaque`), with its densities and features there."""
+        (`densities_until_opaque`), with its densities and features there unless `keep_densities` is False
+        (a training step evaluates them again with gradients: gathering them would be wasted work)."""
         samples = self.march(origins, directions, jitter=jitter)
         positions, dirs = samples.midpoints(origins, directions)
         keep, sigmas, features = self.densities_until_opaque(field, samples, positions, origins.shape[0])
-        return VisibleSamples(samples.select(keep), positions[keep], dirs[keep], sigmas[keep], features[keep],
-                              origins.shape[0])
+        if keep_densities:
+            sigmas, features = sigmas[keep], features[keep]
+        else:
+            sigmas = features = None
+        return VisibleSamples(samples.select(keep), positions[keep], dirs[keep], sigmas, features, origins.shape[0])
 
     def shade(self, field, visible: VisibleSamples, background: torch.Tensor, reuse_densities: bool = False) -> Shading:
         """Composite `field` at `visible` over `background` (R, 3) or (3,). reuse_densities: take the densities
@@ -160,7 +164,7 @@ class VolumeRenderer(nn.Module):
         gradients on the samples that matter. Evaluation: those densities are reused and colour
         runs only where it is seen.
         """
-        visible = self.visible_samples(field, origins, directions, jitter=training)
+        visible = self.visible_samples(field, origins, directions, jitter=training, keep_densities=not training)
         shading = self.shade(field, visible, background, reuse_densities=not training)
         return RenderOutput(rgb=shading.rgb, depth=shading.depth, opacity=shading.opacity, n_samples=len(visible))
 

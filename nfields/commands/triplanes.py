@@ -99,27 +99,32 @@ def _fit(args) -> int:
 
 
 def _train_classifier(args) -> int:
-    from ..apps.triplanes.training import accuracy_table, train_plane_classifier
+    from ..apps.triplanes.training import train_plane_classifier
 
     o = build(ClassifierOptions, args)
     result = train_plane_classifier(o.dir, o.model, o.preset, o.epochs, o.batch, o.lr, seed=o.seed, out=o.out)
     out = Path(o.out) if o.out else Path(o.dir) / o.model
-    print(accuracy_table(result))
-    print(f"{o.model}: best validation accuracy {result.val_accuracy:.3f} (epoch {result.best_epoch}) in "
-          f"{result.seconds / 60:.1f} min -> {out} (classifier.pt, confusion.png, per_class.json, curves.png)")
+    _report(o.model, result, f"{out} (classifier.pt, confusion.png, per_class.json, curves.png)")
     return 0
 
 
 def _train_pointnet(args) -> int:
-    from ..apps.triplanes.training import accuracy_table, train_pointnet
+    from ..apps.triplanes.training import train_pointnet
 
     o = build(PointNetOptions, args)
     result = train_pointnet(o.dataset, o.out, o.preset, o.epochs, o.batch, seed=o.seed,
                             data_root=shared(args)["data_root"], limit=o.limit_per_class)
-    print(accuracy_table(result))
-    print(f"pointnet: best validation accuracy {result.val_accuracy:.3f} (epoch {result.best_epoch}) in "
-          f"{result.seconds / 60:.1f} min -> {o.out}")
+    _report("pointnet", result, o.out)
     return 0
+
+
+def _report(model: str, result, out) -> None:
+    """A classifier training's per-class accuracy table and one summary line."""
+    from ..apps.triplanes.training import accuracy_table
+
+    print(accuracy_table(result))
+    print(f"{model}: best validation accuracy {result.val_accuracy:.3f} (epoch {result.best_epoch}) in "
+          f"{result.seconds / 60:.1f} min -> {out}")
 
 
 def _classify(args) -> int:
