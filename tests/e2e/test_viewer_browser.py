@@ -44,6 +44,33 @@ def screenshot(page) -> np.ndarray:
     return iio.imread(io.BytesIO(page.screenshot()))[..., :3].astype(np.float32) / 255
 
 
+def settled_frame(session, quiet: float = 1.0, timeout: float = 120):
+    """The last frame once the camera has come to rest: a still frame and no new frame for `quiet` seconds.
+
+    viser's camera controls keep gliding for a moment after the mouse is released, so the first still frame
+    after a drag need not be the one the page ends up showing.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sent = session.frames_sent
+        time.sleep(quiet)
+        frame = session.last_frame
+        if session.frames_sent == sent and frame is not None and frame.kind == "still":
+            return frame
+    return None
+
+
+def shown_error(page, expected: np.ndarray, timeout: float = 10) -> tuple[np.ndarray, float]:
+    """The page's pixels and their mean error against `expected`, polled until the browser has drawn it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = screenshot(page)[ROWS]
+        error = float(np.abs(shown - as_page(expected)[ROWS]).mean())
+        if error < 0.04 or time.monotonic() > deadline:
+            return shown, error
+        time.sleep(0.5)
+
+
 def test_browser_connects_moves_and_shows_the_scene(trained_procedural_run):
     from playwright.sync_api import sync_playwright
 
@@ -73,6 +100,8 @@ def test_browser_connects_moves_and_shows_the_scene(trained_procedural_run):
                 120)
             assert moved is not None, "no new frame after dragging the camera"
             assert session.frames_sent > sent_before + 1  # quick frame(s) while moving, then the full one
+            moved = settled_frame(session)
+            assert moved is not None, "the camera never came to rest after the drag"
             turned = torch.dot(moved.camera.camera_to_world[0, :3, 2], first.camera.camera_to_world[0, :3, 2])
             assert turned < 0.995  # the drag turned the view by more than 5 degrees
 
@@ -81,9 +110,7 @@ def test_browser_connects_moves_and_shows_the_scene(trained_procedural_run):
             assert np.abs(moved.image.astype(int) - expected.astype(int)).max() <= 1
             assert moved.image.std() > 20  # the scene, not a blank frame
             # As shown: the page's pixels (JPEG, stretched by the browser) against the same render.
-            time.sleep(1.0)
-            shown = screenshot(page)[ROWS]
-            error = np.abs(shown - as_page(expected)[ROWS]).mean()
+            shown, error = shown_error(page, expected)
             error_before_move = np.abs(shown - as_page(first.image)[ROWS]).mean()
             error_blank = np.abs(shown - 1.0).mean()
             print(f"page vs render: {error:.4f}; vs the frame before the move: {error_before_move:.4f}; "
