@@ -17,12 +17,16 @@ from .torch_ops import PackedSamples
 @dataclass
 class RenderOutput:
     """Per ray: rgb (R, 3) over the background, depth (R,) (expected distance, 0 where empty),
-    opacity (R,). n_samples: samples that reached the field with gradients (training) or colour."""
+    opacity (R,). n_samples: samples that reached the field with gradients (training) or colour.
+    samples, weights: those samples (S of them, packed) and their compositing weights (S,), for losses on
+    the weights (training renders only; None otherwise)."""
 
     rgb: torch.Tensor
     depth: torch.Tensor
     opacity: torch.Tensor
     n_samples: int
+    samples: PackedSamples | None = None
+    weights: torch.Tensor | None = None
 
 
 @dataclass
@@ -61,19 +65,21 @@ class VolumeRenderer(nn.Module):
 
     step_size defaults to instant-ngp's sqrt(3)/1024 of the box's longest side (5e-3 for +-1.5).
     early_stop_eps: samples behind transmittance below it are dropped (1e-4 as in instant-ngp).
+    alpha_threshold: samples whose opacity 1 - exp(-sigma dt) is below it are dropped (nerfacc's alpha_thre;
+    0: none): in an unbounded scene most samples cross thin fog that barely changes a pixel.
     cascades > 1 (unbounded scenes): rays march through occupancy grids 2^k times the box, k < cascades,
     with instant-ngp's cone step clamp(t * cone_angle, step_size, step_size * 2^(cascades - 1)).
     """
 
     def __init__(self, aabb: torch.Tensor, near: float = 0.0, grid_resolution: int = 128,
                  step_size: float | None = None, early_stop_eps: float = 1e-4, cascades: int = 1,
-                 cone_angle: float = 0.0):
+                 cone_angle: float = 0.0, alpha_threshold: float = 0.0):
         super().__init__()
         aabb = torch.as_tensor(aabb, dtype=torch.float32)
         self.register_buffer("aabb", aabb.clone())
         self.near = near
         self.step_size = step_size or math.sqrt(3) * float((aabb[3:] - aabb[:3]).max()) / 1024
-        self.early_stop_eps = early_stop_eps
+        self.early_stop_eps, self.alpha_threshold = early_stop_eps, alpha_threshold
         self.cascades, self.cone_angle = cascades, cone_angle
         self.occupancy = OccupancyGrid(aabb, resolution=grid_resolution, levels=cascades)
 
@@ -101,7 +107,7 @@ class VolumeRenderer(nn.Module):
         Round r evaluates each live ray's next samples (16, 32, 64, ... of them), carrying the optical
         depth so far; a ray stops once its transmittance falls below early_stop_eps. Samples behind
         that point are never evaluated. Returns keep (S,) bool (transmittance before the sample
-        >= early_stop_eps), sigmas (S,) and features (S, F), valid where keep is set.
+        >= early_stop_eps and opacity >= alpha_threshold), sigmas (S,) and features (S, F), valid where keep is set.
         """
         ops = ops_for(positions.device)
         device = positions.device
@@ -117,7 +123,12 @@ class VolumeRenderer(nn.Module):
             if len(chosen) == 0:
                 break
             sigma, feature = field.density(positions[chosen])
-            keep[chosen] = ops.termination_round(sigma, samples.select(chosen), depth, alive, self.early_stop_eps)
+            chosen_samples = samples.select(chosen)
+            visible = ops.termination_round(sigma, chosen_samples, depth, alive, self.early_stop_eps)
+            if self.alpha_threshold > 0:
+                thickness = sigma * (chosen_samples.t_ends - chosen_samples.t_starts)
+                visible &= thickness >= -math.log1p(-self.alpha_threshold)
+            keep[chosen] = visible
             sigmas[chosen] = sigma
             if features is None:
                 features = feature.new_zeros(len(samples), feature.shape[1])
@@ -166,7 +177,9 @@ class VolumeRenderer(nn.Module):
         """
         visible = self.visible_samples(field, origins, directions, jitter=training, keep_densities=not training)
         shading = self.shade(field, visible, background, reuse_densities=not training)
-        return RenderOutput(rgb=shading.rgb, depth=shading.depth, opacity=shading.opacity, n_samples=len(visible))
+        return RenderOutput(rgb=shading.rgb, depth=shading.depth, opacity=shading.opacity, n_samples=len(visible),
+                            samples=visible.samples if training else None,
+                            weights=shading.weights if training else None)
 
     @torch.no_grad()
     def render_chunked(self, field, origins: torch.Tensor, directions: torch.Tensor,

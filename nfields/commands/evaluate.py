@@ -15,6 +15,10 @@ class EvalOptions:
     run: str = dataclasses.field(metadata=RUN_FOLDER)
     split: Literal["train", "val", "test"] = "val"  # the split to score
     views: int | None = dataclasses.field(default=None, metadata={"min": 1})  # evenly spaced views; None: all
+    # runs with per-image appearance (real captures), held-out views: "mean", the training images' mean colour
+    # transform (nerfstudio's choice), or "half", one fitted on the left half of the photo, the right half scored
+    # (NeRF-W's); the train split always takes each image's own
+    appearance: Literal["mean", "half"] = "mean"
 
 
 def add_parser(sub) -> None:
@@ -32,11 +36,12 @@ def run(args) -> int:
     o, s = build(EvalOptions, args), shared(args)
     run_ = load_run(o.run, s["device"])
     scene = load_scene(run_.config, o.split, s["data_root"])
-    metrics = evaluate(run_.field, run_.renderer, scene, count=o.views,
-                       image_dir=run_.folder / f"renders_{o.split}", progress=True)
+    protocol = "own" if o.split == "train" else o.appearance
+    metrics = evaluate(run_.field, run_.renderer, scene, count=o.views, image_dir=run_.folder / f"renders_{o.split}",
+                       progress=True, appearance=run_.appearance, protocol=protocol)
     metrics["split"] = o.split
     out = run_.folder / f"eval_{o.split}.json"
     write_json(out, metrics)
     print(f"{o.split}: PSNR {metrics['psnr']:.2f} dB  SSIM {metrics['ssim']:.4f}  ({metrics['views']} views, "
-          f"white background) -> {out}")
+          f"white background{'' if run_.appearance is None else f', appearance: {protocol}'}) -> {out}")
     return 0

@@ -38,12 +38,27 @@ class TrainConfig:
     decay_at: list[float] = dataclass_field(default_factory=lambda: [0.5, 0.75, 0.9])  # fractions of training
     decay_factor: float = 0.33  # lr multiplier at each of decay_at
     loss: str = "huber"  # huber (delta 0.1, instant-ngp) | mse
-    random_background: bool = True  # random background colours in training (the model learns transparency)
-    grid_resolution: int = 128  # occupancy-grid cells along each side
-    # Unbounded scenes (real captures): occupancy cascades, each twice the last (5: out to 16x the scene box),
-    # and instant-ngp's cone angle for steps that grow with distance. Bounded scenes use one grid, no cone.
-    cascades: int = 5  # occupancy cascades of unbounded scenes (5: out to 16x the scene box)
-    cone_angle: float = 1 / 256  # unbounded scenes: steps grow by this fraction of the distance
+    # random background colours in training: RGBA images learn transparency, unbounded scenes opacity
+    random_background: bool = True
+    distortion_loss: float = 0.01  # unbounded scenes: weight of mip-NeRF 360's distortion loss (0: off)
+    # Real photos: a colour transform per training image (exposure, white balance; see renderers/appearance.py).
+    appearance: bool | None = None  # None: on for photos without alpha (real captures), off for synthetic RGBA
+    appearance_lr: float = 1e-3  # learning rate of the per-image colour transforms
+    camera_refinement: bool = False  # learn a pose offset per training camera (SO3 x R3)
+    camera_lr: float = 1e-4  # learning rate of the camera offsets
+    # occupancy-grid cells along each side; None: 128 (instant-ngp), 64 for an unbounded scene on a CPU (every
+    # update evaluates the field in each cascade's cells: 4 x 128^3 would take ~15 s of a 10-minute CPU run each time)
+    grid_resolution: int | None = None
+    # Unbounded scenes (real captures): occupancy cascades, each twice the last (4: out to 8x the scene box, as
+    # nerfacc's mip-NeRF 360 setting), and a cone angle for steps that grow with distance. Bounded scenes use
+    # one grid, no cone.
+    cascades: int = 4  # occupancy cascades of unbounded scenes (4: out to 8x the scene box)
+    # unbounded scenes: steps grow by this fraction of the distance; None: 1/256 (instant-ngp) on CUDA, 1/64 on a CPU
+    cone_angle: float | None = None
+    # unbounded scenes: the smallest step is the scene box's diagonal over this; None: 1024 (instant-ngp) on CUDA,
+    # 256 on a CPU (a ray through the cascades then takes ~200 steps, not ~1,000)
+    steps_per_diagonal: int | None = None
+    alpha_threshold: float = 0.01  # unbounded scenes: skip samples less opaque than this (nerfacc's alpha_thre)
     # Steps between occupancy-grid updates. None: instant-ngp's 16 steps of 2^18 samples on CUDA; 64 on the
     # CPU, whose steps are 4x smaller, so that updates stay near the same share of the work.
     occupancy_every: int | None = None
@@ -67,11 +82,17 @@ class TrainConfig:
             raise FieldsError(f"config: 'loss' must be 'huber' or 'mse', got '{self.loss}'")
         if not 1 <= self.cascades <= 8:
             raise FieldsError(f"config: 'cascades' must be 1 to 8 occupancy levels, got {self.cascades}")
-        if self.cone_angle < 0:
+        if self.distortion_loss < 0:
+            raise FieldsError(f"config: 'distortion_loss' must be >= 0, got {self.distortion_loss}")
+        if not 0 <= self.alpha_threshold < 1:
+            raise FieldsError(f"config: 'alpha_threshold' must be in [0, 1), got {self.alpha_threshold}")
+        if self.steps_per_diagonal is not None and self.steps_per_diagonal < 1:
+            raise FieldsError(f"config: 'steps_per_diagonal' must be positive, got {self.steps_per_diagonal}")
+        if self.cone_angle is not None and self.cone_angle < 0:
             raise FieldsError(f"config: 'cone_angle' must be >= 0, got {self.cone_angle}")
         if self.occupancy_every is not None and self.occupancy_every < 1:
             raise FieldsError(f"config: 'occupancy_every' must be a positive step count, got {self.occupancy_every}")
-        if self.grid_resolution < 2 or self.grid_resolution % 2:
+        if self.grid_resolution is not None and (self.grid_resolution < 2 or self.grid_resolution % 2):
             raise FieldsError(f"config: 'grid_resolution' must be an even number of cells, got {self.grid_resolution}")
         if self.data is not None and not Path(self.data).expanduser().exists():
             raise FieldsError(f"config: 'data' path {self.data} does not exist")
@@ -79,6 +100,28 @@ class TrainConfig:
             raise FieldsError(f"config: 'overwrite' must be true or false, got {self.overwrite!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise FieldsError(f"config: 'device' must be auto, cpu or cuda, got '{self.device}'")
+
+    def grid_cells(self, unbounded: bool, device_type: str) -> int:
+        """Occupancy-grid resolution (`grid_resolution`, or its default for the scene and device)."""
+        if self.grid_resolution is not None:
+            return self.grid_resolution
+        return 64 if unbounded and device_type == "cpu" else 128
+
+    def resolve_defaults(self, device_type: str, unbounded: bool) -> None:
+        """Fill the fields whose None means "chosen for the scene and device", so that config.json records what
+        the run used and a run trained on one device renders the same on another."""
+        self.grid_resolution = self.grid_cells(unbounded, device_type)
+        self.cone_angle, self.steps_per_diagonal = self.marching(device_type)
+
+    def marching(self, device_type: str) -> tuple[float, int]:
+        """Unbounded scenes' cone angle and steps per box diagonal (the fields, or their defaults for the device)."""
+        cpu = device_type == "cpu"
+        cone = self.cone_angle if self.cone_angle is not None else (1 / 64 if cpu else 1 / 256)
+        return cone, self.steps_per_diagonal or (256 if cpu else 1024)
+
+    def uses_appearance(self, has_alpha: bool) -> bool:
+        """Whether a scene's training images get per-image appearance (`appearance`; None: real photos only)."""
+        return (not has_alpha) if self.appearance is None else self.appearance
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")

@@ -14,32 +14,40 @@ from tqdm import tqdm
 from ..datasets import Cameras, SceneData, composite_over
 from ..fields import Field
 from ..renderers import VolumeRenderer
+from ..renderers.appearance import PROTOCOLS, PerImageAppearance, apply_transform, fit_transform
 from .metrics import psnr, ssim
 
 WHITE = torch.ones(3)
 
 
 def render_view(field: Field, renderer: VolumeRenderer, cameras: Cameras, index: int,
-                background: torch.Tensor = WHITE) -> dict[str, torch.Tensor]:
-    """rgb (H, W, 3), depth (H, W), opacity (H, W) of camera `index`, on the CPU."""
+                background: torch.Tensor = WHITE, appearance: PerImageAppearance | None = None) -> dict[str, torch.Tensor]:
+    """rgb (H, W, 3), depth (H, W), opacity (H, W) of camera `index`, on the CPU; a run's per-image
+    `appearance` colours a new view with the training images' mean transform."""
     device = renderer.aabb.device
     rays = cameras.image_rays(index).to(device)
     out = renderer.render_chunked(field, rays.origins, rays.directions, background.to(device))
+    if appearance is not None:
+        out.rgb = apply_transform(appearance.mean_transform(), out.rgb)
     h, w = cameras.height, cameras.width
     return {"rgb": out.rgb.clamp(0, 1).view(h, w, 3).cpu(), "depth": out.depth.view(h, w).cpu(),
             "opacity": out.opacity.view(h, w).cpu()}
 
 
 @torch.no_grad()
-def sampled_pixel_psnr(field: Field, renderer: VolumeRenderer, scene: SceneData, n_pixels: int, seed: int = 0) -> float:
+def sampled_pixel_psnr(field: Field, renderer: VolumeRenderer, scene: SceneData, n_pixels: int, seed: int = 0,
+                       appearance: PerImageAppearance | None = None) -> float:
     """PSNR over `n_pixels` fixed random pixels of all views (white background): an unbiased estimate
-    of the split's pooled MSE at a small fraction of the cost of rendering full views."""
+    of the split's pooled MSE at a small fraction of the cost of rendering full views. With per-image
+    `appearance`, held-out pixels take the training images' mean transform."""
     g = torch.Generator().manual_seed(seed)
     cam = torch.randint(0, len(scene.cameras), (n_pixels,), generator=g)
     x = torch.randint(0, scene.cameras.width, (n_pixels,), generator=g)
     y = torch.randint(0, scene.cameras.height, (n_pixels,), generator=g)
     rays = scene.cameras.rays(cam, x.float() + 0.5, y.float() + 0.5).to(renderer.aabb.device)
     out = renderer.render_chunked(field, rays.origins, rays.directions, WHITE.to(renderer.aabb.device))
+    if appearance is not None:
+        out.rgb = apply_transform(appearance.mean_transform(), out.rgb)
     pixels = scene.pixels(cam, x, y)
     target = composite_over(pixels, WHITE) if scene.has_alpha else pixels
     return psnr(out.rgb.clamp(0, 1).cpu(), target)
@@ -52,20 +60,42 @@ def view_indices(n_views: int, count: int | None) -> list[int]:
     return np.linspace(0, n_views - 1, count).round().astype(int).tolist()
 
 
+def held_out_colours(pred: torch.Tensor, target: torch.Tensor, appearance: PerImageAppearance | None,
+                     protocol: str, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """View `index`'s render (H, W, 3) as scored against its photo (H, W, 3), and the photo, under a per-image
+    appearance `protocol` (renderers/appearance.py): "mean" transforms the whole render by the training images'
+    mean transform; "half" fits a transform on the left half and returns the right halves; "own" (training
+    views) takes the image's own transform."""
+    if appearance is None:
+        return pred, target
+    if protocol in ("mean", "own"):
+        transform = appearance.mean_transform() if protocol == "mean" else appearance.transforms[index].detach()
+        return apply_transform(transform, pred.reshape(-1, 3)).view_as(pred).clamp(0, 1), target
+    half = pred.shape[1] // 2
+    transform = fit_transform(pred[:, :half].reshape(-1, 3), target[:, :half].reshape(-1, 3))
+    right = pred[:, half:]
+    return apply_transform(transform, right.reshape(-1, 3)).view_as(right).clamp(0, 1), target[:, half:]
+
+
 def evaluate(field: Field, renderer: VolumeRenderer, scene: SceneData, count: int | None = None,
-             image_dir: Path | None = None, progress: bool = False) -> dict:
+             image_dir: Path | None = None, progress: bool = False, appearance: PerImageAppearance | None = None,
+             protocol: str = "mean") -> dict:
     """Mean PSNR and SSIM over views of `scene` (white background), optionally saving renders.
 
+    appearance: the run's per-image appearance; held-out views are scored under `protocol` (PROTOCOLS, or
+    "own" for the training split: each image under its own transform).
     Returns {"psnr", "ssim", "views", "seconds_per_view", "per_view": [...]}.
     """
+    if protocol not in PROTOCOLS + ("own",):
+        raise ValueError(f"appearance protocol must be one of {PROTOCOLS}, got {protocol!r}")
     indices = view_indices(len(scene.cameras), count)
     if image_dir is not None:
         image_dir.mkdir(parents=True, exist_ok=True)
     per_view = []
     start = time.perf_counter()
     for i in tqdm(indices, desc="evaluating", disable=not progress, leave=False):
-        pred = render_view(field, renderer, scene.cameras, i)["rgb"]
-        target = scene.image(i, WHITE)
+        pred, target = held_out_colours(render_view(field, renderer, scene.cameras, i)["rgb"], scene.image(i, WHITE),
+                                        appearance, protocol, i)
         per_view.append({"view": i, "psnr": psnr(pred, target), "ssim": ssim(pred, target)})
         if image_dir is not None:
             side_by_side = torch.cat([pred, target], dim=1)
@@ -76,6 +106,7 @@ def evaluate(field: Field, renderer: VolumeRenderer, scene: SceneData, count: in
         "ssim": float(np.mean([v["ssim"] for v in per_view])),
         "views": len(indices),
         "background": "white",
+        "appearance": protocol if appearance is not None else "none",
         "seconds_per_view": seconds / len(indices),
         "per_view": per_view,
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..errors import FieldsError
@@ -19,7 +21,11 @@ def make_model(field_name: str, aabb: torch.Tensor, near: float, config: TrainCo
         field = build_field(field_name, aabb, preset=preset, config=field_config, unbounded=unbounded)
     except UnknownFieldError as err:
         raise FieldsError(f"--field / --preset: {err}") from None
-    renderer = VolumeRenderer(aabb, near=near, grid_resolution=config.grid_resolution,
+    cone_angle, steps_per_diagonal = config.marching(device.type)
+    diagonal = math.sqrt(3) * float((aabb[3:] - aabb[:3]).max())
+    renderer = VolumeRenderer(aabb, near=near, grid_resolution=config.grid_cells(unbounded, device.type),
                               cascades=config.cascades if unbounded else 1,
-                              cone_angle=config.cone_angle if unbounded else 0.0)
+                              step_size=diagonal / steps_per_diagonal if unbounded else None,
+                              cone_angle=cone_angle if unbounded else 0.0,
+                              alpha_threshold=config.alpha_threshold if unbounded else 0.0)
     return field.to(device), renderer.to(device)

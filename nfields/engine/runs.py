@@ -8,6 +8,7 @@ from pathlib import Path
 from ..errors import FieldsError
 from ..fields import Field
 from ..renderers import VolumeRenderer
+from ..renderers.appearance import PerImageAppearance
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .devices import resolve_device
@@ -24,6 +25,7 @@ class LoadedRun:
     field: Field
     renderer: VolumeRenderer
     checkpoint: dict
+    appearance: PerImageAppearance | None = None  # the training images' colour transforms (real captures)
 
 
 def load_run(folder: str | Path, device: str = "auto", checkpoint: str = CHECKPOINT_NAME) -> LoadedRun:
@@ -43,6 +45,11 @@ def load_run(folder: str | Path, device: str = "auto", checkpoint: str = CHECKPO
     except RuntimeError as err:
         raise FieldsError(f"{folder / checkpoint}: tensors do not match the '{state['field_name']}' "
                           f"field's configuration ({str(err).splitlines()[0]})") from None
+    appearance = None
+    if state.get("appearance") is not None:
+        transforms = state["appearance"]["transforms"]
+        appearance = PerImageAppearance(len(transforms)).to(dev)
+        appearance.load_state_dict(state["appearance"])
     field.eval()
     renderer.eval()
-    return LoadedRun(folder, config, field, renderer, state)
+    return LoadedRun(folder, config, field, renderer, state, appearance)

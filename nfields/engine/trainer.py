@@ -17,6 +17,9 @@ from ..datasets import SceneData, composite_over
 from ..errors import FieldsError
 from ..interrupts import sigterm_as_interrupt
 from ..renderers import RenderOutput
+from ..renderers.appearance import PerImageAppearance
+from ..renderers.camera_offsets import CameraOffsets
+from ..renderers.losses import distortion_loss
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .devices import resolve_device
@@ -61,12 +64,14 @@ class TrainingMonitor(Protocol):
 
 @dataclass
 class Batch:
-    """One step's rays: origins, directions (R, 3), target colours (R, 3) and backgrounds (R, 3)."""
+    """One step's rays: origins, directions (R, 3), target colours (R, 3), backgrounds (R, 3) and the
+    training images they come from (R,)."""
 
     origins: torch.Tensor
     directions: torch.Tensor
     target: torch.Tensor
     background: torch.Tensor
+    image_indices: torch.Tensor
 
 
 class Trainer:
@@ -79,6 +84,7 @@ class Trainer:
     """
 
     batch_psnr_label = "batch PSNR"  # what the progress bar calls the PSNR of train_step's batch MSE
+    fits_photos = True  # targets are the training photos: per-image appearance and camera refinement apply
 
     def __init__(self, config: TrainConfig, run_dir: Path, train_scene: SceneData, val_scene: SceneData | None,
                  resume: bool = False, progress: bool = True):
@@ -96,6 +102,11 @@ class Trainer:
         self.field, self.renderer = make_model(config.field, train_scene.aabb, train_scene.near, config, self.device,
                                                field_config=state["field_config"] if state else None,
                                                unbounded=not train_scene.bounded)
+        n_images = len(train_scene.cameras)
+        self.appearance = PerImageAppearance(n_images).to(self.device) \
+            if self.fits_photos and config.uses_appearance(train_scene.has_alpha) else None
+        self.camera_offsets = CameraOffsets(n_images).to(self.device) \
+            if self.fits_photos and config.camera_refinement else None
         self.optimizer = self.make_optimizer()
         self.target_samples = config.samples_per_step or (1 << 16 if self.device.type == "cpu" else 1 << 18)
         self.renderer.occupancy.set_interval(config.occupancy_every or (64 if self.device.type == "cpu" else 16))
@@ -109,9 +120,16 @@ class Trainer:
             Trainer.restore(self, state)  # not a subclass's override: the subclass is not initialised yet
 
     def make_optimizer(self) -> torch.optim.Adam:
-        """Adam over the field's parameter groups (also after the field re-creates its parameters)."""
-        optimizer = torch.optim.Adam(self.field.param_groups(self.config.lr, self.config.weight_decay),
-                                     lr=self.config.lr, betas=(0.9, 0.99), eps=1e-15)
+        """Adam over the field's parameter groups (also after the field re-creates its parameters), the
+        per-image appearance and the camera offsets."""
+        groups = self.field.param_groups(self.config.lr, self.config.weight_decay)
+        if self.appearance is not None:
+            groups.append({"params": list(self.appearance.parameters()), "lr": self.config.appearance_lr,
+                           "weight_decay": 0.0})
+        if self.camera_offsets is not None:
+            groups.append({"params": list(self.camera_offsets.parameters()), "lr": self.config.camera_lr,
+                           "weight_decay": 0.0})
+        optimizer = torch.optim.Adam(groups, lr=self.config.lr, betas=(0.9, 0.99), eps=1e-15)
         for group in optimizer.param_groups:
             group["initial_lr"] = group["lr"]
         return optimizer
@@ -123,6 +141,8 @@ class Trainer:
             "field_config": self.field.config_dict(),
             "field": self.field.state_dict(),
             "renderer": self.renderer.state_dict(),
+            "appearance": self.appearance.state_dict() if self.appearance is not None else None,
+            "camera_offsets": self.camera_offsets.state_dict() if self.camera_offsets is not None else None,
             "near": self.train_scene.near,
             "unbounded": self.field.unbounded,
             "optimizer": self.optimizer.state_dict(),
@@ -140,6 +160,12 @@ class Trainer:
         try:
             self.field.load_state_dict(state["field"])
             self.renderer.load_state_dict(state["renderer"])
+            for name in ("appearance", "camera_offsets"):
+                module, saved = getattr(self, name), state.get(name)
+                if (module is None) != (saved is None):
+                    raise ValueError(f"the checkpoint {'has' if saved is not None else 'lacks'} {name}")
+                if module is not None:
+                    module.load_state_dict(saved)
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as err:
             raise FieldsError(f"{path}: checkpoint does not fit this run's field configuration "
@@ -160,20 +186,18 @@ class Trainer:
         return max(fractions)
 
     def sample_batch(self, n_rays: int):
-        """Random pixels of random training views: rays, target colours (R, 3), backgrounds (R, 3)."""
+        """Random pixels of random training views: rays, target colours (R, 3), backgrounds (R, 3), views (R,)."""
         cam = torch.randint(0, len(self.cameras), (n_rays,))
         x = torch.randint(0, self.cameras.width, (n_rays,))
         y = torch.randint(0, self.cameras.height, (n_rays,))
         rays = self.cameras.rays(cam, x.float() + 0.5, y.float() + 0.5).to(self.device)
         pixels = self.images[cam, y, x].float() / 255.0
-        if self.train_scene.has_alpha:
-            background = torch.rand(n_rays, 3, device=self.device) if self.config.random_background \
-                else torch.ones(n_rays, 3, device=self.device)
-            target = composite_over(pixels, background)
-        else:
-            background = torch.ones(n_rays, 3, device=self.device)
-            target = pixels
-        return rays, target, background
+        # Random backgrounds: RGBA images teach transparency; an unbounded scene (whose contracted field reaches
+        # infinity) learns to be opaque, instead of letting a white background paint its white walls.
+        random = self.config.random_background and (self.train_scene.has_alpha or not self.train_scene.bounded)
+        background = torch.rand(n_rays, 3, device=self.device) if random else torch.ones(n_rays, 3, device=self.device)
+        target = composite_over(pixels, background) if self.train_scene.has_alpha else pixels
+        return rays, target, background, cam.to(self.device)
 
     def train_step(self) -> tuple[float, float, int]:
         """One optimiser step; returns (loss, batch MSE, samples used)."""
@@ -201,16 +225,25 @@ class Trainer:
         self.renderer.update_occupancy(self.field, self.step)
 
     def make_batch(self) -> Batch:
-        rays, target, background = self.sample_batch(int(self.n_rays))
-        return Batch(rays.origins, rays.directions, target, background)
+        rays, target, background, images = self.sample_batch(int(self.n_rays))
+        return Batch(rays.origins, rays.directions, target, background, images)
 
     def render_batch(self, batch: Batch) -> RenderOutput:
-        """What the loss needs of the batch; anything with `n_samples`, the samples that reached the field."""
-        return self.renderer.render(self.field, batch.origins, batch.directions, batch.background, training=True)
+        """What the loss needs of the batch; anything with `n_samples`, the samples that reached the field.
+        Rays move with their camera's learned offset, colours pass through their image's appearance."""
+        origins, directions = batch.origins, batch.directions
+        if self.camera_offsets is not None:
+            origins, directions = self.camera_offsets(origins, directions, batch.image_indices)
+        out = self.renderer.render(self.field, origins, directions, batch.background, training=True)
+        if self.appearance is not None:
+            out.rgb = self.appearance(out.rgb, batch.image_indices)
+        return out
 
     def loss(self, batch: Batch, out: RenderOutput) -> torch.Tensor:
         """Scalar loss of the step: photometric loss plus the field's regularisation."""
         loss = photometric_loss(out.rgb, batch.target, self.config.loss)
+        if self.config.distortion_loss > 0 and not self.train_scene.bounded and out.weights is not None:
+            loss = loss + self.config.distortion_loss * distortion_loss(out.weights, out.samples, len(out.rgb))
         regularization = self.field.regularization()
         if regularization is not None:
             loss = loss + regularization
@@ -246,7 +279,8 @@ class Trainer:
         if self.val_scene is None:
             return None
         self.field.eval()
-        value = sampled_pixel_psnr(self.field, self.renderer, self.val_scene, self.config.eval_pixels)
+        value = sampled_pixel_psnr(self.field, self.renderer, self.val_scene, self.config.eval_pixels,
+                                   appearance=self.appearance)
         self.field.train()
         self.history.append({"step": self.step, "train_seconds": self.train_seconds, "val_psnr": value})
         return value
@@ -317,7 +351,7 @@ class Trainer:
         if not self.history or self.history[-1]["step"] != self.step:
             self.quick_eval()
         metrics = evaluate(self.field, self.renderer, self.val_scene, count=self.config.final_eval_views,
-                           image_dir=self.run_dir / "renders_val", progress=self.progress)
+                           image_dir=self.run_dir / "renders_val", progress=self.progress, appearance=self.appearance)
         metrics.update(step=self.step, train_seconds=self.train_seconds, field=self.config.field,
                        parameters=self.field.num_parameters(), split="val")
         write_json(self.run_dir / "metrics.json", metrics)
@@ -358,6 +392,7 @@ def train(config: TrainConfig, progress: bool = True, train_scene: SceneData | N
     val_scene = val_scene or load_scene(config, "val")
     run_dir.mkdir(parents=True, exist_ok=True)
     config.output = str(run_dir)
+    config.resolve_defaults(resolve_device(config.device).type, unbounded=not train_scene.bounded)
     config.save(run_dir / CONFIG_NAME)
     trainer = Trainer(config, run_dir, train_scene, val_scene, progress=progress)
     return run_with_monitor(trainer, monitor)

@@ -70,6 +70,7 @@ class Distiller(Trainer):
     evaluated at the same points over the same random background; the stage's losses."""
 
     batch_psnr_label = "PSNR vs teacher"
+    fits_photos = False  # targets come from the teacher: no per-image appearance or camera offsets
 
     def __init__(self, config: TrainConfig, settings: DistillConfig, run_dir: Path, teacher: LoadedRun,
                  train_scene, val_scene, resume: bool = False, progress: bool = True):
