@@ -104,6 +104,9 @@ def test_nerfstudio_loads_points_where_the_cameras_see_them(colmap_capture):
             np.testing.assert_allclose(_project(pose, f["fl_x"], f["fl_y"], f["cx"], f["cy"], ns_points), seen[i],
                                        atol=1e-3)  # the ply holds float32
         assert _radius_ratio(ns_poses, ns_points) == pytest.approx(_radius_ratio(c2w, points), rel=1e-5)
+    # The scene is already centred, upright and scaled as nerfstudio orients and scales it: its world is the fields
+    # scene, so camera paths move between the two unchanged.
+    np.testing.assert_allclose(ns_poses, np.array([f["transform_matrix"] for f in meta["frames"]])[:, :3], atol=1e-9)
 
 
 def test_the_applied_keys_fields_used_to_write_misplace_nerfstudio_points(colmap_capture):
