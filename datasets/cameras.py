@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .distortion import undistort
+from .distortion import fisheye_directions, undistort
 
 
 @dataclass
@@ -56,6 +56,8 @@ class Cameras:
     camera_to_world: (N, 4, 4) float32, OpenGL axes. focal: (N, 2) fx, fy in pixels.
     principal: (N, 2) cx, cy in pixels (pixel centres lie at integer + 0.5).
     distortion: (N, 6) k1, k2, k3, k4, p1, p2 (OpenCV model, see distortion.py) or None; rays are undistorted.
+    fisheye: the cameras follow OpenCV's equidistant fisheye model (COLMAP's OPENCV_FISHEYE) with k1..k4 of
+        `distortion` (None: the plain equidistant projection) instead of the pinhole model.
     ndc: when set, rays are mapped into this forward-facing scene's normalised device coordinates, as in
         NeRF's LLFF scenes (see NDCFrame).
     """
@@ -67,6 +69,7 @@ class Cameras:
     height: int
     distortion: torch.Tensor | None = None
     ndc: NDCFrame | None = None
+    fisheye: bool = False
 
     def __len__(self) -> int:
         return self.camera_to_world.shape[0]
@@ -90,10 +93,15 @@ class Cameras:
         fx, fy = self.focal[camera_index].unbind(-1)
         cx, cy = self.principal[camera_index].unbind(-1)
         u, v = (x - cx) / fx, (y - cy) / fy  # normalised image coordinates, y down (OpenCV)
-        if self.distortion is not None:
-            u, v = undistort(u, v, self.distortion[camera_index])
-        # OpenGL camera: image y grows downwards, camera y upwards, camera looks along -z.
-        d_cam = torch.stack([u, -v, -torch.ones_like(x)], dim=-1)
+        if self.fisheye:
+            params = self.distortion[camera_index] if self.distortion is not None else u.new_zeros(len(u), 6)
+            d_cv = fisheye_directions(u, v, params)  # OpenCV camera axes: y down, looking along +z
+            d_cam = torch.stack([d_cv[:, 0], -d_cv[:, 1], -d_cv[:, 2]], dim=-1)
+        else:
+            if self.distortion is not None:
+                u, v = undistort(u, v, self.distortion[camera_index])
+            # OpenGL camera: image y grows downwards, camera y upwards, camera looks along -z.
+            d_cam = torch.stack([u, -v, -torch.ones_like(x)], dim=-1)
         d_world = torch.einsum("rij,rj->ri", c2w[:, :3, :3], d_cam)
         origins = c2w[:, :3, 3]
         if self.ndc is not None:

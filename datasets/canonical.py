@@ -1,11 +1,19 @@
 """The canonical layout `fields convert` writes and `fields train --data` reads.
 
     transforms.json   nerfstudio-style: OpenGL camera-to-world per frame, per-frame intrinsics
-                      (fl_x, fl_y, cx, cy, k1..k4, p1, p2), w, h, camera_model, {train,val,test}_filenames,
-                      applied_transform / applied_scale, and a `fields` block (box, near, bounded, NDC,
-                      per-frame near/far bounds, the capture -> scene normalisation, downscales, source)
+                      (fl_x, fl_y, cx, cy, k1..k4, p1, p2), w, h, camera_model (PINHOLE, OPENCV or
+                      OPENCV_FISHEYE), {train,val,test}_filenames, per-frame mask_path / depth_file_path,
+                      and a `fields` block (box, near, bounded, NDC, per-frame near/far bounds, the
+                      capture -> scene normalisation, downscales, source)
     images/           full-size images;  images_2/, images_4/, ...: area-averaged copies
+    masks/, depths/   where the capture has them: single-channel 0/255 PNG masks, and float32 .npy z-depth
+                      in thousandths of scene units (nerfstudio's default depth_unit_scale_factor, 1e-3,
+                      reads them in scene units); masks_<k>/, depths_<k>/ beside images_<k>/
     sparse_pc.ply     sparse points in scene coordinates (where the capture has them)
+
+Poses, points and depth share the scene coordinates, so nerfstudio's dataparser, which moves poses and points by
+its own orientation and scale (and points, besides, by any applied_scale), loads them in agreement: the file
+carries no applied_transform / applied_scale (the capture -> scene similarity is fields.normalization).
 """
 
 from __future__ import annotations
@@ -20,10 +28,11 @@ import numpy as np
 from .capture import UNBOUNDED_NOTE, Capture, Normalization
 from .dataset_error import DatasetError
 from .distortion import PARAM_NAMES
+from .frame_data import downscale_depth, downscale_mask, read_depth, read_mask
 from .images import downscale_image, read_image
 from .paths import capture_file
 from .pointcloud import write_ply_points
-from .transforms import read_transforms_capture
+from .transforms import DEPTH_UNIT, read_transforms_capture
 
 FORMAT_VERSION = 1
 PLY_NAME = "sparse_pc.ply"
@@ -58,6 +67,36 @@ def _frame(capture: Capture, i: int, name: str) -> dict:
     return frame
 
 
+def _write_frame_data(capture: Capture, out: Path, names: list[str], downscales: tuple[int, ...]) -> list[dict]:
+    """Masks and depth maps into masks/, depths/ (and masks_<k>/, depths_<k>/): per frame, the fields naming them.
+
+    Masks become single-channel 0/255 PNGs; depth maps float32 .npy in thousandths of scene units."""
+    entries = [{} for _ in names]
+    stems = [Path(n).stem for n in names]
+    stems = stems if len(set(stems)) == len(stems) else list(names)
+    size = (capture.width, capture.height)
+    for kind, paths in (("mask", capture.mask_paths), ("depth", capture.depth_paths)):
+        if paths is None:
+            continue
+        folder = "masks" if kind == "mask" else "depths"
+        for sub in [folder] + [f"{folder}_{k}" for k in downscales]:
+            (out / sub).mkdir()
+        for i, (src, stem) in enumerate(zip(paths, stems)):
+            if kind == "mask":
+                mask = read_mask(src, capture.records[i], size)
+                name = f"{stem}.png"
+                for sub, k in [(folder, 1)] + [(f"{folder}_{k}", k) for k in downscales]:
+                    iio.imwrite(out / sub / name, downscale_mask(mask, k).astype(np.uint8) * 255)
+                entries[i]["mask_path"] = f"{folder}/{name}"
+            else:
+                depth = read_depth(src, capture.records[i], size, capture.depth_unit / DEPTH_UNIT)
+                name = f"{stem}.npy"
+                for sub, k in [(folder, 1)] + [(f"{folder}_{k}", k) for k in downscales]:
+                    np.save(out / sub / name, downscale_depth(depth, k))
+                entries[i]["depth_file_path"] = f"{folder}/{name}"
+    return entries
+
+
 def write_canonical(capture: Capture, out: Path, downscales: tuple[int, ...] = (), progress=None) -> dict:
     """Write a normalised capture into the existing, empty folder `out`; returns the transforms.json content.
 
@@ -79,14 +118,15 @@ def write_canonical(capture: Capture, out: Path, downscales: tuple[int, ...] = (
             progress(1)
     norm = capture.normalization
     distorted = bool(np.abs(capture.distortion).max() > 0)
+    frame_data = _write_frame_data(capture, out, names, downscales)
     meta = {
-        "camera_model": "OPENCV" if distorted else "PINHOLE",
+        "camera_model": "OPENCV_FISHEYE" if capture.fisheye else "OPENCV" if distorted else "PINHOLE",
         "w": capture.width, "h": capture.height,
-        "frames": [_frame(capture, i, name) for i, name in enumerate(names)],
+        "frames": [{**_frame(capture, i, name), **frame_data[i]} for i, name in enumerate(names)],
         **{f"{s}_filenames": [f"images/{names[i]}" for i in capture.splits.get(s, [])]
            for s in ("train", "val", "test")},
-        "applied_transform": (norm.matrix()[:3] / norm.scale).tolist(),
-        "applied_scale": norm.scale,
+        # No applied_transform / applied_scale: nerfstudio multiplies the ply's points (not the poses) by
+        # applied_scale, and older releases moved the points (not the poses) by applied_transform.
         "fields": {
             "format_version": FORMAT_VERSION, "source": capture.source, "name": capture.name,
             "aabb": capture.aabb.tolist(), "near": capture.near, "bounded": capture.bounded,
@@ -95,6 +135,8 @@ def write_canonical(capture: Capture, out: Path, downscales: tuple[int, ...] = (
     }
     if not capture.bounded:
         meta["fields"]["note"] = UNBOUNDED_NOTE
+    if capture.depth_paths is not None:
+        meta["depth_unit_scale_factor"] = DEPTH_UNIT
     if capture.points is not None and len(capture.points):
         write_ply_points(out / PLY_NAME, capture.points, capture.colors)
         meta["ply_file_path"] = PLY_NAME

@@ -14,6 +14,7 @@ import torch
 
 from .cameras import Cameras, NDCFrame
 from .dataset_error import DatasetError
+from .frame_data import read_frame_data
 from .images import read_images
 from .scene import SceneData
 
@@ -67,6 +68,9 @@ class Capture:
     bounds: (N, 2) near, far per image (LLFF) or None. points, colors: (P, 3) float64 / uint8 or None.
     splits: split name -> image indices. aabb: (6,) box holding the content; near: ray start distance.
     bounded: the content lies inside aabb. ndc_near: forward-facing scene rendered in NDC with this near plane.
+    fisheye: every camera follows OpenCV's equidistant fisheye model with k1..k4 of `distortion` (OPENCV_FISHEYE).
+    mask_paths, depth_paths: per image, its mask / z-depth map (see frame_data.py) or None; depth_unit: depth map
+    values times depth_unit are units of camera_to_world (apply_normalization scales it with the poses).
     """
 
     image_paths: list[Path]
@@ -88,6 +92,10 @@ class Capture:
     ndc_near: float | None = None
     normalization: Normalization = field(default_factory=Normalization)
     image_dirs: dict[int, Path] = field(default_factory=dict)  # downscale factor -> folder of pre-scaled images
+    fisheye: bool = False
+    mask_paths: list[Path] | None = None
+    depth_paths: list[Path] | None = None
+    depth_unit: float = 1.0
 
     def __post_init__(self):
         n = len(self.image_paths)
@@ -176,7 +184,7 @@ def apply_normalization(capture: Capture, norm: Normalization, aabb: np.ndarray,
     bounds = None if capture.bounds is None else capture.bounds * norm.scale
     return replace(capture, camera_to_world=norm.apply_to_poses(capture.camera_to_world), points=points,
                    bounds=bounds, aabb=np.asarray(aabb, dtype=np.float64), near=near, bounded=bounded,
-                   normalization=norm)
+                   normalization=norm, depth_unit=capture.depth_unit * norm.scale)
 
 
 def capture_scene(capture: Capture, split: str, downscale: int = 1) -> SceneData:
@@ -202,7 +210,10 @@ def capture_scene(capture: Capture, split: str, downscale: int = 1) -> SceneData
     cameras = Cameras(
         torch.from_numpy(capture.camera_to_world[indices]).float(), intr[:, :2] / scale, intr[:, 2:] / scale, w, h,
         distortion=distortion if distortion.abs().max() > 0 else None, ndc=ndc_frame(capture),
+        fisheye=capture.fisheye,
     )
     bounds = None if capture.bounds is None else torch.from_numpy(capture.bounds[indices]).float()
+    masks, depths = read_frame_data(capture, indices, downscale)
     return SceneData(cameras, torch.from_numpy(images), torch.from_numpy(capture.aabb).float(),
-                     name=capture.name, near=capture.near, bounds=bounds, bounded=capture.bounded)
+                     name=capture.name, near=capture.near, bounds=bounds, bounded=capture.bounded,
+                     masks=masks, depths=depths)

@@ -22,6 +22,10 @@ class SceneData:
     aabb: (6,) float32 min xyz then max xyz of the region holding the content.
     bounds: (N, 2) near, far distance per image where the capture states them (LLFF), else None.
     bounded: False for real captures whose content extends beyond aabb (see capture.UNBOUNDED_NOTE).
+    masks: (N, H, W) bool where the capture gives masks (nerfstudio's mask_path): True for pixels to train on,
+        False for pixels to leave out of the loss; None: every pixel counts.
+    depths: (N, H, W) float32 z-depth (along each camera's viewing axis) in scene units where the capture gives
+        depth maps (nerfstudio's depth_file_path); 0 where a map has no value. None: no depth.
     """
 
     cameras: Cameras
@@ -31,11 +35,17 @@ class SceneData:
     near: float = 0.0
     bounds: torch.Tensor | None = None
     bounded: bool = True
+    masks: torch.Tensor | None = None
+    depths: torch.Tensor | None = None
 
     def __post_init__(self):
         n, h, w, _ = self.images.shape
         if n != len(self.cameras) or (h, w) != (self.cameras.height, self.cameras.width):
             raise ValueError("images and cameras disagree in count or size")
+        for name in ("masks", "depths"):
+            extra = getattr(self, name)
+            if extra is not None and tuple(extra.shape) != (n, h, w):
+                raise ValueError(f"{name} {tuple(extra.shape)} do not match the images ({n}, {h}, {w})")
 
     @property
     def has_alpha(self) -> bool:

@@ -14,7 +14,7 @@ from ..datasets import Cameras
 from ..engine.evaluation import view_indices
 from ..errors import FieldsError
 from ..fields import Field
-from ..outputs.camera_path import CameraPath, Keyframe, save_in_run
+from ..outputs.camera_path import PATH_FORMATS, CameraPath, Keyframe, save_in_run
 from ..renderers import VolumeRenderer
 from .ports import free_port
 from .rendering import OUTPUTS, camera_to_world, viser_pose
@@ -171,6 +171,7 @@ class ViewerServer:
             frames = gui.add_number("Frames", initial_value=120, min=2, step=1)
             fps = gui.add_number("FPS", initial_value=24, min=1, step=1)
             name = gui.add_text("File", initial_value="camera_path.json")
+            path_format = gui.add_dropdown("Format", PATH_FORMATS, initial_value=PATH_FORMATS[0])
             save = gui.add_button("Save path")
             info = gui.add_markdown("0 keyframes")
 
@@ -193,7 +194,7 @@ class ViewerServer:
             camera_path = CameraPath(list(keyframes), self.cameras.width, self.cameras.height, int(fps.value),
                                      int(frames.value))
             try:
-                path = save_in_run(camera_path, self.run_folder, name.value)
+                path = save_in_run(camera_path, self.run_folder, name.value, path_format.value)
             except FieldsError as err:
                 info.content = str(err)
                 return

@@ -18,7 +18,11 @@ POSITIVE = {"min": 1}
 class RenderOptions:
     run: str = dataclasses.field(metadata=RUN_FOLDER)
     orbit: bool = False  # an orbit around the scene (what renders without --path)
-    path: str | None = None  # camera path JSON (keyframes; see nfields/outputs/camera_path.py, the viewer saves it)
+    # camera path JSON: this toolkit's keyframes or nerfstudio's camera path (see nfields/outputs/camera_path.py;
+    # the viewer saves either)
+    path: str | None = None
+    # nerfstudio's dataparser_transforms.json: --path comes from that nerfstudio run's world (trained on this scene)
+    path_transform: str | None = None
     # frame count; None: 60 for an orbit, the path file's for a path
     frames: int | None = dataclasses.field(default=None, metadata=POSITIVE)
     fps: int | None = dataclasses.field(default=None, metadata=POSITIVE)  # frames per second; None: 24 or the path's
@@ -43,12 +47,14 @@ def run(args) -> int:
     o, s = build(RenderOptions, args), shared(args)
     if o.orbit and o.path:
         raise FieldsError("give --orbit or --path, not both")
+    if o.path_transform and not o.path:
+        raise FieldsError("--path-transform applies to a --path")
     run_ = load_run(o.run, s["device"])
     reference = load_scene(run_.config, "train", s["data_root"]).cameras  # its NDC frame, for forward-facing scenes
     if o.path:
         out = Path(o.out) if o.out else run_.folder / f"{Path(o.path).stem}.{o.format}"
         render_camera_path(run_, Path(o.path), out, n_frames=o.frames, fps=o.fps, resolution=o.resolution,
-                           ndc=reference.ndc)
+                           ndc=reference.ndc, transform_path=o.path_transform)
     else:
         out = Path(o.out) if o.out else run_.folder / f"orbit.{o.format}"
         render_orbit(run_, reference, out, n_frames=o.frames or 60, fps=o.fps or 24, resolution=o.resolution)

@@ -90,9 +90,10 @@ def render_orbit(run: LoadedRun, reference: Cameras, out_path: Path, n_frames: i
 
 
 def render_camera_path(run: LoadedRun, path_file: Path, out_path: Path, n_frames: int | None = None,
-                       fps: int | None = None, resolution: int | None = None, progress: bool = True,
-                       ndc: NDCFrame | None = None) -> Path:
-    """Render a camera path file (see nfields.camera_path) as a video of RGB | depth; ndc: the scene's
-    NDC frame (forward-facing scenes: the training cameras' `ndc`)."""
-    path = load_camera_path(path_file)
+                       fps: float | None = None, resolution: int | None = None, progress: bool = True,
+                       ndc: NDCFrame | None = None, transform_path: Path | str | None = None) -> Path:
+    """Render a camera path file (either format, see nfields.outputs.camera_path) as a video of RGB | depth;
+    ndc: the scene's NDC frame (forward-facing scenes: the training cameras' `ndc`); transform_path: nerfstudio's
+    dataparser_transforms.json for a path saved in that nerfstudio run's world."""
+    path = load_camera_path(path_file, transform_path)
     return render_video(run, path.cameras(n_frames, resolution, ndc), out_path, fps or path.fps, progress)

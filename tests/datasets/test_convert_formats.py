@@ -160,13 +160,13 @@ def test_instant_ngp_box(tmp_path):
     c2w = orbit_c2w(3)
     write_images(tmp_path / "ngp", [f"r_{i}.png" for i in range(3)], 10, 8)
     frames = [{"file_path": f"r_{i}", "transform_matrix": p.tolist()} for i, p in enumerate(c2w)]
-    write_transforms(tmp_path / "ngp" / "transforms.json", {"camera_angle_x": 0.8, "aabb_scale": 2, "scale": 0.5,
+    write_transforms(tmp_path / "ngp" / "transforms.json", {"camera_angle_x": 0.8, "aabb_scale": 1, "scale": 0.5,
                                                             "offset": [0.5, 0.5, 0.0], "frames": frames})
     assert detect_format(tmp_path / "ngp") == "instant-ngp"
     capture = read_capture(tmp_path / "ngp")
-    # ngp box: centre (0.5 - offset) / scale = (0, 0, 1), half-size aabb_scale / 2 / scale = 2.
+    # ngp box: centre (0.5 - offset) / scale = (0, 0, 1), half-size aabb_scale / 2 / scale = 1.
     np.testing.assert_allclose(capture.normalization.center, [0, 0, 1])
-    assert capture.normalization.scale == pytest.approx(0.5) and capture.bounded
+    assert capture.normalization.scale == pytest.approx(1.0) and capture.bounded
     assert capture.intrinsics[0, 0] == pytest.approx(5 / np.tan(0.4))
 
 

@@ -85,6 +85,10 @@ def test_cli_renders_a_path_with_requested_frames_and_size(procedural_dir, tmp_p
                  "--format", "gif"]) == 0
     frames = iio.imread(run / "p.gif", index=None)
     assert frames.shape[:3] == (4, 16, 32)  # RGB | depth side by side
+    path.save(tmp_path / "ns.json", "nerfstudio")  # nerfstudio's format, told apart by its keys
+    assert main(["render", str(run), "--path", str(tmp_path / "ns.json"), "--frames", "2", "--resolution", "16",
+                 "--format", "gif"]) == 0
+    assert iio.imread(run / "ns.gif", index=None).shape[:3] == (2, 16, 32)
     (tmp_path / "bad.json").write_text(json.dumps({"keyframes": "x"}))
     capsys.readouterr()
     assert main(["render", str(run), "--path", str(tmp_path / "bad.json")]) == 2
@@ -95,3 +99,76 @@ def test_cli_renders_a_path_with_requested_frames_and_size(procedural_dir, tmp_p
 def test_camera_path_dataclass_to_json_has_format(path):
     data = CameraPath.to_json(path)
     assert data["format"] == "nfields-camera-path-1" and len(data["keyframes"]) == 3
+
+
+# ----- nerfstudio's camera path format (nerfstudio/viewer/render_panel.py writes it, nerfstudio/cameras/
+# camera_paths.py get_path_from_json and nerfstudio/scripts/render.py read it) -----
+
+def test_nerfstudio_format_round_trip(path, tmp_path):
+    """Saved as nerfstudio's: every frame in camera_path (row-major 4x4 flattened, vertical fov, aspect), render
+    size, fps and seconds; read back, the video's cameras are the same."""
+    data = json.loads(path.save(tmp_path / "ns.json", "nerfstudio").read_text())
+    assert (data["render_width"], data["render_height"], data["camera_type"]) == (32, 32, "perspective")
+    assert len(data["camera_path"]) == 9 and data["seconds"] == pytest.approx(9 / 12) and data["fps"] == 12
+    assert len(data["keyframes"]) == 3 and len(data["keyframes"][1]["matrix"]) == 16
+    np.testing.assert_allclose(np.reshape(data["keyframes"][1]["matrix"], (4, 4)), path.keyframes[1].camera_to_world)
+    first = data["camera_path"][0]
+    assert len(first["camera_to_world"]) == 16 and first["aspect"] == 1.0
+    loaded = load_camera_path(tmp_path / "ns.json")
+    assert (loaded.width, loaded.height, loaded.frames) == (32, 32, 9) and loaded.fps == pytest.approx(12)
+    a, b = path.cameras(), loaded.cameras()
+    torch.testing.assert_close(b.camera_to_world, a.camera_to_world, atol=1e-6, rtol=0)
+    torch.testing.assert_close(b.focal, a.focal, atol=1e-4, rtol=0)
+    # ... and saved again in this toolkit's format, the same cameras.
+    again = load_camera_path(loaded.save(tmp_path / "fields.json"))
+    torch.testing.assert_close(again.cameras().camera_to_world, a.camera_to_world, atol=1e-6, rtol=0)
+
+
+def test_nerfstudio_path_as_nerfstudio_renders_it(tmp_path):
+    """A file as nerfstudio's viewer writes it: frame i's camera is camera_to_world viewed as 4x4 (row-major), its
+    focal (render_height / 2) / tan(fov / 2) with the principal point at the centre; fps = frames / seconds."""
+    poses = make_procedural_scene(3, 16).cameras.camera_to_world.double().numpy()
+    data = {"camera_type": "perspective", "render_height": 30, "render_width": 40, "fps": 24, "seconds": 1.5,
+            "keyframes": [], "crop": None,
+            "camera_path": [{"camera_to_world": p.reshape(-1).tolist(), "fov": fov, "aspect": 4 / 3}
+                            for p, fov in zip(poses, (50.0, 60.0, 70.0))]}
+    (tmp_path / "ns.json").write_text(json.dumps(data))
+    loaded = load_camera_path(tmp_path / "ns.json")
+    assert loaded.fps == pytest.approx(2.0) and loaded.frames == 3
+    cameras = loaded.cameras()
+    torch.testing.assert_close(cameras.camera_to_world, torch.from_numpy(poses).float(), atol=1e-6, rtol=0)
+    focal = 15.0 / np.tan(np.radians([50.0, 60.0, 70.0]) / 2)
+    torch.testing.assert_close(cameras.focal, torch.from_numpy(np.stack([focal, focal], 1)).float())
+    assert (cameras.width, cameras.height) == (40, 30) and cameras.principal[0].tolist() == [20.0, 15.0]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.update(camera_type="equirectangular"), "field 'camera_type' is 'equirectangular'"),
+    (lambda d: d.update(camera_path=d["camera_path"][:1]), "field 'camera_path' must be a list of at least 2"),
+    (lambda d: d.pop("render_width"), "'render_width' and 'render_height' are missing"),
+    (lambda d: d["camera_path"][1].update(camera_to_world=[1.0] * 12), r"camera_path\[1\]: .*4x4"),
+    (lambda d: d["camera_path"][0].update(fov=None), r"camera_path\[0\]: field 'fov'"),
+    (lambda d: d.update(seconds=-1), "field 'seconds' must be a positive number"),
+])
+def test_malformed_nerfstudio_paths_name_file_and_field(path, tmp_path, edit, message):
+    data = path.to_json("nerfstudio")
+    edit(data)
+    (tmp_path / "ns.json").write_text(json.dumps(data))
+    with pytest.raises(FieldsError, match=message) as info:
+        load_camera_path(tmp_path / "ns.json")
+    assert str(tmp_path / "ns.json") in str(info.value)
+
+
+def test_nerfstudio_dataparser_transform_maps_a_path_back(path, tmp_path):
+    """A path in a nerfstudio run's world (p_ns = scale * (R p + t)) comes back into the scene with that run's
+    dataparser_transforms.json."""
+    angle = 0.7
+    rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    transform = np.c_[rot, [0.3, -0.2, 0.5]]
+    path.transformed(transform, 0.4).save(tmp_path / "ns.json", "nerfstudio")
+    (tmp_path / "dataparser_transforms.json").write_text(json.dumps({"transform": transform.tolist(), "scale": 0.4}))
+    back = load_camera_path(tmp_path / "ns.json", tmp_path / "dataparser_transforms.json")
+    torch.testing.assert_close(back.cameras().camera_to_world, path.cameras().camera_to_world, atol=1e-5, rtol=0)
+    (tmp_path / "bad.json").write_text(json.dumps({"transform": (2 * transform).tolist(), "scale": 0.4}))
+    with pytest.raises(FieldsError, match="bad.json: 'transform' must be a rotation"):
+        load_camera_path(tmp_path / "ns.json", tmp_path / "bad.json")

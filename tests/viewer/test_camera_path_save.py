@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import imageio.v3 as iio
+import numpy as np
 import pytest
 from support import sdf_model
 
@@ -44,6 +45,9 @@ class _PanelGui:
         return self._add(label, **kw)
 
     add_number = add_text = add_button
+
+    def add_dropdown(self, label, options, **kw):
+        return self._add(label, **kw)
 
     def add_markdown(self, content, **_):
         return self._add("info", content=content)
@@ -163,6 +167,23 @@ def test_save_is_atomic_and_overwrites_only_a_camera_path(tmp_path, viewer, run,
     assert "saved to" in panel.save("orbit.json")  # a camera path may be replaced by a newer one
     assert len(json.loads(saved.read_text())["keyframes"]) == 3
 
+
+
+def test_save_in_nerfstudio_format(viewer, run):
+    """The panel's Format: nerfstudio's camera path (every frame, for ns-render), read back by fields render."""
+    panel = _Panel(viewer)
+    panel.gui.widgets["Format"].value = "nerfstudio"
+    saved = run / "camera_paths" / "ns_path.json"
+    assert panel.save("ns_path.json").startswith(f"2 keyframes saved to {saved}")
+    data = json.loads(saved.read_text())
+    assert "format" not in data and len(data["camera_path"]) == 120
+    assert (data["render_width"], data["render_height"], data["camera_type"]) == (16, 16, "perspective")
+    loaded = load_camera_path(saved)
+    np.testing.assert_allclose(loaded.keyframes[0].camera_to_world, panel.poses[0], atol=1e-5)
+    np.testing.assert_allclose(loaded.keyframes[-1].camera_to_world, panel.poses[1], atol=1e-5)
+    panel.gui.widgets["Format"].value = "fields"  # a nerfstudio path is a camera path: a later save may replace it
+    assert "saved to" in panel.save("ns_path.json")
+    assert json.loads(saved.read_text())["format"] == "nfields-camera-path-1"
 
 @pytest.mark.slow  # trains 5 steps and renders: over a minute on 2 busy cores
 def test_saved_path_renders_with_fields_render(procedural_dir, tmp_path, viewer, capsys):
