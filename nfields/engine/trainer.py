@@ -186,10 +186,15 @@ class Trainer:
         return max(fractions)
 
     def sample_batch(self, n_rays: int):
-        """Random pixels of random training views: rays, target colours (R, 3), backgrounds (R, 3), views (R,)."""
+        """Random pixels of random training views: rays, target colours (R, 3), backgrounds (R, 3), views (R,).
+        Pixels a capture's masks exclude (nerfstudio's mask_path) are dropped, so a batch may hold fewer rays."""
         cam = torch.randint(0, len(self.cameras), (n_rays,))
         x = torch.randint(0, self.cameras.width, (n_rays,))
         y = torch.randint(0, self.cameras.height, (n_rays,))
+        if self.train_scene.masks is not None:
+            kept = self.train_scene.masks[cam, y, x]
+            cam, x, y = cam[kept], x[kept], y[kept]
+            n_rays = len(cam)
         rays = self.cameras.rays(cam, x.float() + 0.5, y.float() + 0.5).to(self.device)
         pixels = self.images[cam, y, x].float() / 255.0
         # Random backgrounds: RGBA images teach transparency; an unbounded scene (whose contracted field reaches

@@ -48,3 +48,18 @@ def test_appearance_is_on_by_default_for_photos_without_alpha_only(tmp_path):
     assert not config.uses_appearance(has_alpha=True) and config.uses_appearance(has_alpha=False)
     config.appearance = False
     assert not config.uses_appearance(has_alpha=False)
+
+
+def test_masked_pixels_are_never_drawn_for_training(tmp_path):
+    scene = make_procedural_scene(4, 16)
+    images = torch.zeros(4, 16, 16, 3, dtype=torch.uint8)
+    images[:, :, :5, 2] = 255  # the left five columns blue (the ones trained on), the rest red
+    images[:, :, 5:, 0] = 255
+    masks = torch.zeros(4, 16, 16, dtype=torch.bool)
+    masks[:, :, :5] = True
+    scene = SceneData(scene.cameras, images, scene.aabb, scene.name, scene.near, masks=masks)
+    config = TrainConfig(scene="procedural", steps=1, threads=1, output=str(tmp_path))
+    trainer = Trainer(config, tmp_path, scene, None, progress=False)
+    rays, target, background, views = trainer.sample_batch(2000)
+    assert 450 < len(target) < 850 and len(views) == len(target) == len(rays.origins)  # about 5/16 of 2000 kept
+    assert (target[:, 2] == 1).all() and (target[:, 0] == 0).all()
