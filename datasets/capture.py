@@ -53,6 +53,11 @@ class Normalization:
         out[:, :3, 3] = c2w[:, :3, 3] @ self.rotation / self.scale + self.center
         return out
 
+    def after(self, first: "Normalization") -> "Normalization":
+        """`first`, then this one: one similarity (a converted scene normalised again keeps mapping its capture)."""
+        return Normalization(center=first.center + first.rotation.T @ self.center / first.scale,
+                             scale=first.scale * self.scale, rotation=self.rotation @ first.rotation)
+
     def to_json(self) -> dict:
         return {"center": self.center.tolist(), "scale": float(self.scale), "rotation": self.rotation.tolist(),
                 "capture_to_scene": self.matrix().tolist()}
@@ -67,6 +72,7 @@ class Capture:
     bounds: (N, 2) near, far per image (LLFF) or None. points, colors: (P, 3) float64 / uint8 or None.
     splits: split name -> image indices. aabb: (6,) box holding the content; near: ray start distance.
     bounded: the content lies inside aabb. ndc_near: forward-facing scene rendered in NDC with this near plane.
+    scene_type: forward-facing, object or unbounded (see scene_type.py), and scene_type_reason: why, in one line.
     """
 
     image_paths: list[Path]
@@ -88,6 +94,8 @@ class Capture:
     ndc_near: float | None = None
     normalization: Normalization = field(default_factory=Normalization)
     image_dirs: dict[int, Path] = field(default_factory=dict)  # downscale factor -> folder of pre-scaled images
+    scene_type: str = ""
+    scene_type_reason: str = ""
 
     def __post_init__(self):
         n = len(self.image_paths)
@@ -148,14 +156,15 @@ def up_rotation(c2w: np.ndarray) -> np.ndarray:
     return np.eye(3) + vx + vx @ vx / (1 + c)
 
 
-def normalise_captured(capture: Capture) -> Capture:
-    """A real capture (COLMAP, nerfstudio, video): up to +z, centred on the cameras, cameras inside [-1, 1]^3.
+def normalise_captured(capture: Capture, center: np.ndarray | None = None) -> Capture:
+    """A real capture: up to +z, centred on `center` (capture coordinates; None: the mean camera position),
+    scaled so that every camera lies inside [-1, 1]^3.
 
     The scene is marked unbounded: see UNBOUNDED_NOTE.
     """
     rotation = up_rotation(capture.camera_to_world)
     positions = capture.camera_to_world[:, :3, 3] @ rotation.T
-    center_rot = positions.mean(axis=0)
+    center_rot = positions.mean(axis=0) if center is None else rotation @ np.asarray(center, dtype=np.float64)
     extent = np.abs(positions - center_rot).max()
     norm = Normalization(center=rotation.T @ center_rot, scale=1.0 / max(float(extent), 1e-9), rotation=rotation)
     return apply_normalization(capture, norm, aabb=np.array([-1.0, -1, -1, 1, 1, 1]), near=0.05, bounded=False)
@@ -171,12 +180,13 @@ def ndc_frame(capture: Capture) -> NDCFrame | None:
 
 def apply_normalization(capture: Capture, norm: Normalization, aabb: np.ndarray, near: float,
                         bounded: bool) -> Capture:
-    """The capture in scene coordinates, with its box and the normalisation recorded."""
+    """The capture in scene coordinates, with its box and the normalisation recorded (composed with the one
+    it already had: a converted scene normalised again still maps back to its capture)."""
     points = None if capture.points is None else (capture.points - norm.center) @ norm.rotation.T * norm.scale
     bounds = None if capture.bounds is None else capture.bounds * norm.scale
     return replace(capture, camera_to_world=norm.apply_to_poses(capture.camera_to_world), points=points,
                    bounds=bounds, aabb=np.asarray(aabb, dtype=np.float64), near=near, bounded=bounded,
-                   normalization=norm)
+                   ndc_near=None, normalization=norm.after(capture.normalization))
 
 
 def capture_scene(capture: Capture, split: str, downscale: int = 1) -> SceneData:
@@ -205,4 +215,6 @@ def capture_scene(capture: Capture, split: str, downscale: int = 1) -> SceneData
     )
     bounds = None if capture.bounds is None else torch.from_numpy(capture.bounds[indices]).float()
     return SceneData(cameras, torch.from_numpy(images), torch.from_numpy(capture.aabb).float(),
-                     name=capture.name, near=capture.near, bounds=bounds, bounded=capture.bounded)
+                     name=capture.name, near=capture.near, bounds=bounds, bounded=capture.bounded,
+                     scene_type=capture.scene_type, scene_type_reason=capture.scene_type_reason)
+

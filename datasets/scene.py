@@ -22,6 +22,7 @@ class SceneData:
     aabb: (6,) float32 min xyz then max xyz of the region holding the content.
     bounds: (N, 2) near, far distance per image where the capture states them (LLFF), else None.
     bounded: False for real captures whose content extends beyond aabb (see capture.UNBOUNDED_NOTE).
+    scene_type, scene_type_reason: forward-facing, object or unbounded, and why ("" where not decided).
     """
 
     cameras: Cameras
@@ -31,6 +32,8 @@ class SceneData:
     near: float = 0.0
     bounds: torch.Tensor | None = None
     bounded: bool = True
+    scene_type: str = ""
+    scene_type_reason: str = ""
 
     def __post_init__(self):
         n, h, w, _ = self.images.shape

@@ -9,11 +9,20 @@ from ..datasets import SceneData, load_blender_scene, load_dataset, resolve_scen
 from .config import TrainConfig
 
 
+def _source(config: TrainConfig, data_root: str | None) -> tuple[Path, str | None]:
+    """The path to read and its format (None: detected)."""
+    if config.data is not None:
+        return Path(config.data).expanduser(), None
+    return resolve_scene_dir(config.scene, data_root or config.data_root), "blender"
+
+
 def load_scene(config: TrainConfig, split: str, data_root: str | None = None) -> SceneData:
     """A split of the run's scene; `data_root` overrides the one the run was trained with.
 
-    With `config.data` set, the scene is read from that path in any format `fields convert` reads.
+    With `config.data` set, the scene is read from that path in any format `fields convert` reads, as the
+    config's scene_type.
     """
-    if config.data is not None:
-        return load_dataset(Path(config.data).expanduser(), split, config.downscale)
-    return load_blender_scene(resolve_scene_dir(config.scene, data_root or config.data_root), split, config.downscale)
+    path, fmt = _source(config, data_root)
+    if fmt == "blender" and config.scene_type == "auto":
+        return load_blender_scene(path, split, config.downscale)
+    return load_dataset(path, split, config.downscale, fmt, scene_type=config.scene_type)

@@ -356,6 +356,10 @@ def train(config: TrainConfig, progress: bool = True, train_scene: SceneData | N
     check_output_folder(run_dir, config.overwrite, "fields train --resume")
     train_scene = train_scene or load_scene(config, "train")
     val_scene = val_scene or load_scene(config, "val")
+    if progress and train_scene.scene_type:
+        print(f"scene type: {train_scene.scene_type}: {train_scene.scene_type_reason}")
+    if config.data is not None and train_scene.scene_type:  # as decided: the run reads its data the same way
+        config.scene_type = train_scene.scene_type
     run_dir.mkdir(parents=True, exist_ok=True)
     config.output = str(run_dir)
     config.save(run_dir / CONFIG_NAME)
