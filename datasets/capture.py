@@ -6,6 +6,7 @@ Readers (blender, colmap, llff, transforms) build a Capture in the capture's own
 
 from __future__ import annotations
 
+import glob
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -15,10 +16,13 @@ import torch
 from .cameras import Cameras, NDCFrame
 from .dataset_error import DatasetError
 from .images import read_images
+from .paths import capture_file
 from .scene import SceneData
 
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
 SPLITS = ("train", "val", "test")
+# Training resolution chosen by size: the long side at most this many pixels (CUDA: nerfstudio's 1600).
+MAX_LONG_SIDE = {"cpu": 1000, "cuda": 1600}
 HOLDOUT_EVERY = 8  # captures without splits: every 8th image is held out for val/test (LLFF convention)
 UNBOUNDED_NOTE = ("captured scene normalised into the box by its camera positions; content beyond the box is "
                   "contracted into a shell around it and marched through occupancy-grid cascades")
@@ -206,6 +210,11 @@ def capture_scene(capture: Capture, split: str, downscale: int = 1) -> SceneData
         raise DatasetError(paths[0], f"image is {w * downscale}x{h * downscale} but {capture.records[indices[0]]} "
                            f"states {capture.width}x{capture.height}",
                            "The images must be the ones the poses were computed on (not a resized copy).")
+    if prescaled and (abs(w - capture.width / downscale) > 1 or abs(h - capture.height / downscale) > 1):
+        raise DatasetError(paths[0], f"image is {w}x{h}, but as a copy of {capture.width}x{capture.height} "
+                           f"downscaled {downscale} times it should be {capture.width // downscale}x"
+                           f"{capture.height // downscale}",
+                           f"Remove {prescaled.name}/ or rewrite it from the full-size images.")
     intr = torch.from_numpy(capture.intrinsics[indices]).float()
     scale = float(downscale)
     distortion = torch.from_numpy(capture.distortion[indices]).float()
@@ -218,3 +227,31 @@ def capture_scene(capture: Capture, split: str, downscale: int = 1) -> SceneData
                      name=capture.name, near=capture.near, bounds=bounds, bounded=capture.bounded,
                      scene_type=capture.scene_type, scene_type_reason=capture.scene_type_reason)
 
+
+def choose_downscale(width: int, height: int, device: str = "cpu") -> int:
+    """The smallest integer factor bringing the long side to MAX_LONG_SIDE[device] pixels or fewer."""
+    limit = MAX_LONG_SIDE.get(device, MAX_LONG_SIDE["cpu"])
+    long_side = max(int(width), int(height))
+    return max(1, next(k for k in range(1, long_side + 1) if long_side // k <= limit))
+
+
+def prescaled_dirs(capture: Capture, root: Path, origin: Path | str, allowed: tuple[Path, ...] = ()) -> dict[int, Path]:
+    """Folders `<images>_K/` beside the capture's one image folder holding a copy of every image under the same
+    name (nerfstudio's images_2/4/8, LLFF's images_4/8): downscale factor K -> folder. A folder with a file
+    missing, or outside the capture (see paths.capture_file), is left out."""
+    folders = {p.parent for p in capture.image_paths}
+    if len(folders) != 1:
+        return {}
+    folder = folders.pop()
+    found = {}
+    for candidate in sorted(folder.parent.glob(f"{glob.escape(folder.name)}_*")):
+        factor = candidate.name[len(folder.name) + 1:]
+        if not (factor.isdigit() and int(factor) >= 2 and candidate.is_dir()):
+            continue
+        try:
+            if all(capture_file(root, p.name, origin, "image", allowed, base=candidate).is_file()
+                   for p in capture.image_paths):
+                found[int(factor)] = candidate
+        except DatasetError:  # a copy outside the capture: not read (the images are resized on load instead)
+            continue
+    return found

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .blender import read_blender_capture
 from .canonical import is_canonical, read_canonical
-from .capture import Capture, capture_scene
+from .capture import Capture, capture_scene, prescaled_dirs
 from .colmap import colmap_capture, find_model_dir, read_colmap_model
 from .dataset_error import DatasetError
 from .llff import list_images, read_llff_capture
@@ -92,6 +92,7 @@ def read_capture(path: str | Path, fmt: str | None = None, image_dir: str | Path
     if fmt in ("nerfstudio", "instant-ngp"):
         json_path = _transforms_path(path)
         capture, meta = read_transforms_capture(json_path, allowed)
+        capture.image_dirs = prescaled_dirs(capture, json_path.parent, json_path, allowed)
         decision = decide(capture, scene_type)
         if fmt == "instant-ngp" and decision.kind == "object":
             out = normalise_instant_ngp(capture, meta, json_path)
@@ -107,10 +108,12 @@ def read_capture(path: str | Path, fmt: str | None = None, image_dir: str | Path
                                        "sparse, colmap/sparse/0)")
         images = Path(image_dir) if image_dir else folder / "images"
         capture = colmap_capture(read_colmap_model(model_dir), images, folder.name, folder, allowed)
+        capture.image_dirs = prescaled_dirs(capture, folder, model_dir, allowed)
         return normalise_as(capture, decide(capture, scene_type), model_dir)
     if fmt == "llff":
         folder = path.parent if path.is_file() else path
         capture = read_llff_capture(folder, allowed)
+        capture.image_dirs = prescaled_dirs(capture, folder, folder / "poses_bounds.npy", allowed)
         return normalise_as(capture, decide(capture, scene_type), folder / "poses_bounds.npy")
     if fmt in ("images", "video"):
         raise DatasetError(path, f"a {fmt} input has no camera poses yet",

@@ -30,7 +30,9 @@ class TrainConfig:
     seed: int = 0  # random seed
     output: str | None = None  # run folder; default runs/<scene>-<field>-<time>
     overwrite: bool = False  # train into an --output folder that holds other files (a run there is still refused)
-    downscale: int = 1  # integer image downscale factor
+    # integer image downscale factor; None: chosen by size, the smallest bringing the long side to 1000 px or
+    # fewer on the CPU, 1600 on CUDA (a run records the factor it chose)
+    downscale: int | None = dataclass_field(default=None, metadata={"min": 1})
     # Batch: sized by samples per step, rays rescaled each step towards the target.
     samples_per_step: int | None = None  # target samples per step; None: 2^16 on CPU, 2^18 on CUDA
     initial_rays: int = 1024  # rays in the first step
@@ -84,6 +86,10 @@ class TrainConfig:
         if self.scene_type not in SCENE_TYPE_CHOICES:
             raise FieldsError(f"config: 'scene_type' must be one of {', '.join(SCENE_TYPE_CHOICES)}, "
                               f"got '{self.scene_type}'")
+        if self.downscale is not None and (isinstance(self.downscale, bool) or not isinstance(self.downscale, int)
+                                           or self.downscale < 1):
+            raise FieldsError(f"config: 'downscale' must be a positive integer or null (chosen by size), "
+                              f"got {self.downscale!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise FieldsError(f"config: 'device' must be auto, cpu or cuda, got '{self.device}'")
 

@@ -1,17 +1,20 @@
-"""The scene type comes from the cameras, not the file format."""
+"""The scene type comes from the cameras, not the file format; the training resolution is chosen by size."""
 
 import json
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 from support import orbit_c2w, write_colmap_model, write_images, write_llff, write_transforms
 
 from nfields.cli import main
 from nfields.datasets import DatasetError, load_dataset, read_capture
+from nfields.datasets.capture import MAX_LONG_SIDE, choose_downscale
 from nfields.datasets.data_root import default_data_roots
 from nfields.datasets.ingest.convert import convert
 from nfields.datasets.scene_type import classify
 from nfields.engine.config import TrainConfig
+from nfields.engine.scenes import load_scene, resolve_downscale
 
 
 def forward_grid(n_side: int = 4, step: float = 0.1) -> np.ndarray:
@@ -184,7 +187,53 @@ def test_beer_is_not_forward_facing(fmt):
     assert "spread 62 deg (p90)" in capture.scene_type_reason and capture.ndc_near is None and not capture.bounded
 
 
-def test_training_says_and_records_its_scene_type(tmp_path, capsys):
+# ---------- resolution ----------
+def test_downscale_chosen_by_size():
+    assert choose_downscale(720, 1280, "cpu") == 2  # beer
+    assert choose_downscale(800, 800, "cpu") == 1  # lego at full size
+    assert choose_downscale(1001, 10, "cpu") == 2 and choose_downscale(3000, 2000, "cpu") == 3
+    assert choose_downscale(720, 1280, "cuda") == 1 and choose_downscale(4032, 3024, "cuda") == 3
+
+
+def _nerfstudio_with_copies(folder, copy_size=(8, 6)):
+    c2w = orbit_c2w(4)
+    names = [f"f{i}.png" for i in range(4)]
+    write_images(folder / "images", names, 16, 12)
+    folder.joinpath("images_2").mkdir()
+    for name in names:
+        iio.imwrite(folder / "images_2" / name, np.full((copy_size[1], copy_size[0], 3), 7, np.uint8))
+    write_transforms(folder / "transforms.json", {
+        "camera_model": "PINHOLE", "fl_x": 15.0, "fl_y": 15.0, "w": 16, "h": 12,
+        "frames": [{"file_path": f"images/{n}", "transform_matrix": p.tolist()} for n, p in zip(names, c2w)]})
+
+
+def test_nerfstudio_images_k_are_read_instead_of_resizing(tmp_path):
+    _nerfstudio_with_copies(tmp_path / "ns")
+    scene = load_dataset(tmp_path / "ns", "train", downscale=2)
+    assert scene.images.shape[1:3] == (6, 8) and (scene.images == 7).all()  # images_2/, not images/ resized
+    assert scene.cameras.focal[0, 0].item() == 7.5
+    assert load_dataset(tmp_path / "ns", "train", downscale=4).images.shape[1:3] == (3, 4)  # no images_4/: resized
+    _nerfstudio_with_copies(tmp_path / "bad", copy_size=(5, 5))
+    with pytest.raises(DatasetError, match=r"images_2/f1.png: image is 5x5, but as a copy of 16x12 downscaled 2"):
+        load_dataset(tmp_path / "bad", "train", downscale=2)
+
+
+def test_run_config_records_the_chosen_factor(tmp_path, monkeypatch):
+    _nerfstudio_with_copies(tmp_path / "ns")
+    config = TrainConfig(data=str(tmp_path / "ns"), device="cpu")
+    assert config.downscale is None
+    assert resolve_downscale(config) and config.downscale == 1  # 16 px: no need to shrink
+    monkeypatch.setitem(MAX_LONG_SIDE, "cpu", 10)
+    config = TrainConfig(data=str(tmp_path / "ns"), device="cpu")
+    assert resolve_downscale(config) and config.downscale == 2
+    assert load_scene(config, "train").cameras.width == 8
+    config.save(tmp_path / "config.json")
+    assert TrainConfig.load(tmp_path / "config.json").downscale == 2  # evaluation reads the run's factor
+    given = TrainConfig(data=str(tmp_path / "ns"), downscale=1)
+    assert not resolve_downscale(given) and given.downscale == 1
+
+
+def test_training_says_and_records_its_resolution_and_scene_type(tmp_path, capsys):
     from nfields.engine.trainer import train
 
     _ring_llff(tmp_path / "ring")
@@ -193,9 +242,10 @@ def test_training_says_and_records_its_scene_type(tmp_path, capsys):
                       samples_per_step=1 << 10, initial_rays=32, eval_every=1e9, eval_pixels=64, final_eval_views=1,
                       device="cpu"), progress=True)
     out = capsys.readouterr().out
+    assert "training at 16x12 (downscale 1, chosen by size; --downscale to override)" in out
     assert "scene type: object: view directions spread" in out
     saved = json.loads((run / "config.json").read_text())
-    assert saved["scene_type"] == "object"  # evaluation reads the data the same way
+    assert saved["downscale"] == 1 and saved["scene_type"] == "object"  # evaluation reads the data the same way
     # A run from before scene types read raw LLFF data in NDC: loading its config keeps it so.
     del saved["scene_type"]
     (run / "config.json").write_text(json.dumps(saved))
