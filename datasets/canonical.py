@@ -4,7 +4,7 @@
                       (fl_x, fl_y, cx, cy, k1..k4, p1, p2), w, h, camera_model (PINHOLE, OPENCV or
                       OPENCV_FISHEYE), {train,val,test}_filenames, per-frame mask_path / depth_file_path,
                       and a `fields` block (box, near, bounded, NDC, per-frame near/far bounds, the
-                      capture -> scene normalisation, downscales, source)
+                      capture -> scene normalisation, downscales, source, scene_type: the kind of scene and why)
     images/           full-size images;  images_2/, images_4/, ...: area-averaged copies
     masks/, depths/   where the capture has them: single-channel 0/255 PNG masks, and float32 .npy z-depth
                       in thousandths of scene units (nerfstudio's default depth_unit_scale_factor, 1e-3,
@@ -32,6 +32,7 @@ from .frame_data import downscale_depth, downscale_mask, read_depth, read_mask
 from .images import downscale_image, read_image
 from .paths import capture_file
 from .pointcloud import write_ply_points
+from .scene_type import SCENE_TYPES
 from .transforms import DEPTH_UNIT, read_transforms_capture
 
 FORMAT_VERSION = 1
@@ -131,6 +132,8 @@ def write_canonical(capture: Capture, out: Path, downscales: tuple[int, ...] = (
             "format_version": FORMAT_VERSION, "source": capture.source, "name": capture.name,
             "aabb": capture.aabb.tolist(), "near": capture.near, "bounded": capture.bounded,
             "ndc_near": capture.ndc_near, "normalization": norm.to_json(), "downscales": list(downscales),
+            "scene_type": {"kind": capture.scene_type or recorded_kind(capture),
+                           "reason": capture.scene_type_reason},
         },
     }
     if not capture.bounded:
@@ -142,6 +145,28 @@ def write_canonical(capture: Capture, out: Path, downscales: tuple[int, ...] = (
         meta["ply_file_path"] = PLY_NAME
     (out / "transforms.json").write_text(json.dumps(meta, indent=1) + "\n")
     return meta
+
+
+def recorded_kind(capture: Capture) -> str:
+    """The scene type a normalised capture was trained as before scene types were recorded."""
+    if capture.ndc_near is not None:
+        return "forward-facing"
+    return "object" if capture.bounded else "unbounded"
+
+
+def _scene_type(path: Path, block: dict, capture: Capture) -> tuple[str, str]:
+    """fields.scene_type (kind, reason); files written before it existed: from bounded / ndc_near."""
+    entry = block.get("scene_type")
+    if entry is None:
+        kind = recorded_kind(capture)
+        field = "ndc_near" if capture.ndc_near is not None else "bounded"
+        return kind, f"converted before scene types were recorded: {kind}, from its fields.{field}"
+    if not isinstance(entry, dict) or entry.get("kind") not in SCENE_TYPES or not isinstance(entry.get("reason", ""),
+                                                                                            str):
+        raise DatasetError(path, f"fields.scene_type must be {{\"kind\": one of {', '.join(SCENE_TYPES)}, "
+                                 f"\"reason\": text}}, got {entry!r}",
+                           "Not written by `fields convert`, or edited since: re-run the conversion.")
+    return entry["kind"], entry.get("reason", "")
 
 
 def _field(path: Path, block: dict, key: str, kind, optional: bool = False):
@@ -178,6 +203,7 @@ def read_canonical(path: str | Path, allowed: tuple[Path, ...] = ()) -> Capture:
     capture.bounded = bool(block.get("bounded", True))
     capture.ndc_near = _field(json_path, block, "ndc_near", float, optional=True)
     capture.source = str(block.get("source", "canonical"))
+    capture.scene_type, capture.scene_type_reason = _scene_type(json_path, block, capture)
     capture.name = str(block.get("name", json_path.parent.name))
     frames = meta["frames"]
     if all("near_far" in f for f in frames):

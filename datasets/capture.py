@@ -6,6 +6,7 @@ Readers (blender, colmap, llff, transforms) build a Capture in the capture's own
 
 from __future__ import annotations
 
+import glob
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,10 +17,13 @@ from .cameras import Cameras, NDCFrame
 from .dataset_error import DatasetError
 from .frame_data import read_frame_data
 from .images import read_images
+from .paths import capture_file
 from .scene import SceneData
 
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
 SPLITS = ("train", "val", "test")
+# Training resolution chosen by size: the long side at most this many pixels (CUDA: nerfstudio's 1600).
+MAX_LONG_SIDE = {"cpu": 1000, "cuda": 1600}
 HOLDOUT_EVERY = 8  # captures without splits: every 8th image is held out for val/test (LLFF convention)
 UNBOUNDED_NOTE = ("captured scene normalised into the box by its camera positions; content beyond the box is "
                   "contracted into a shell around it and marched through occupancy-grid cascades")
@@ -54,6 +58,11 @@ class Normalization:
         out[:, :3, 3] = c2w[:, :3, 3] @ self.rotation / self.scale + self.center
         return out
 
+    def after(self, first: "Normalization") -> "Normalization":
+        """`first`, then this one: one similarity (a converted scene normalised again keeps mapping its capture)."""
+        return Normalization(center=first.center + first.rotation.T @ self.center / first.scale,
+                             scale=first.scale * self.scale, rotation=self.rotation @ first.rotation)
+
     def to_json(self) -> dict:
         return {"center": self.center.tolist(), "scale": float(self.scale), "rotation": self.rotation.tolist(),
                 "capture_to_scene": self.matrix().tolist()}
@@ -71,6 +80,7 @@ class Capture:
     fisheye: every camera follows OpenCV's equidistant fisheye model with k1..k4 of `distortion` (OPENCV_FISHEYE).
     mask_paths, depth_paths: per image, its mask / z-depth map (see frame_data.py) or None; depth_unit: depth map
     values times depth_unit are units of camera_to_world (apply_normalization scales it with the poses).
+    scene_type: forward-facing, object or unbounded (see scene_type.py), and scene_type_reason: why, in one line.
     """
 
     image_paths: list[Path]
@@ -96,6 +106,8 @@ class Capture:
     mask_paths: list[Path] | None = None
     depth_paths: list[Path] | None = None
     depth_unit: float = 1.0
+    scene_type: str = ""
+    scene_type_reason: str = ""
 
     def __post_init__(self):
         n = len(self.image_paths)
@@ -156,14 +168,15 @@ def up_rotation(c2w: np.ndarray) -> np.ndarray:
     return np.eye(3) + vx + vx @ vx / (1 + c)
 
 
-def normalise_captured(capture: Capture) -> Capture:
-    """A real capture (COLMAP, nerfstudio, video): up to +z, centred on the cameras, cameras inside [-1, 1]^3.
+def normalise_captured(capture: Capture, center: np.ndarray | None = None) -> Capture:
+    """A real capture: up to +z, centred on `center` (capture coordinates; None: the mean camera position),
+    scaled so that every camera lies inside [-1, 1]^3.
 
     The scene is marked unbounded: see UNBOUNDED_NOTE.
     """
     rotation = up_rotation(capture.camera_to_world)
     positions = capture.camera_to_world[:, :3, 3] @ rotation.T
-    center_rot = positions.mean(axis=0)
+    center_rot = positions.mean(axis=0) if center is None else rotation @ np.asarray(center, dtype=np.float64)
     extent = np.abs(positions - center_rot).max()
     norm = Normalization(center=rotation.T @ center_rot, scale=1.0 / max(float(extent), 1e-9), rotation=rotation)
     return apply_normalization(capture, norm, aabb=np.array([-1.0, -1, -1, 1, 1, 1]), near=0.05, bounded=False)
@@ -179,12 +192,14 @@ def ndc_frame(capture: Capture) -> NDCFrame | None:
 
 def apply_normalization(capture: Capture, norm: Normalization, aabb: np.ndarray, near: float,
                         bounded: bool) -> Capture:
-    """The capture in scene coordinates, with its box and the normalisation recorded."""
+    """The capture in scene coordinates, with its box and the normalisation recorded (composed with the one
+    it already had: a converted scene normalised again still maps back to its capture)."""
     points = None if capture.points is None else (capture.points - norm.center) @ norm.rotation.T * norm.scale
     bounds = None if capture.bounds is None else capture.bounds * norm.scale
     return replace(capture, camera_to_world=norm.apply_to_poses(capture.camera_to_world), points=points,
                    bounds=bounds, aabb=np.asarray(aabb, dtype=np.float64), near=near, bounded=bounded,
-                   normalization=norm, depth_unit=capture.depth_unit * norm.scale)
+                   ndc_near=None, normalization=norm.after(capture.normalization),
+                   depth_unit=capture.depth_unit * norm.scale)
 
 
 def capture_scene(capture: Capture, split: str, downscale: int = 1) -> SceneData:
@@ -204,6 +219,11 @@ def capture_scene(capture: Capture, split: str, downscale: int = 1) -> SceneData
         raise DatasetError(paths[0], f"image is {w * downscale}x{h * downscale} but {capture.records[indices[0]]} "
                            f"states {capture.width}x{capture.height}",
                            "The images must be the ones the poses were computed on (not a resized copy).")
+    if prescaled and (abs(w - capture.width / downscale) > 1 or abs(h - capture.height / downscale) > 1):
+        raise DatasetError(paths[0], f"image is {w}x{h}, but as a copy of {capture.width}x{capture.height} "
+                           f"downscaled {downscale} times it should be {capture.width // downscale}x"
+                           f"{capture.height // downscale}",
+                           f"Remove {prescaled.name}/ or rewrite it from the full-size images.")
     intr = torch.from_numpy(capture.intrinsics[indices]).float()
     scale = float(downscale)
     distortion = torch.from_numpy(capture.distortion[indices]).float()
@@ -216,4 +236,34 @@ def capture_scene(capture: Capture, split: str, downscale: int = 1) -> SceneData
     masks, depths = read_frame_data(capture, indices, downscale)
     return SceneData(cameras, torch.from_numpy(images), torch.from_numpy(capture.aabb).float(),
                      name=capture.name, near=capture.near, bounds=bounds, bounded=capture.bounded,
-                     masks=masks, depths=depths)
+                     masks=masks, depths=depths, scene_type=capture.scene_type,
+                     scene_type_reason=capture.scene_type_reason)
+
+
+def choose_downscale(width: int, height: int, device: str = "cpu") -> int:
+    """The smallest integer factor bringing the long side to MAX_LONG_SIDE[device] pixels or fewer."""
+    limit = MAX_LONG_SIDE.get(device, MAX_LONG_SIDE["cpu"])
+    long_side = max(int(width), int(height))
+    return max(1, next(k for k in range(1, long_side + 1) if long_side // k <= limit))
+
+
+def prescaled_dirs(capture: Capture, root: Path, origin: Path | str, allowed: tuple[Path, ...] = ()) -> dict[int, Path]:
+    """Folders `<images>_K/` beside the capture's one image folder holding a copy of every image under the same
+    name (nerfstudio's images_2/4/8, LLFF's images_4/8): downscale factor K -> folder. A folder with a file
+    missing, or outside the capture (see paths.capture_file), is left out."""
+    folders = {p.parent for p in capture.image_paths}
+    if len(folders) != 1:
+        return {}
+    folder = folders.pop()
+    found = {}
+    for candidate in sorted(folder.parent.glob(f"{glob.escape(folder.name)}_*")):
+        factor = candidate.name[len(folder.name) + 1:]
+        if not (factor.isdigit() and int(factor) >= 2 and candidate.is_dir()):
+            continue
+        try:
+            if all(capture_file(root, p.name, origin, "image", allowed, base=candidate).is_file()
+                   for p in capture.image_paths):
+                found[int(factor)] = candidate
+        except DatasetError:  # a copy outside the capture: not read (the images are resized on load instead)
+            continue
+    return found

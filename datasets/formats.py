@@ -6,11 +6,12 @@ from pathlib import Path
 
 from .blender import read_blender_capture
 from .canonical import is_canonical, read_canonical
-from .capture import Capture, capture_scene, normalise_captured
+from .capture import Capture, capture_scene, prescaled_dirs
 from .colmap import colmap_capture, find_model_dir, read_colmap_model
 from .dataset_error import DatasetError
-from .llff import list_images, normalise_forward_facing, read_llff_capture
+from .llff import list_images, read_llff_capture
 from .scene import SceneData
+from .scene_type import check_scene_type, decide, normalise_as
 from .transforms import is_instant_ngp, normalise_instant_ngp, read_json, read_transforms_capture
 
 POSED_FORMATS = ("canonical", "blender", "nerfstudio", "instant-ngp", "colmap", "llff")
@@ -58,26 +59,47 @@ def _transforms_path(path: Path) -> Path:
     return path if path.is_file() else path / "transforms.json"
 
 
-def read_capture(path: str | Path, fmt: str | None = None, image_dir: str | Path | None = None) -> Capture:
+def read_capture(path: str | Path, fmt: str | None = None, image_dir: str | Path | None = None,
+                 scene_type: str = "auto") -> Capture:
     """A posed capture in scene coordinates (normalised into its box). fmt: one of POSED_FORMATS or None (detect).
 
     image_dir: a folder the user names: a COLMAP model's images (default: <path>/images); for the other formats,
     a folder outside the capture its files may lie in. Every file a capture names must lie inside the capture
     folder or image_dir, symlinks followed (see paths.capture_file).
+    scene_type: "auto" (from the cameras, see scene_type.py; a converted scene keeps the type it was converted
+    as) or one of SCENE_TYPES to force it. Blender scenes stay bounded objects (box +-1.5) unless forced
+    otherwise; instant-ngp files keep their box for an object.
     """
     path = Path(path)
     fmt = fmt or detect_format(path)
     allowed = (Path(image_dir),) if image_dir else ()
+    check_scene_type(scene_type)
     if fmt == "canonical":
-        return read_canonical(path, allowed)
+        capture = read_canonical(path, allowed)
+        if scene_type in ("auto", capture.scene_type):
+            return capture
+        return normalise_as(capture, decide(capture, scene_type), _transforms_path(path))
     if fmt == "blender":
-        return read_blender_capture(path.parent if path.is_file() else path, allowed)
+        folder = path.parent if path.is_file() else path
+        capture = read_blender_capture(folder, allowed)
+        decision = decide(capture, scene_type)
+        if decision.kind != "object":
+            return normalise_as(capture, decision, folder / "transforms_train.json")
+        capture.scene_type = "object"
+        capture.scene_type_reason = ("synthetic renders with alpha (Blender): a bounded object in the box +-1.5 "
+                                     f"(cameras: {decision.reason})")
+        return capture
     if fmt in ("nerfstudio", "instant-ngp"):
-        capture, meta = read_transforms_capture(_transforms_path(path), allowed)
-        if fmt == "instant-ngp":
-            return normalise_instant_ngp(capture, meta, _transforms_path(path))
-        capture.source = "nerfstudio"
-        return normalise_captured(capture)
+        json_path = _transforms_path(path)
+        capture, meta = read_transforms_capture(json_path, allowed)
+        capture.image_dirs = prescaled_dirs(capture, json_path.parent, json_path, allowed)
+        decision = decide(capture, scene_type)
+        if fmt == "instant-ngp" and decision.kind == "object":
+            out = normalise_instant_ngp(capture, meta, json_path)
+            out.scene_type, out.scene_type_reason = "object", f"{decision.reason}; the file's instant-ngp box kept"
+            return out
+        capture.source = fmt
+        return normalise_as(capture, decision, json_path)
     if fmt == "colmap":
         folder = path.parent if path.is_file() else path
         model_dir = find_model_dir(folder)
@@ -85,15 +107,21 @@ def read_capture(path: str | Path, fmt: str | None = None, image_dir: str | Path
             raise DatasetError(folder, "no COLMAP model here (looked for cameras.bin / cameras.txt in ., sparse/0, "
                                        "sparse, colmap/sparse/0)")
         images = Path(image_dir) if image_dir else folder / "images"
-        return normalise_captured(colmap_capture(read_colmap_model(model_dir), images, folder.name, folder, allowed))
+        capture = colmap_capture(read_colmap_model(model_dir), images, folder.name, folder, allowed)
+        capture.image_dirs = prescaled_dirs(capture, folder, model_dir, allowed)
+        return normalise_as(capture, decide(capture, scene_type), model_dir)
     if fmt == "llff":
-        return normalise_forward_facing(read_llff_capture(path.parent if path.is_file() else path, allowed))
+        folder = path.parent if path.is_file() else path
+        capture = read_llff_capture(folder, allowed)
+        capture.image_dirs = prescaled_dirs(capture, folder, folder / "poses_bounds.npy", allowed)
+        return normalise_as(capture, decide(capture, scene_type), folder / "poses_bounds.npy")
     if fmt in ("images", "video"):
         raise DatasetError(path, f"a {fmt} input has no camera poses yet",
                            f"Convert it first: `fields convert {path} --out DIR` (runs COLMAP).")
     raise DatasetError(path, f"unknown format '{fmt}' (known: {', '.join(FORMATS)})")
 
 
-def load_dataset(path: str | Path, split: str = "train", downscale: int = 1, fmt: str | None = None) -> SceneData:
-    """One split of a scene in any posed format, ready for training."""
-    return capture_scene(read_capture(path, fmt), split, downscale)
+def load_dataset(path: str | Path, split: str = "train", downscale: int = 1, fmt: str | None = None,
+                 scene_type: str = "auto") -> SceneData:
+    """One split of a scene in any posed format, ready for training (scene_type: see read_capture)."""
+    return capture_scene(read_capture(path, fmt, scene_type=scene_type), split, downscale)

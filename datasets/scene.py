@@ -26,6 +26,7 @@ class SceneData:
         False for pixels to leave out of the loss; None: every pixel counts.
     depths: (N, H, W) float32 z-depth (along each camera's viewing axis) in scene units where the capture gives
         depth maps (nerfstudio's depth_file_path); 0 where a map has no value. None: no depth.
+    scene_type, scene_type_reason: forward-facing, object or unbounded, and why ("" where not decided).
     """
 
     cameras: Cameras
@@ -37,6 +38,8 @@ class SceneData:
     bounded: bool = True
     masks: torch.Tensor | None = None
     depths: torch.Tensor | None = None
+    scene_type: str = ""
+    scene_type_reason: str = ""
 
     def __post_init__(self):
         n, h, w, _ = self.images.shape

@@ -16,11 +16,11 @@ from tqdm import tqdm
 
 from .. import Capture, DatasetError, detect_format, read_capture
 from ..canonical import write_canonical
-from ..capture import normalise_captured
 from ..colmap import colmap_capture, read_colmap_model
 from ..formats import FORMATS
 from ..llff import list_images
 from ..paths import capture_files
+from ..scene_type import check_scene_type, decide, normalise_as
 from .colmap_run import colmap_backend, run_colmap
 from .video_frames import MIN_SHARPNESS_RATIO, extract_frames
 
@@ -40,7 +40,7 @@ def _check_destination(out: Path) -> None:
 
 
 def _unposed_capture(path: Path, fmt: str, work: Path, frames: int | None, fps: float | None,
-                     min_sharpness_ratio: float, progress: bool) -> tuple[Capture, int, int, Path]:
+                     min_sharpness_ratio: float, progress: bool, scene_type: str) -> tuple[Capture, int, int, Path]:
     """Frames (video) or images (folder) posed by COLMAP, normalised.
 
     Returns the capture, the blurry frames dropped, the images COLMAP left unposed, and the model folder.
@@ -59,22 +59,25 @@ def _unposed_capture(path: Path, fmt: str, work: Path, frames: int | None, fps: 
     if unposed:
         warnings.warn(f"{path}: COLMAP could not pose {unposed} of {unposed + len(capture)} images; they are "
                       f"left out of the scene (too little overlap with the others: add views between them)")
-    return normalise_captured(capture), dropped, unposed, model_dir
+    return normalise_as(capture, decide(capture, scene_type), model_dir), dropped, unposed, model_dir
 
 
 def convert(input_path: str | Path, out: str | Path, fmt: str | None = None, downscales: tuple[int, ...] = (),
             image_dir: str | Path | None = None, frames: int | None = None, fps: float | None = None,
-            min_sharpness_ratio: float = MIN_SHARPNESS_RATIO, progress: bool = True) -> ConvertResult:
+            min_sharpness_ratio: float = MIN_SHARPNESS_RATIO, progress: bool = True,
+            scene_type: str = "auto") -> ConvertResult:
     """Convert a capture into the canonical layout at `out`.
 
     fmt: one of nfields.datasets.FORMATS, or None to detect it. downscales: extra image_<k>/ copies.
     image_dir: the images of a COLMAP model (default <input>/images); for the other posed formats, a folder outside
     the capture its files may lie in (files elsewhere are refused before anything is written).
-    frames / fps: frames taken from a video.
+    frames / fps: frames taken from a video. scene_type: "auto" (decided from the cameras) or the scene type to
+    normalise the capture as (see nfields.datasets.scene_type).
     """
     input_path, out = Path(input_path), Path(out)
     if fmt is not None and fmt not in FORMATS:
         raise DatasetError("--from", f"unknown format '{fmt}' (known: {', '.join(FORMATS)})")
+    check_scene_type(scene_type)
     bad = [k for k in downscales if not isinstance(k, int) or k < 2]
     if bad:
         raise DatasetError("--downscales", f"factors must be integers >= 2, got {bad}")
@@ -83,14 +86,15 @@ def convert(input_path: str | Path, out: str | Path, fmt: str | None = None, dow
     posed = fmt not in ("images", "video")
     if not posed:
         colmap_backend()  # fail before any work when COLMAP is missing
-    capture = read_capture(input_path, fmt, image_dir) if posed else None  # checks its files before any write
+    # A posed capture is read (its files checked) before anything is written.
+    capture = read_capture(input_path, fmt, image_dir, scene_type) if posed else None
     out.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         dropped, unposed, model_dir = 0, 0, None
         if not posed:
             capture, dropped, unposed, model_dir = _unposed_capture(input_path, fmt, temp / ".work", frames, fps,
-                                                                    min_sharpness_ratio, progress)
+                                                                    min_sharpness_ratio, progress, scene_type)
         with tqdm(total=len(capture), desc=f"writing {out.name}", unit="image", disable=not progress) as bar:
             write_canonical(capture, temp, tuple(downscales), progress=bar.update)
         if model_dir is not None:  # keep COLMAP's model (capture coordinates) beside the converted scene

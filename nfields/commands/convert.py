@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..datasets import FORMATS
+from ..datasets.scene_type import SCENE_TYPE_CHOICES
 from .options import add_options, build
 from .shared import one_line_warnings
 
@@ -27,6 +28,8 @@ class ConvertOptions:
     frames: int | None = dataclasses.field(default=None, metadata=POSITIVE)  # video: frames to keep; None: 100
     fps: float | None = None  # video: frames per second of video to keep (instead of --frames)
     min_sharpness: float = 0.2  # video: drop frames less sharp than this fraction of the median (Laplacian variance)
+    # forward-facing (NDC), object (cameras around a subject) or unbounded; auto: decided from the cameras
+    scene_type: str = dataclasses.field(default="auto", metadata={"choices": SCENE_TYPE_CHOICES})
 
 
 def add_parser(sub) -> None:
@@ -41,12 +44,14 @@ def run(args) -> int:
 
     one_line_warnings()
     o = build(ConvertOptions, args)
-    result = convert(o.input, o.out, o.fmt, tuple(o.downscales), o.images, o.frames, o.fps, o.min_sharpness)
+    result = convert(o.input, o.out, o.fmt, tuple(o.downscales), o.images, o.frames, o.fps, o.min_sharpness,
+                     scene_type=o.scene_type)
     cap = result.capture
     splits = ", ".join(f"{len(v)} {k}" for k, v in cap.splits.items())
     print(f"{result.source_format} -> {result.out}: {len(cap)} images {cap.width}x{cap.height} ({splits}), "
-          f"{'bounded' if cap.bounded else 'unbounded'} scene in box {cap.aabb.tolist()}, "
+          f"box {cap.aabb.tolist()} ({'bounded' if cap.bounded else 'content beyond it contracted'}), "
           f"scale {cap.normalization.scale:.4g}" + (", NDC" if cap.ndc_near else "")
           + (f", {result.frames_dropped_blurry} blurry frames dropped" if result.frames_dropped_blurry else ""))
+    print(f"scene type: {cap.scene_type}: {cap.scene_type_reason}")
     print(f"train on it: fields train --data {result.out}")
     return 0

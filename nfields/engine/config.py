@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, fields
 from dataclasses import field as dataclass_field
 from pathlib import Path
 
+from ..datasets import DatasetError, detect_format
+from ..datasets.scene_type import SCENE_TYPE_CHOICES
 from ..errors import FieldsError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -17,6 +19,8 @@ class TrainConfig:
     scene: str = "lego"  # scene name under the data root, or a scene folder
     data_root: str | None = None  # folder holding nerf_synthetic/<scene>; None: $FIELDS_DATA_ROOT, ../shared/data
     data: str | None = None  # a converted scene or any capture format `fields convert` reads; replaces `scene`
+    # scene type: forward-facing (NDC), object or unbounded; auto: from the cameras (a converted scene: as converted)
+    scene_type: str = dataclass_field(default="auto", metadata={"choices": SCENE_TYPE_CHOICES})
     field: str = "hashgrid"  # backbone: hashgrid, mlp, tensorf-vm, tensorf-cp, triplane, rbf, cam
     preset: str | None = None  # backbone preset, e.g. hashgrid 'cpu' or 'published'; None: the device's
     steps: int = 20000  # training steps (0 with a time budget: time only)
@@ -26,7 +30,9 @@ class TrainConfig:
     seed: int = 0  # random seed
     output: str | None = None  # run folder; default runs/<scene>-<field>-<time>
     overwrite: bool = False  # train into an --output folder that holds other files (a run there is still refused)
-    downscale: int = 1  # integer image downscale factor
+    # integer image downscale factor; None: chosen by size, the smallest bringing the long side to 1000 px or
+    # fewer on the CPU, 1600 on CUDA (a run records the factor it chose)
+    downscale: int | None = dataclass_field(default=None, metadata={"min": 1})
     # Batch: sized by samples per step, rays rescaled each step towards the target.
     samples_per_step: int | None = None  # target samples per step; None: 2^16 on CPU, 2^18 on CUDA
     initial_rays: int = 1024  # rays in the first step
@@ -98,6 +104,13 @@ class TrainConfig:
             raise FieldsError(f"config: 'data' path {self.data} does not exist")
         if not isinstance(self.overwrite, bool):
             raise FieldsError(f"config: 'overwrite' must be true or false, got {self.overwrite!r}")
+        if self.scene_type not in SCENE_TYPE_CHOICES:
+            raise FieldsError(f"config: 'scene_type' must be one of {', '.join(SCENE_TYPE_CHOICES)}, "
+                              f"got '{self.scene_type}'")
+        if self.downscale is not None and (isinstance(self.downscale, bool) or not isinstance(self.downscale, int)
+                                           or self.downscale < 1):
+            raise FieldsError(f"config: 'downscale' must be a positive integer or null (chosen by size), "
+                              f"got {self.downscale!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise FieldsError(f"config: 'device' must be auto, cpu or cuda, got '{self.device}'")
 
@@ -128,7 +141,27 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: Path) -> "TrainConfig":
-        return cls(**read_config_json(path, cls, "run configuration is missing (is this a run folder?)"))
+        data = read_config_json(path, cls, "run configuration is missing (is this a run folder?)")
+        if "scene_type" not in data:  # a run from before scene types: its data read as it was then
+            data["scene_type"] = format_scene_type(data.get("data"))
+        return cls(**data)
+
+
+# Before scene types, raw captures were normalised by their format: LLFF forward-facing (NDC), instant-ngp in
+# its own box, COLMAP and nerfstudio unbounded around the cameras (Blender and converted scenes: unchanged).
+FORMAT_SCENE_TYPES = {"llff": "forward-facing", "instant-ngp": "object", "colmap": "unbounded",
+                      "nerfstudio": "unbounded"}
+
+
+def format_scene_type(data: str | None) -> str:
+    """The scene type that reads `data` (a run's --data) the way runs made before scene types read it."""
+    if data is None:
+        return "auto"
+    try:
+        fmt = detect_format(Path(data).expanduser())
+    except DatasetError:  # gone: the error comes when the scene is read
+        return "auto"
+    return FORMAT_SCENE_TYPES.get(fmt, "auto")
 
 
 def read_json_object(path: Path, missing: str, expected: str) -> dict:

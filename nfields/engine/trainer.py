@@ -27,7 +27,7 @@ from .evaluation import evaluate, sampled_pixel_psnr, write_json
 from .models import make_model
 from .plots import plot_psnr_vs_time
 from .runs import CHECKPOINT_NAME, CONFIG_NAME
-from .scenes import load_scene
+from .scenes import load_scene, resolution_line, resolve_downscale
 
 
 @dataclass
@@ -393,8 +393,18 @@ def train(config: TrainConfig, progress: bool = True, train_scene: SceneData | N
     config.validate()
     run_dir = Path(config.output) if config.output else default_run_dir(config)
     check_output_folder(run_dir, config.overwrite, "fields train --resume")
+    # The run records the factor it trains at, so evaluation and the viewer read the scene at the same size.
+    if train_scene is not None and config.downscale is None:
+        config.downscale = 1  # scenes given are used as they are
+    chosen = resolve_downscale(config)
     train_scene = train_scene or load_scene(config, "train")
     val_scene = val_scene or load_scene(config, "val")
+    if progress:
+        print(resolution_line(train_scene, config.downscale, chosen))
+        if train_scene.scene_type:
+            print(f"scene type: {train_scene.scene_type}: {train_scene.scene_type_reason}")
+    if config.data is not None and train_scene.scene_type:  # as decided: the run reads its data the same way
+        config.scene_type = train_scene.scene_type
     run_dir.mkdir(parents=True, exist_ok=True)
     config.output = str(run_dir)
     config.resolve_defaults(resolve_device(config.device).type, unbounded=not train_scene.bounded)

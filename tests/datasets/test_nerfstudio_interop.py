@@ -104,8 +104,17 @@ def test_nerfstudio_loads_points_where_the_cameras_see_them(colmap_capture):
             np.testing.assert_allclose(_project(pose, f["fl_x"], f["fl_y"], f["cx"], f["cy"], ns_points), seen[i],
                                        atol=1e-3)  # the ply holds float32
         assert _radius_ratio(ns_poses, ns_points) == pytest.approx(_radius_ratio(c2w, points), rel=1e-5)
-    # The scene is already centred, upright and scaled as nerfstudio orients and scales it: its world is the fields
-    # scene, so camera paths move between the two unchanged.
+    # These cameras circle an object, so the scene is centred where their axes meet, not on the cameras as
+    # nerfstudio centres it: nerfstudio's world is shifted from ours (camera paths need its dataparser transform).
+
+
+def test_an_unbounded_scene_is_already_where_nerfstudio_puts_it(colmap_capture, tmp_path):
+    """Centred on the cameras, upright and scaled as nerfstudio orients and scales it: its world is the fields
+    scene, so camera paths move between the two unchanged."""
+    _, _, out = colmap_capture
+    convert(out, tmp_path / "unbounded", scene_type="unbounded", progress=False)
+    meta = json.loads((tmp_path / "unbounded" / "transforms.json").read_text())
+    ns_poses, _ = nerfstudio_load(meta, read_ply_points(tmp_path / "unbounded" / meta["ply_file_path"])[0])
     np.testing.assert_allclose(ns_poses, np.array([f["transform_matrix"] for f in meta["frames"]])[:, :3], atol=1e-9)
 
 
