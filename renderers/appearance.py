@@ -5,8 +5,13 @@ to all of them either averages the differences into view-dependent colour or pai
 As in NeRF-W and nerfacto, each training image gets its own appearance parameters; here they act on the
 rendered pixel, so every backbone has them without a change to its colour decoder: image i's pixel is
 A_i @ rgb + b_i (a 3x3 colour matrix and an offset, starting at the identity), like a camera's colour
-pipeline. Held-out views have no parameters of their own; two protocols score them:
-  "mean": the mean transform of the training images (nerfstudio's choice, its average appearance embedding);
+pipeline. The transforms are kept centred on the identity (their mean is the identity by construction): the
+field learns the average photo's colours, so a view rendered without any transform (the viewer, a video) looks
+like the capture; without the centring, the transforms and the field's colours trade a common factor (a run
+on beer learnt washed-out colours and transforms that saturated them again).
+Held-out views have no parameters of their own; two protocols score them:
+  "mean": the mean transform of the training images, the identity (nerfstudio's choice, its average
+          appearance embedding);
   "half": NeRF-W's: the transform is fitted on the left half of the held-out image (here in closed form,
           by least squares) and the right half is scored.
 """
@@ -27,13 +32,22 @@ class PerImageAppearance(nn.Module):
         identity = torch.cat([torch.eye(3), torch.zeros(3, 1)], dim=1)
         self.transforms = nn.Parameter(identity.repeat(n_images, 1, 1))
 
+    def centred(self) -> torch.Tensor:
+        """The transforms (N, 3, 4) shifted so that their mean is the identity."""
+        identity = torch.eye(3, 4, dtype=self.transforms.dtype, device=self.transforms.device)
+        return self.transforms - self.transforms.mean(dim=0) + identity
+
     def forward(self, rgb: torch.Tensor, image_indices: torch.Tensor) -> torch.Tensor:
         """rgb (R, 3) rendered for rays of training images image_indices (R,) -> as photographed (R, 3)."""
-        return apply_transform(self.transforms[image_indices], rgb)
+        return apply_transform(self.centred()[image_indices], rgb)
+
+    def transform(self, index: int) -> torch.Tensor:
+        """(3, 4): training image `index`'s transform."""
+        return self.centred().detach()[index]
 
     def mean_transform(self) -> torch.Tensor:
-        """(3, 4): the training images' mean transform, for held-out views ("mean" protocol)."""
-        return self.transforms.detach().mean(dim=0)
+        """(3, 4): the training images' mean transform (the identity), for held-out views ("mean" protocol)."""
+        return self.centred().detach().mean(dim=0)
 
 
 def apply_transform(transform: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:

@@ -69,7 +69,7 @@ def held_out_colours(pred: torch.Tensor, target: torch.Tensor, appearance: PerIm
     if appearance is None:
         return pred, target
     if protocol in ("mean", "own"):
-        transform = appearance.mean_transform() if protocol == "mean" else appearance.transforms[index].detach()
+        transform = appearance.mean_transform() if protocol == "mean" else appearance.transform(index)
         return apply_transform(transform, pred.reshape(-1, 3)).view_as(pred).clamp(0, 1), target
     half = pred.shape[1] // 2
     transform = fit_transform(pred[:, :half].reshape(-1, 3), target[:, :half].reshape(-1, 3))
