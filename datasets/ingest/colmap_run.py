@@ -446,6 +446,8 @@ def _pycolmap_logged(image_dir: Path, log: Path) -> Iterator:
     except Exception as err:  # pycolmap raises plain RuntimeErrors and ValueErrors
         raise DatasetError(image_dir, f"pycolmap failed: {str(err).splitlines()[0][:200]}") from None
     finally:
+        # glog holds the end of its file in a buffer (up to 30 s of lines): pointing it elsewhere closes the file.
+        pycolmap.logging.set_log_destination(pycolmap.logging.INFO, str(log.parent / "pycolmap-later."))
         with log.open("a") as f:
             f.write(output.getvalue())
             for part in sorted(log.parent.glob("pycolmap.*")):
