@@ -16,8 +16,13 @@ import pytest
 from nfields.cli import main
 from nfields.datasets import DatasetError, resolve_scene_dir
 from nfields.datasets.ingest import colmap_run
-from nfields.datasets.ingest.colmap_run import (EXHAUSTIVE_MAX_IMAGES, MATCHERS, choose_matcher, pycolmap_available,
-                                                sift_settings)
+from nfields.datasets.ingest.colmap_run import (
+    EXHAUSTIVE_MAX_IMAGES,
+    MATCHERS,
+    choose_matcher,
+    pycolmap_available,
+    sift_settings,
+)
 from nfields.datasets.ingest.convert import convert
 
 
@@ -211,7 +216,7 @@ def test_pycolmap_stages_show_their_progress(tmp_path, monkeypatch, capfd, match
     err = capfd.readouterr().err
     count = len(NEAR_VIEWS)
     pairs = count * (count - 1) // 2  # 16 images: each has fewer than 20 others to retrieve
-    assert f"COLMAP (pycolmap " in err and f"{'exhaustive' if matcher == 'auto' else matcher} matching" in err
+    assert "COLMAP (pycolmap " in err and f"{'exhaustive' if matcher == 'auto' else matcher} matching" in err
     bars = _bars(err)
     assert bars["COLMAP features"] == f"{count}/{count}" and bars["COLMAP matching"] == f"{pairs}/{pairs}"
     assert bars["COLMAP mapping"] == f"{len(result.capture)}/{count}" and len(result.capture) >= 14
