@@ -10,6 +10,7 @@ sized to the images (see sift_settings).
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import importlib.util
 import io
 import math
@@ -123,6 +124,10 @@ def colmap_backend() -> str:
     if shutil.which("colmap") is not None:
         return "program"
     if pycolmap_available():
+        version = importlib.metadata.version("pycolmap")
+        if int(version.split(".")[0]) < 4:
+            raise DatasetError("pycolmap", f"version {version} is too old (4.0 or later is needed): "
+                                           "pip install --upgrade 'pycolmap>=4'")
         return "pycolmap"
     raise DatasetError("colmap", "the `colmap` program is not installed (not on PATH), nor the pycolmap package: "
                                  f"COLMAP computes the camera poses of images and videos. {INSTALL_HINT}")

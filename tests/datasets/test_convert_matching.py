@@ -226,3 +226,14 @@ def test_pycolmap_stages_show_their_progress(tmp_path, monkeypatch, capfd, match
     assert re.search(r"COLMAP matching: \d+/\d+ pairs in [\d.]+ s", log)
     frames = json.loads((tmp_path / "scene" / "transforms.json").read_text())["frames"]
     assert len(frames) == len(result.capture)
+
+
+def test_a_pycolmap_older_than_4_is_named_with_the_upgrade(tmp_path, monkeypatch):
+    import importlib.metadata
+
+    monkeypatch.setattr(colmap_run.shutil, "which", lambda name: None)
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "3.13.0" if name == "pycolmap" else real(name))
+    with pytest.raises(DatasetError, match=r"version 3.13.0 is too old .*pip install --upgrade 'pycolmap>=4'"):
+        convert(_photos(tmp_path / "photos", 3), tmp_path / "out", fmt="images", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
