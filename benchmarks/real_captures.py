@@ -94,7 +94,8 @@ def score_held_out(run_dir: Path, out_png: Path) -> dict:
         photo = val.image(i)
         for protocol in scores:
             appearance = None if protocol == "none" else run.appearance
-            pred, target = held_out_colours(view["rgb"], photo, appearance, "mean" if protocol == "none" else protocol, i)
+            scored_as = "mean" if protocol == "none" else protocol
+            pred, target = held_out_colours(view["rgb"], photo, appearance, scored_as, i)
             scores[protocol].append((psnr(pred, target), ssim(pred, target)))
         if i == 0:
             depth = view["depth"] / view["opacity"].clamp(min=1e-6)

@@ -182,7 +182,8 @@ def normalise_captured(capture: Capture, center: np.ndarray | None = None) -> Ca
     # Rays start a little way out of the camera: the space right in front of a lens is seen by that camera alone,
     # and a field fills it with floaters that paint one photo. Around an object, that is 15 % of the median
     # camera distance to it (nerfacc's mip-NeRF 360 setting, near 0.2, is about that share).
-    near = 0.05 if center is None else 0.15 * float(np.median(np.linalg.norm(positions - center_rot, axis=1))) * norm.scale
+    distance = float(np.median(np.linalg.norm(positions - center_rot, axis=1)))
+    near = 0.05 if center is None else 0.15 * distance * norm.scale
     return apply_normalization(capture, norm, aabb=np.array([-1.0, -1, -1, 1, 1, 1]), near=near, bounded=False)
 
 

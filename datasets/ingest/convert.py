@@ -21,7 +21,7 @@ from ..formats import FORMATS
 from ..llff import list_images
 from ..paths import capture_files
 from ..scene_type import check_scene_type, decide, normalise_as
-from .colmap_run import colmap_backend, run_colmap
+from .colmap_run import MATCHERS, colmap_backend, run_colmap
 from .video_frames import MIN_SHARPNESS_RATIO, extract_frames
 
 
@@ -40,7 +40,8 @@ def _check_destination(out: Path) -> None:
 
 
 def _unposed_capture(path: Path, fmt: str, work: Path, frames: int | None, fps: float | None,
-                     min_sharpness_ratio: float, progress: bool, scene_type: str) -> tuple[Capture, int, int, Path]:
+                     min_sharpness_ratio: float, matcher: str, vocab_tree: Path | None,
+                     progress: bool, scene_type: str) -> tuple[Capture, int, int, Path]:
     """Frames (video) or images (folder) posed by COLMAP, normalised.
 
     Returns the capture, the blurry frames dropped, the images COLMAP left unposed, and the model folder.
@@ -53,7 +54,8 @@ def _unposed_capture(path: Path, fmt: str, work: Path, frames: int | None, fps: 
     else:
         image_dir = path / "images" if list_images(path / "images") else path
         capture_files(path, list_images(image_dir), image_dir)  # before COLMAP reads them
-    model_dir = run_colmap(image_dir, work / "colmap", sequential=fmt == "video")
+    model_dir = run_colmap(image_dir, work / "colmap", video=fmt == "video", matcher=matcher, vocab_tree=vocab_tree,
+                           progress=progress)
     capture = colmap_capture(read_colmap_model(model_dir), image_dir, path.stem)
     unposed = len(list_images(image_dir)) - len(capture)
     if unposed:
@@ -64,8 +66,8 @@ def _unposed_capture(path: Path, fmt: str, work: Path, frames: int | None, fps: 
 
 def convert(input_path: str | Path, out: str | Path, fmt: str | None = None, downscales: tuple[int, ...] = (),
             image_dir: str | Path | None = None, frames: int | None = None, fps: float | None = None,
-            min_sharpness_ratio: float = MIN_SHARPNESS_RATIO, progress: bool = True,
-            scene_type: str = "auto") -> ConvertResult:
+            min_sharpness_ratio: float = MIN_SHARPNESS_RATIO, progress: bool = True, matcher: str = "auto",
+            vocab_tree: str | Path | None = None, scene_type: str = "auto") -> ConvertResult:
     """Convert a capture into the canonical layout at `out`.
 
     fmt: one of nfields.datasets.FORMATS, or None to detect it. downscales: extra image_<k>/ copies.
@@ -73,6 +75,9 @@ def convert(input_path: str | Path, out: str | Path, fmt: str | None = None, dow
     the capture its files may lie in (files elsewhere are refused before anything is written).
     frames / fps: frames taken from a video. scene_type: "auto" (decided from the cameras) or the scene type to
     normalise the capture as (see nfields.datasets.scene_type).
+    matcher / vocab_tree (images and videos): the image pairs COLMAP matches, one of MATCHERS ("auto": by the
+    count and source of the images, see colmap_run.choose_matcher), and a COLMAP vocabulary tree file for the
+    vocab-tree matcher and a video's loop detection (None: a vocabulary is built from the images).
     """
     input_path, out = Path(input_path), Path(out)
     if fmt is not None and fmt not in FORMATS:
@@ -81,6 +86,10 @@ def convert(input_path: str | Path, out: str | Path, fmt: str | None = None, dow
     bad = [k for k in downscales if not isinstance(k, int) or k < 2]
     if bad:
         raise DatasetError("--downscales", f"factors must be integers >= 2, got {bad}")
+    if matcher not in MATCHERS:
+        raise DatasetError("--matcher", f"unknown matcher '{matcher}' (known: {', '.join(MATCHERS)})")
+    if vocab_tree is not None and not Path(vocab_tree).is_file():
+        raise DatasetError(vocab_tree, "vocabulary tree file not found (--vocab-tree)")
     fmt = fmt or detect_format(input_path)
     _check_destination(out)
     posed = fmt not in ("images", "video")
@@ -93,8 +102,9 @@ def convert(input_path: str | Path, out: str | Path, fmt: str | None = None, dow
     try:
         dropped, unposed, model_dir = 0, 0, None
         if not posed:
-            capture, dropped, unposed, model_dir = _unposed_capture(input_path, fmt, temp / ".work", frames, fps,
-                                                                    min_sharpness_ratio, progress, scene_type)
+            capture, dropped, unposed, model_dir = _unposed_capture(
+                input_path, fmt, temp / ".work", frames, fps, min_sharpness_ratio, matcher,
+                Path(vocab_tree) if vocab_tree is not None else None, progress, scene_type)
         with tqdm(total=len(capture), desc=f"writing {out.name}", unit="image", disable=not progress) as bar:
             write_canonical(capture, temp, tuple(downscales), progress=bar.update)
         if model_dir is not None:  # keep COLMAP's model (capture coordinates) beside the converted scene

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..datasets import FORMATS
+from ..datasets.ingest.colmap_run import EXHAUSTIVE_MAX_IMAGES, MATCHERS
 from ..datasets.scene_type import SCENE_TYPE_CHOICES
 from .options import add_options, build
 from .shared import one_line_warnings
@@ -30,6 +31,14 @@ class ConvertOptions:
     min_sharpness: float = 0.2  # video: drop frames less sharp than this fraction of the median (Laplacian variance)
     # forward-facing (NDC), object (cameras around a subject) or unbounded; auto: decided from the cameras
     scene_type: str = dataclasses.field(default="auto", metadata={"choices": SCENE_TYPE_CHOICES})
+    matcher: str = dataclasses.field(default="auto", metadata={"choices": MATCHERS, "help": (
+        "images and videos: which image pairs COLMAP matches; auto: every pair up to "
+        f"{EXHAUSTIVE_MAX_IMAGES} images, else a video's frames with their neighbours in time (sequential) and "
+        "other images with their most similar ones (vocab-tree)")})
+    # images and videos: a COLMAP vocabulary tree file (FAISS format, e.g. vocab_tree_faiss_flickr100K_words32K.bin
+    # from COLMAP's releases) for vocab-tree matching and a video's loop detection; None: a vocabulary is built
+    # from the images' own features
+    vocab_tree: str | None = None
 
 
 def add_parser(sub) -> None:
@@ -45,7 +54,7 @@ def run(args) -> int:
     one_line_warnings()
     o = build(ConvertOptions, args)
     result = convert(o.input, o.out, o.fmt, tuple(o.downscales), o.images, o.frames, o.fps, o.min_sharpness,
-                     scene_type=o.scene_type)
+                     matcher=o.matcher, vocab_tree=o.vocab_tree, scene_type=o.scene_type)
     cap = result.capture
     splits = ", ".join(f"{len(v)} {k}" for k, v in cap.splits.items())
     print(f"{result.source_format} -> {result.out}: {len(cap)} images {cap.width}x{cap.height} ({splits}), "

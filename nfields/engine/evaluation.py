@@ -20,8 +20,8 @@ from .metrics import psnr, ssim
 WHITE = torch.ones(3)
 
 
-def render_view(field: Field, renderer: VolumeRenderer, cameras: Cameras, index: int,
-                background: torch.Tensor = WHITE, appearance: PerImageAppearance | None = None) -> dict[str, torch.Tensor]:
+def render_view(field: Field, renderer: VolumeRenderer, cameras: Cameras, index: int, background: torch.Tensor = WHITE,
+                appearance: PerImageAppearance | None = None) -> dict[str, torch.Tensor]:
     """rgb (H, W, 3), depth (H, W), opacity (H, W) of camera `index`, on the CPU; a run's per-image
     `appearance` colours a new view with the training images' mean transform."""
     device = renderer.aabb.device
