@@ -20,6 +20,7 @@ from ..colmap import colmap_capture, read_colmap_model
 from ..formats import FORMATS
 from ..llff import list_images
 from ..paths import capture_files
+from ..pose_checks import pose_break_warning
 from ..scene_type import check_scene_type, decide, normalise_as
 from .colmap_run import MATCHERS, colmap_backend, run_colmap
 from .video_frames import MIN_SHARPNESS_RATIO, extract_frames
@@ -105,6 +106,9 @@ def convert(input_path: str | Path, out: str | Path, fmt: str | None = None, dow
             capture, dropped, unposed, model_dir = _unposed_capture(
                 input_path, fmt, temp / ".work", frames, fps, min_sharpness_ratio, matcher,
                 Path(vocab_tree) if vocab_tree is not None else None, progress, scene_type)
+        broken = pose_break_warning(capture.camera_to_world, [p.name for p in capture.image_paths])
+        if broken:
+            warnings.warn(f"{input_path}: {broken}")
         with tqdm(total=len(capture), desc=f"writing {out.name}", unit="image", disable=not progress) as bar:
             write_canonical(capture, temp, tuple(downscales), progress=bar.update)
         if model_dir is not None:  # keep COLMAP's model (capture coordinates) beside the converted scene
