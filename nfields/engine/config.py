@@ -144,6 +144,7 @@ class TrainConfig:
         data = read_config_json(path, cls, "run configuration is missing (is this a run folder?)")
         if "scene_type" not in data:  # a run from before scene types: its data read as it was then
             data["scene_type"] = format_scene_type(data.get("data"))
+        data.setdefault("steps_per_diagonal", 1024)  # runs from before it marched with instant-ngp's steps
         return cls(**data)
 
 

@@ -160,11 +160,11 @@ class Trainer:
         try:
             self.field.load_state_dict(state["field"])
             self.renderer.load_state_dict(state["renderer"])
-            for name in ("appearance", "camera_offsets"):
+            for name in ("appearance", "camera_offsets"):  # a checkpoint from before they existed: fresh ones
                 module, saved = getattr(self, name), state.get(name)
-                if (module is None) != (saved is None):
-                    raise ValueError(f"the checkpoint {'has' if saved is not None else 'lacks'} {name}")
-                if module is not None:
+                if module is None and saved is not None:
+                    raise ValueError(f"the checkpoint has {name}, which this run's configuration turns off")
+                if module is not None and saved is not None:
                     module.load_state_dict(saved)
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as err:
