@@ -81,7 +81,8 @@ def test_sigterm_stops_training_with_a_checkpoint_that_resumes(tmp_path):
         out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, log.read_text()[-2000:]
     lines = [line for line in out.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Interrupted at step ") and "checkpoint saved" in lines[0]
+    assert len(lines) == 2 and lines[0].startswith("training at ")  # the resolution line, then one line on stopping
+    assert lines[1].startswith("Interrupted at step ") and "checkpoint saved" in lines[1]
     assert "Traceback" not in log.read_text()
     step = load_checkpoint(run / "checkpoint.pt")["step"]
     assert step >= 3 and not list(run.glob("*.tmp")), lines
