@@ -22,7 +22,8 @@ from ..llff import list_images
 from ..paths import capture_files
 from ..pose_checks import pose_break_warning
 from ..scene_type import check_scene_type, decide, normalise_as
-from .colmap_run import MATCHERS, colmap_backend, run_colmap
+from .colmap_plan import MATCHERS
+from .colmap_run import colmap_backend, run_colmap
 from .video_frames import MIN_SHARPNESS_RATIO, extract_frames
 
 

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..datasets import FORMATS
-from ..datasets.ingest.colmap_run import EXHAUSTIVE_MAX_IMAGES, MATCHERS
+from ..datasets.ingest.colmap_plan import EXHAUSTIVE_MAX_IMAGES, MATCHERS
 from ..datasets.scene_type import SCENE_TYPE_CHOICES
 from .options import add_options, build
 from .shared import one_line_warnings

@@ -15,14 +15,9 @@ import pytest
 
 from nfields.cli import main
 from nfields.datasets import DatasetError, resolve_scene_dir
-from nfields.datasets.ingest import colmap_run
-from nfields.datasets.ingest.colmap_run import (
-    EXHAUSTIVE_MAX_IMAGES,
-    MATCHERS,
-    choose_matcher,
-    pycolmap_available,
-    sift_settings,
-)
+from nfields.datasets.ingest import colmap_plan, colmap_pycolmap, colmap_run
+from nfields.datasets.ingest.colmap_plan import EXHAUSTIVE_MAX_IMAGES, MATCHERS, choose_matcher, sift_settings
+from nfields.datasets.ingest.colmap_run import pycolmap_available
 from nfields.datasets.ingest.convert import convert
 
 
@@ -57,8 +52,8 @@ def test_sift_is_sized_to_the_images():
 
 def test_a_vocabulary_has_enough_descriptors_a_word():
     for images in (10, 51, 100, 146, 1000, 100_000):
-        training = colmap_run._vocabulary_training(images)
-        words = colmap_run._vocabulary_words(training)
+        training = colmap_plan.vocabulary_training(images)
+        words = colmap_plan.vocabulary_words(training)
         assert 50_000 <= training <= 200_000 and 256 <= words <= 4096 and training >= 64 * words
         assert words & (words - 1) == 0  # a power of two
 
@@ -66,12 +61,12 @@ def test_a_vocabulary_has_enough_descriptors_a_word():
 def test_tiled_pairs_are_the_same_pairs():
     ids = list(range(1, 101))
     pairs = [(a, b) for a in ids for b in ids if a < b]
-    tiled = colmap_run._tiled(pairs, ids)
+    tiled = colmap_pycolmap._tiled(pairs, ids)
     assert sorted(tiled) == pairs
-    batch = colmap_run._pair_batch(len(pairs))
-    touched = [len({i for p in tiled[s] for i in p}) for s in colmap_run._batches(len(tiled), batch)]
+    batch = colmap_pycolmap._pair_batch(len(pairs))
+    touched = [len({i for p in tiled[s] for i in p}) for s in colmap_pycolmap._batches(len(tiled), batch)]
     assert max(touched) < 70  # a batch reads the features of a third of the images or fewer, not of all 100
-    assert colmap_run._unique_pairs([(1, 2), (2, 1), (3, 3), (2, 3)]) == [(1, 2), (2, 3)]
+    assert colmap_pycolmap._unique_pairs([(1, 2), (2, 1), (3, 3), (2, 3)]) == [(1, 2), (2, 3)]
 
 
 # The `colmap` program: a stand-in printing the log lines of COLMAP 4 that mark progress.

@@ -2,9 +2,9 @@
 unordered photo set is not."""
 
 import numpy as np
+from support import orbit_c2w
 
 from nfields.datasets.pose_checks import pose_break_warning, pose_breaks
-from support import orbit_c2w
 
 
 def rotate_about_z(c2w: np.ndarray, degrees: float) -> np.ndarray:
