@@ -141,3 +141,15 @@ def sdf_model(grid_resolution: int):
     renderer = VolumeRenderer(field.aabb, near=0.5, grid_resolution=grid_resolution)
     renderer.update_occupancy(field, 0)
     return field, renderer
+
+
+def install_fake_colmap(script: str, bin_dir: Path, monkeypatch) -> None:
+    """Put an executable `colmap` running `script` (Python source) first on PATH for the test."""
+    import os
+    import stat
+
+    bin_dir.mkdir()
+    exe = bin_dir / "colmap"
+    exe.write_text(script)
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")

@@ -20,34 +20,29 @@ from .metrics import psnr, ssim
 WHITE = torch.ones(3)
 
 
-def render_view(field: Field, renderer: VolumeRenderer, cameras: Cameras, index: int, background: torch.Tensor = WHITE,
-                appearance: PerImageAppearance | None = None) -> dict[str, torch.Tensor]:
-    """rgb (H, W, 3), depth (H, W), opacity (H, W) of camera `index`, on the CPU; a run's per-image
-    `appearance` colours a new view with the training images' mean transform."""
+def render_view(field: Field, renderer: VolumeRenderer, cameras: Cameras, index: int,
+                background: torch.Tensor = WHITE) -> dict[str, torch.Tensor]:
+    """rgb (H, W, 3), depth (H, W), opacity (H, W) of camera `index`, on the CPU. (A run's per-image appearance
+    needs no transform here: the training images' mean transform is the identity.)"""
     device = renderer.aabb.device
     rays = cameras.image_rays(index).to(device)
     out = renderer.render_chunked(field, rays.origins, rays.directions, background.to(device))
-    if appearance is not None:
-        out.rgb = apply_transform(appearance.mean_transform(), out.rgb)
     h, w = cameras.height, cameras.width
     return {"rgb": out.rgb.clamp(0, 1).view(h, w, 3).cpu(), "depth": out.depth.view(h, w).cpu(),
             "opacity": out.opacity.view(h, w).cpu()}
 
 
 @torch.no_grad()
-def sampled_pixel_psnr(field: Field, renderer: VolumeRenderer, scene: SceneData, n_pixels: int, seed: int = 0,
-                       appearance: PerImageAppearance | None = None) -> float:
+def sampled_pixel_psnr(field: Field, renderer: VolumeRenderer, scene: SceneData, n_pixels: int, seed: int = 0) -> float:
     """PSNR over `n_pixels` fixed random pixels of all views (white background): an unbiased estimate
-    of the split's pooled MSE at a small fraction of the cost of rendering full views. With per-image
-    `appearance`, held-out pixels take the training images' mean transform."""
+    of the split's pooled MSE at a small fraction of the cost of rendering full views (held-out pixels of a
+    run with per-image appearance under its mean transform, the identity)."""
     g = torch.Generator().manual_seed(seed)
     cam = torch.randint(0, len(scene.cameras), (n_pixels,), generator=g)
     x = torch.randint(0, scene.cameras.width, (n_pixels,), generator=g)
     y = torch.randint(0, scene.cameras.height, (n_pixels,), generator=g)
     rays = scene.cameras.rays(cam, x.float() + 0.5, y.float() + 0.5).to(renderer.aabb.device)
     out = renderer.render_chunked(field, rays.origins, rays.directions, WHITE.to(renderer.aabb.device))
-    if appearance is not None:
-        out.rgb = apply_transform(appearance.mean_transform(), out.rgb)
     pixels = scene.pixels(cam, x, y)
     target = composite_over(pixels, WHITE) if scene.has_alpha else pixels
     return psnr(out.rgb.clamp(0, 1).cpu(), target)
@@ -68,9 +63,10 @@ def held_out_colours(pred: torch.Tensor, target: torch.Tensor, appearance: PerIm
     views) takes the image's own transform."""
     if appearance is None:
         return pred, target
-    if protocol in ("mean", "own"):
-        transform = appearance.mean_transform() if protocol == "mean" else appearance.transform(index)
-        return apply_transform(transform, pred.reshape(-1, 3)).view_as(pred).clamp(0, 1), target
+    if protocol == "mean":  # the mean transform is the identity (the transforms are kept centred)
+        return pred, target
+    if protocol == "own":
+        return apply_transform(appearance.transform(index), pred.reshape(-1, 3)).view_as(pred).clamp(0, 1), target
     half = pred.shape[1] // 2
     transform = fit_transform(pred[:, :half].reshape(-1, 3), target[:, :half].reshape(-1, 3))
     right = pred[:, half:]

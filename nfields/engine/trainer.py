@@ -284,8 +284,7 @@ class Trainer:
         if self.val_scene is None:
             return None
         self.field.eval()
-        value = sampled_pixel_psnr(self.field, self.renderer, self.val_scene, self.config.eval_pixels,
-                                   appearance=self.appearance)
+        value = sampled_pixel_psnr(self.field, self.renderer, self.val_scene, self.config.eval_pixels)
         self.field.train()
         self.history.append({"step": self.step, "train_seconds": self.train_seconds, "val_psnr": value})
         return value

@@ -71,7 +71,7 @@ def render_video(run: LoadedRun, cameras: Cameras, out_path: Path, fps: int = 24
     frames = []
     bar = tqdm(range(len(cameras)), desc="rendering", unit="frame", disable=not progress, dynamic_ncols=True)
     for i in bar:
-        view = render_view(run.field, run.renderer, cameras, i, appearance=run.appearance)
+        view = render_view(run.field, run.renderer, cameras, i)
         rgb = (view["rgb"].numpy() * 255 + 0.5).astype(np.uint8)
         frames.append(np.concatenate([rgb, colorize_depth(view["depth"], view["opacity"])], axis=1))
         bar.set_postfix_str(f"{cameras.width}x{cameras.height}, {bar.format_dict['rate'] or 0:.2f} frames/s")

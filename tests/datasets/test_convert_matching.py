@@ -3,15 +3,14 @@ to the images, and a progress bar on screen for every stage, with the `colmap` p
 COLMAP's own log lines) and with pycolmap (a small real run on lego's photos)."""
 
 import json
-import os
 import re
 import shutil
-import stat
 import sys
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from support import install_fake_colmap
 
 from nfields.cli import main
 from nfields.datasets import DatasetError, resolve_scene_dir
@@ -112,12 +111,7 @@ elif args[0] == "mapper":
 
 @pytest.fixture
 def fake_colmap(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    exe = bin_dir / "colmap"
-    exe.write_text(FAKE_COLMAP.format(python=sys.executable))
-    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    install_fake_colmap(FAKE_COLMAP.format(python=sys.executable), tmp_path / "bin", monkeypatch)
 
 
 def _photos(folder, count):

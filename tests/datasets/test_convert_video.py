@@ -1,13 +1,13 @@
 """Images and videos: frame extraction, blur rejection, the COLMAP step (a stand-in program) and its absence."""
 
 import os
-import stat
 import sys
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
+from support import install_fake_colmap
 
 from nfields.cli import main
 from nfields.datasets import DatasetError, detect_format, load_dataset
@@ -56,12 +56,7 @@ def video(tmp_path_factory):
 
 @pytest.fixture
 def fake_colmap(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    exe = bin_dir / "colmap"
-    exe.write_text(FAKE_COLMAP.format(python=sys.executable))
-    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    install_fake_colmap(FAKE_COLMAP.format(python=sys.executable), tmp_path / "bin", monkeypatch)
 
 
 def test_sharpness_prefers_sharp_frames():
