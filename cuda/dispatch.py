@@ -51,6 +51,12 @@ def kernels_for(device: torch.device | str) -> ModuleType | None:
     return _BUILDS[kind]().module
 
 
+def prepare_kernels(device: torch.device | str) -> Choice:
+    """Build or load the native kernels for `device` now (a first build says what it builds and for how long),
+    so that callers can keep the build out of what they time."""
+    return choose(device)
+
+
 def tiny_cuda_nn_status() -> str:
     if importlib.util.find_spec("tinycudann") is None:
         return "not installed (optional; pip install git+https://github.com/NVlabs/tiny-cuda-nn/#subdirectory=bindings/torch)"

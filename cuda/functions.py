@@ -35,7 +35,9 @@ class Composite(torch.autograd.Function):
 def composite(kernels: ModuleType, sigmas, rgbs, offsets, t_starts, t_ends, eps: float):
     """rgb (R, 3), depth (R,), opacity (R,), weights (S,) of ray-sorted packed samples;
     offsets (R + 1,): the samples of ray r are [offsets[r], offsets[r + 1])."""
-    return Composite.apply(kernels, sigmas, rgbs, t_starts.contiguous(), t_ends.contiguous(), offsets, eps)
+    # float32 kernels: float16 inputs (an autocast run's decoder outputs) are cast, their gradients cast back
+    return Composite.apply(kernels, sigmas.float(), rgbs.float(), t_starts.contiguous(), t_ends.contiguous(), offsets,
+                           eps)
 
 
 class HashEncode(torch.autograd.Function):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -82,6 +83,14 @@ class Cameras:
         focal = torch.full((n, 2), float(f), dtype=torch.float32)
         principal = torch.tensor([[width / 2.0, height / 2.0]], dtype=torch.float32).expand(n, 2).clone()
         return cls(camera_to_world.float(), focal, principal, width, height)
+
+    def resized(self, width: int | None) -> "Cameras":
+        """The same cameras at another image width (same aspect and field of view); None: unchanged."""
+        if not width or width == self.width:
+            return self
+        s = width / self.width
+        return dataclasses.replace(self, focal=self.focal * s, principal=self.principal * s, width=width,
+                                   height=max(1, round(self.height * s)))
 
     def rays(self, camera_index: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> RayBundle:
         """Rays through pixel positions.

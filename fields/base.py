@@ -62,6 +62,7 @@ class Field(nn.Module):
     Config: ClassVar[type[FieldConfig]]
     parameter_roles: ClassVar[dict[str, str]]
     color_decoder_modules: ClassVar[tuple[str, ...]] = ()
+    trains_in_half_precision: ClassVar[bool] = False  # its reference trains under float16 (mixed precision on CUDA)
 
     def __init__(self, aabb: torch.Tensor, config: Any):
         super().__init__()
@@ -99,13 +100,14 @@ class Field(nn.Module):
         return roles[0]
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
-        """Optimiser groups. Default: weight decay on the decoder's weight matrices, none on the rest."""
+        """Optimiser groups, each named (the logs' learning-rate curves). Default: weight decay on the decoder's
+        weight matrices, none on the rest."""
         decayed = {n: p.ndim == 2 and self.parameter_role(n) == "decoder" for n, p in self.named_parameters()}
         decay = [p for n, p in self.named_parameters() if decayed[n]]
         others = [p for n, p in self.named_parameters() if not decayed[n]]
-        groups = [{"params": others, "lr": lr, "weight_decay": 0.0}]
+        groups = [{"name": "field", "params": others, "lr": lr, "weight_decay": 0.0}]
         if decay:
-            groups.append({"params": decay, "lr": lr, "weight_decay": weight_decay})
+            groups.append({"name": "decoder weights", "params": decay, "lr": lr, "weight_decay": weight_decay})
         return groups
 
     def regularization(self) -> torch.Tensor | None:
@@ -176,7 +178,7 @@ class TruncExp(torch.autograd.Function):
 
 
 def trunc_exp(x: torch.Tensor) -> torch.Tensor:
-    return TruncExp.apply(x)
+    return TruncExp.apply(x.float())  # in float32 under autocast too: exp overflows float16 above 11
 
 
 def softplus_density(raw: torch.Tensor, shift: float, scale: float) -> torch.Tensor:

@@ -136,9 +136,9 @@ class CAMField(Field):
         named = dict(self.named_parameters())
         split = self.parameter_split()
         return [
-            {"params": [named[n] for n in split["features"]], "lr": lr * self.config.grid_lr_scale,
+            {"name": "features", "params": [named[n] for n in split["features"]], "lr": lr * self.config.grid_lr_scale,
              "weight_decay": 0.0},
-            {"params": [named[n] for n in split["decoder"]], "lr": lr, "weight_decay": weight_decay},
+            {"name": "decoder", "params": [named[n] for n in split["decoder"]], "lr": lr, "weight_decay": weight_decay},
         ]
 
     @classmethod

@@ -60,6 +60,7 @@ class HashGridField(Field):
     Config = HashGridConfig
     parameter_roles = {"table": "features", "density_mlp": "decoder", "color_mlp": "decoder"}
     color_decoder_modules = ("color_mlp",)
+    trains_in_half_precision = True  # instant-ngp (tiny-cuda-nn) trains in float16
 
     def __init__(self, aabb: torch.Tensor, config: HashGridConfig):
         super().__init__(aabb, config)

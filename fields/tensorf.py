@@ -200,9 +200,9 @@ class _TensoRF(Field):
         split = self.parameter_split()
         named = dict(self.named_parameters())
         return [
-            {"params": [named[n] for n in split["features"]], "lr": lr * self.config.factor_lr_scale,
+            {"name": "features", "params": [named[n] for n in split["features"]], "lr": lr * self.config.factor_lr_scale,
              "weight_decay": 0.0},
-            {"params": [named[n] for n in split["decoder"]], "lr": lr * self.config.network_lr_scale,
+            {"name": "decoder", "params": [named[n] for n in split["decoder"]], "lr": lr * self.config.network_lr_scale,
              "weight_decay": weight_decay},
         ]
 

@@ -67,7 +67,7 @@ def kernel_ops(kernels: ModuleType) -> RenderOps:
 
     def termination_round(sigmas, samples: PackedSamples, optical_depth, alive, eps: float):
         offsets = sample_offsets(samples.ray_indices, optical_depth.shape[0])
-        return kernels.termination_round(sigmas.contiguous(), samples.t_starts.contiguous(),
+        return kernels.termination_round(sigmas.float().contiguous(), samples.t_starts.contiguous(),
                                          samples.t_ends.contiguous(), offsets, optical_depth, alive, eps)
 
     def occupancy_update(occs, indices, values, decay, threshold):

@@ -11,7 +11,7 @@ from scipy.spatial.transform import Rotation
 
 from ..datasets import Cameras, NDCFrame
 from ..fields import Field
-from ..outputs.video import colorize_depth
+from ..engine.pictures import colorize_depth
 from ..renderers import VolumeRenderer
 from .share import ComputeShare
 

@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..engine.runs import load_run
     from ..engine.scenes import load_scene
-    from ..outputs.export import export_mesh, export_points, resized
+    from ..outputs.export import export_mesh, export_points
 
     o, s = build(ExportOptions, args), shared(args)
     run_ = load_run(o.run, s["device"])
@@ -45,7 +45,7 @@ def run(args) -> int:
         out = Path(o.out) if o.out else run_.folder / f"mesh.{o.format}"
         report = export_mesh(run_.field, run_.renderer, out, resolution=o.resolution, threshold=o.threshold)
     else:
-        cameras = resized(load_scene(run_.config, "train", s["data_root"]).cameras, o.width)
+        cameras = load_scene(run_.config, "train", s["data_root"]).cameras.resized(o.width)
         out = Path(o.out) if o.out else run_.folder / "points.ply"
         report = export_points(run_.field, run_.renderer, cameras, out, views=o.views,
                                min_opacity=o.min_opacity, max_points=o.max_points)

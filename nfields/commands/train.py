@@ -71,5 +71,5 @@ def run(args) -> int:
     m = result.metrics
     print(f"val PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.4f}  ({m['views']} views, white background) "
           f"after {result.step} steps, {result.train_seconds / 60:.1f} min of training")
-    print(f"run folder: {result.run_dir}  (metrics.json, renders_val/, psnr_vs_time.png, checkpoint.pt)")
+    print(f"run folder: {result.run_dir}  (metrics.json, renders_val/, psnr_vs_time.png, checkpoint.pt, tensorboard event files)")
     return 0

@@ -66,13 +66,13 @@ def add_parser(sub) -> None:
     p = commands.add_parser("fit", help="fit one tri-plane per shape (resumable; shards under torchrun)")
     add_options(p, FitOptions)
     add_options(p, FitConfig)
-    add_shared(p, "data_root", "threads")
+    add_shared(p, "data_root", "threads", "logger")
     p = commands.add_parser("train-classifier", help="train a classifier on fitted tri-planes (val selects)")
     add_options(p, ClassifierOptions)
-    add_shared(p, "threads")
+    add_shared(p, "threads", "logger")
     p = commands.add_parser("train-pointnet", help="PointNet baseline on the raw points, same split")
     add_options(p, PointNetOptions)
-    add_shared(p, "data_root", "threads")
+    add_shared(p, "data_root", "threads", "logger")
     p = commands.add_parser("classify", help="classes of fitted tri-plane files or triplane radiance fields")
     add_options(p, ClassifyOptions, overrides={"field": {"nargs": "+"}})
 
@@ -89,7 +89,7 @@ def _fit(args) -> int:
 
     o = build(FitOptions, args)
     s = fit_dataset(o.dataset, o.out, o.split, o.batch, build(FitConfig, args), shared(args)["data_root"],
-                    o.seed, limit=o.limit_per_class)
+                    o.seed, limit=o.limit_per_class, logger=shared(args)["logger"])
     print(f"fitted {s.fitted} shapes ({s.already_done} already done) in {s.seconds:.0f} s "
           f"({s.decoder_seconds:.0f} s decoder); mean UDF error {s.udf_error:.4f}, Chamfer {s.chamfer:.4f} "
           f"(normalised frame, longest side 1.8) -> {Path(o.out) / 'shapes'}")
@@ -102,7 +102,8 @@ def _train_classifier(args) -> int:
     from ..apps.triplanes.training import train_plane_classifier
 
     o = build(ClassifierOptions, args)
-    result = train_plane_classifier(o.dir, o.model, o.preset, o.epochs, o.batch, o.lr, seed=o.seed, out=o.out)
+    result = train_plane_classifier(o.dir, o.model, o.preset, o.epochs, o.batch, o.lr, seed=o.seed, out=o.out,
+                                    logger=shared(args)["logger"])
     out = Path(o.out) if o.out else Path(o.dir) / o.model
     _report(o.model, result, f"{out} (classifier.pt, confusion.png, per_class.json, curves.png)")
     return 0
@@ -113,7 +114,8 @@ def _train_pointnet(args) -> int:
 
     o = build(PointNetOptions, args)
     result = train_pointnet(o.dataset, o.out, o.preset, o.epochs, o.batch, seed=o.seed,
-                            data_root=shared(args)["data_root"], limit=o.limit_per_class)
+                            data_root=shared(args)["data_root"], limit=o.limit_per_class,
+                            logger=shared(args)["logger"])
     _report("pointnet", result, o.out)
     return 0
 

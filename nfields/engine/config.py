@@ -10,6 +10,7 @@ from pathlib import Path
 from ..datasets import DatasetError, detect_format
 from ..datasets.scene_type import SCENE_TYPE_CHOICES
 from ..errors import FieldsError
+from .loggers import LOGGERS
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -73,6 +74,14 @@ class TrainConfig:
     final_eval_views: int | None = 10  # evenly spaced views; None: every view (slow on a CPU)
     checkpoint_every: float = 300.0  # seconds of training between checkpoints
     snapshot_minutes: list[float] = dataclass_field(default_factory=list)  # keep checkpoints at these training times
+    # autocast and loss scaling; None: on CUDA for backbones whose reference trains in half precision (hashgrid),
+    # off on a CPU (asked for there: bfloat16, fast only on CPUs with bfloat16 instructions)
+    mixed_precision: bool | None = None
+    # Curves and pictures: tensorboard event files in the run folder (`tensorboard --logdir runs`); wandb only
+    # when asked for and installed; none
+    logger: str = dataclass_field(default="tensorboard", metadata={"choices": LOGGERS})
+    log_every: int = dataclass_field(default=10, metadata={"min": 1})  # steps between logged scalars
+    log_images_every: float = 120.0  # seconds of training between logged validation pictures (render | photo | depth)
 
     def __post_init__(self):
         if self.data is not None and self.scene == TrainConfig.scene:  # label runs by the data's folder
@@ -111,6 +120,10 @@ class TrainConfig:
                                            or self.downscale < 1):
             raise FieldsError(f"config: 'downscale' must be a positive integer or null (chosen by size), "
                               f"got {self.downscale!r}")
+        if self.logger not in LOGGERS:
+            raise FieldsError(f"config: 'logger' must be one of {', '.join(LOGGERS)}, got '{self.logger}'")
+        if isinstance(self.log_every, bool) or not isinstance(self.log_every, int) or self.log_every < 1:
+            raise FieldsError(f"config: 'log_every' must be a positive step count, got {self.log_every!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise FieldsError(f"config: 'device' must be auto, cpu or cuda, got '{self.device}'")
 

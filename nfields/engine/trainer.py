@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..datasets import SceneData, composite_over
+from ..cuda.dispatch import prepare_kernels
 from ..errors import FieldsError
 from ..interrupts import sigterm_as_interrupt
 from ..renderers import RenderOutput
@@ -24,10 +24,14 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .devices import resolve_device
 from .evaluation import evaluate, sampled_pixel_psnr, write_json
+from .loggers import make_logger
 from .models import make_model
 from .plots import plot_psnr_vs_time
+from .precision import Precision, uses_mixed_precision
+from .progress import TrainingProgress
 from .runs import CHECKPOINT_NAME, CONFIG_NAME
 from .scenes import load_scene, resolution_line, resolve_downscale
+from .training_log import StepFigures, TrainingLog
 
 
 @dataclass
@@ -93,6 +97,7 @@ class Trainer:
         self.device = resolve_device(config.device)
         if config.threads:
             torch.set_num_threads(config.threads)
+        prepare_kernels(self.device)  # a first run builds them here (it says so), not on the training clock
         torch.manual_seed(config.seed)
         self.train_scene, self.val_scene = train_scene, val_scene
         self.images = train_scene.images.to(self.device)
@@ -108,6 +113,8 @@ class Trainer:
         self.camera_offsets = CameraOffsets(n_images).to(self.device) \
             if self.fits_photos and config.camera_refinement else None
         self.optimizer = self.make_optimizer()
+        self.precision = Precision(uses_mixed_precision(config.mixed_precision, self.device,
+                                                        self.field.trains_in_half_precision), self.device)
         self.target_samples = config.samples_per_step or (1 << 16 if self.device.type == "cpu" else 1 << 18)
         self.renderer.occupancy.set_interval(config.occupancy_every or (64 if self.device.type == "cpu" else 16))
         self.n_rays = float(config.initial_rays)
@@ -204,20 +211,22 @@ class Trainer:
         target = composite_over(pixels, background) if self.train_scene.has_alpha else pixels
         return rays, target, background, cam.to(self.device)
 
-    def train_step(self) -> tuple[float, float, int]:
-        """One optimiser step; returns (loss, batch MSE, samples used)."""
+    def train_step(self) -> StepFigures:
+        """One optimiser step: its loss, batch MSE, rays, samples and time."""
+        tic = time.perf_counter()
         self.update_schedule()
         self.update_occupancy()
         batch = self.make_batch()
-        out = self.render_batch(batch)
-        loss = self.loss(batch, out)
+        with self.precision.autocast():
+            out = self.render_batch(batch)
+            loss = self.loss(batch, out)
         if not torch.isfinite(loss):
             raise self.divergence_error(loss)
         self.optimizer_step(loss, out.n_samples)
         mse = self.finish_step(batch, out)
         self.update_ray_count(out.n_samples)
         self.step += 1
-        return loss.item(), mse, out.n_samples
+        return StepFigures(loss.item(), mse, len(batch.origins), out.n_samples, time.perf_counter() - tic)
 
     def update_schedule(self) -> None:
         """The field's training hook (a fresh optimiser when it re-created its parameters), then the lr schedule."""
@@ -264,8 +273,7 @@ class Trainer:
         """Backward and Adam step, skipped when no sample reached the field or the loss has no gradient."""
         self.optimizer.zero_grad(set_to_none=True)
         if n_samples > 0 and loss.requires_grad:
-            loss.backward()
-            self.optimizer.step()
+            self.precision.backward_and_step(loss, self.optimizer)
 
     def finish_step(self, batch: Batch, out: RenderOutput) -> float:
         """After the optimiser step: the batch MSE against its targets (the progress bar's PSNR)."""
@@ -289,57 +297,62 @@ class Trainer:
         self.history.append({"step": self.step, "train_seconds": self.train_seconds, "val_psnr": value})
         return value
 
+    def log_scalars(self) -> dict[str, float]:
+        """A variant's own scalars for the run's log, e.g. the distiller's stage losses; none here."""
+        return {}
+
+    def progress_prefix(self) -> str:
+        """What a variant's progress bar says first, e.g. the distiller's stage; nothing here."""
+        return ""
+
+    def open_log(self) -> TrainingLog:
+        """The run's log (config.logger) in its folder, continuing the picture schedule of a resumed run."""
+        cfg = self.config
+        logger = make_logger(cfg.logger, self.run_dir, {"field": cfg.field, "scene": cfg.scene})
+        return TrainingLog(logger, cfg.log_every, cfg.log_images_every, last_picture=self.train_seconds)
+
     @sigterm_as_interrupt()  # `kill` stops training like Ctrl-C: checkpoint saved, one line printed
     def run(self, monitor: TrainingMonitor | None = None) -> TrainResult:
         cfg = self.config
         guard = monitor.step_guard if monitor is not None else nullcontext
         total = f"{cfg.time_budget:g} min" if cfg.time_budget else f"{cfg.steps} steps"
-        bar = tqdm(total=cfg.steps if not cfg.time_budget else None, initial=self.step, disable=not self.progress,
-                   desc=f"{cfg.field} {cfg.scene} ({total})", dynamic_ncols=True)
+        bar = TrainingProgress(f"{cfg.field} {cfg.scene} ({total})", cfg.steps, self.step,
+                               60.0 * cfg.time_budget if cfg.time_budget else None, self.train_seconds,
+                               self.batch_psnr_label, enabled=self.progress)
+        log = self.open_log()
         last_eval = last_ckpt = self.train_seconds
-        psnr_ema, val_psnr, rays_per_s = None, None, 0.0
+        val_psnr = None
         self.field.train()
         try:
             while not self.done():
                 with guard():
-                    tic = time.perf_counter()
-                    loss, mse, n_samples = self.train_step()
-                    dt = time.perf_counter() - tic
-                self.train_seconds += dt
-                batch_psnr = -10 * math.log10(max(mse, 1e-10))
-                psnr_ema = batch_psnr if psnr_ema is None else 0.9 * psnr_ema + 0.1 * batch_psnr
-                rays_per_s = 0.9 * rays_per_s + 0.1 * (int(self.n_rays) / dt) if rays_per_s else int(self.n_rays) / dt
+                    figures = self.train_step()
+                self.train_seconds += figures.seconds
+                log.after_step(self, figures)
                 self._maybe_snapshot()
                 if self.train_seconds - last_eval >= cfg.eval_every:
                     with guard():
                         val_psnr, last_eval = self.quick_eval(), self.train_seconds
+                        log.after_validation(self, val_psnr)
                 if self.train_seconds - last_ckpt >= cfg.checkpoint_every:
                     self.save()
                     last_ckpt = self.train_seconds
                 if monitor is not None:
                     monitor.after_step(self, val_psnr)
-                bar.update(1)
-                bar.set_postfix_str(self._status(loss, psnr_ema, val_psnr, rays_per_s, n_samples))
+                bar.update(self.step, self.train_seconds, figures, val_psnr, self.progress_prefix())
         except KeyboardInterrupt:
             bar.close()
+            log.close()
             self.save()
             print(f"\nInterrupted at step {self.step}; checkpoint saved. "
                   f"Resume with: fields train --resume {self.run_dir}")
             return TrainResult(self.run_dir, self.step, self.train_seconds, None)
         bar.close()
         self.save()
-        return TrainResult(self.run_dir, self.step, self.train_seconds, self.finish())
-
-    def _status(self, loss, psnr_ema, val_psnr, rays_per_s, n_samples) -> str:
-        parts = [f"step {self.step}", f"loss {loss:.4f}", f"{self.batch_psnr_label} {psnr_ema:.2f}"]
-        if val_psnr is not None:
-            parts.append(f"val PSNR {val_psnr:.2f}")
-        parts.append(f"{rays_per_s / 1000:.1f}k rays/s")
-        parts.append(f"{n_samples / 1000:.0f}k samples")
-        if self.config.time_budget:
-            left = max(0.0, 60 * self.config.time_budget - self.train_seconds)
-            parts.append(f"ETA {int(left // 60)}:{int(left % 60):02d}")
-        return " | ".join(parts)
+        try:
+            return TrainResult(self.run_dir, self.step, self.train_seconds, self.finish(log))
+        finally:
+            log.close()
 
     def _maybe_snapshot(self) -> None:
         for minute in self.config.snapshot_minutes:
@@ -347,8 +360,8 @@ class Trainer:
                 self.snapshots_done.append(minute)
                 self.save(f"checkpoint_{minute:g}min.pt")
 
-    def finish(self) -> dict | None:
-        """Final evaluation, renders, metrics.json and the PSNR-vs-time plot."""
+    def finish(self, log: TrainingLog | None = None) -> dict | None:
+        """Final evaluation, renders, metrics.json and the PSNR-vs-time plot; the final scores into `log`."""
         if self.val_scene is None:
             return None
         self.field.eval()
@@ -359,6 +372,8 @@ class Trainer:
         metrics.update(step=self.step, train_seconds=self.train_seconds, field=self.config.field,
                        parameters=self.field.num_parameters(), split="val")
         write_json(self.run_dir / "metrics.json", metrics)
+        if log is not None:
+            log.final(self, metrics)
         write_json(self.run_dir / "history.json", {"history": self.history})
         plot_psnr_vs_time(self.history, self.run_dir / "psnr_vs_time.png",
                           f"{self.config.scene} / {self.config.field}")

@@ -159,15 +159,6 @@ def export_mesh(field: Field, renderer: VolumeRenderer, out_path: Path, resoluti
     return ExportReport(out_path, len(mesh.vertices), len(mesh.faces), time.perf_counter() - start)
 
 
-def resized(cameras: Cameras, width: int | None) -> Cameras:
-    """The same cameras at another image width (same aspect and field of view)."""
-    if not width or width == cameras.width:
-        return cameras
-    s = width / cameras.width
-    return Cameras(cameras.camera_to_world, cameras.focal * s, cameras.principal * s, width,
-                   max(1, round(cameras.height * s)), ndc=cameras.ndc)
-
-
 @torch.no_grad()
 def extract_points(field: Field, renderer: VolumeRenderer, cameras: Cameras, views: int | None = 20,
                    min_opacity: float = 0.9, max_points: int = 1_000_000, seed: int = 0,

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import imageio.v2 as imageio
-import matplotlib
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -14,6 +13,7 @@ from tqdm import tqdm
 from ..datasets import Cameras, NDCFrame
 from ..datasets.cameras import look_at, orbit_poses
 from ..engine.evaluation import render_view
+from ..engine.pictures import colorize_depth, to_uint8
 from ..engine.runs import LoadedRun
 from .camera_path import load_camera_path
 
@@ -57,23 +57,13 @@ def spiral_cameras(reference: Cameras, n_frames: int, resolution: int | None = N
     return cameras
 
 
-def colorize_depth(depth: torch.Tensor, opacity: torch.Tensor) -> np.ndarray:
-    """Depth (H, W) to an RGB uint8 image (near bright, far dark, empty black)."""
-    d = depth / opacity.clamp(min=1e-6)
-    valid = opacity > 0.5
-    lo, hi = (d[valid].min().item(), d[valid].max().item()) if valid.any() else (0.0, 1.0)
-    norm = ((hi - d) / max(hi - lo, 1e-6)).clamp(0, 1) * valid
-    return (matplotlib.colormaps["turbo"](norm.numpy())[..., :3] * 255).astype(np.uint8)
-
-
 def render_video(run: LoadedRun, cameras: Cameras, out_path: Path, fps: int = 24, progress: bool = True) -> Path:
     """Render one frame per camera, RGB | depth side by side, as mp4 (imageio-ffmpeg) or gif (by extension)."""
     frames = []
     bar = tqdm(range(len(cameras)), desc="rendering", unit="frame", disable=not progress, dynamic_ncols=True)
     for i in bar:
         view = render_view(run.field, run.renderer, cameras, i)
-        rgb = (view["rgb"].numpy() * 255 + 0.5).astype(np.uint8)
-        frames.append(np.concatenate([rgb, colorize_depth(view["depth"], view["opacity"])], axis=1))
+        frames.append(np.concatenate([to_uint8(view["rgb"]), colorize_depth(view["depth"], view["opacity"])], axis=1))
         bar.set_postfix_str(f"{cameras.width}x{cameras.height}, {bar.format_dict['rate'] or 0:.2f} frames/s")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if out_path.suffix == ".gif":

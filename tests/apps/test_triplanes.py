@@ -12,6 +12,7 @@ import open3d as o3d
 import pytest
 import torch
 import trimesh
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from nfields.apps.triplanes.classifiers import ChannelTransformer, TransformerConfig
 from nfields.apps.triplanes.classify import classify, read_planes
@@ -213,6 +214,11 @@ def test_end_to_end_procedural_shapes_classify_above_chance(tmp_path):
     assert accuracy >= 0.6, (accuracy, result.val_accuracy)  # chance is 0.25
     for name in ("classifier.pt", "confusion.png", "per_class.json", "curves.png"):
         assert (out / "transformer" / name).is_file()
+    fit_log = EventAccumulator(str(out)).Reload()  # the curves in tensorboard's event files
+    assert [e.step for e in fit_log.Scalars("fit/udf_error")] == [32, 64]  # after each batch of 32 shapes
+    classifier_log = EventAccumulator(str(out / "transformer")).Reload()
+    assert {"train/loss", "train/accuracy", "val/accuracy", "lr"} <= set(classifier_log.Tags()["scalars"])
+    assert len(classifier_log.Scalars("val/accuracy")) == 25  # one per epoch
 
 
 @pytest.mark.slow

@@ -95,6 +95,7 @@ class Distiller(Trainer):
         self.epoch_cameras, self.epoch_cursor = self.virtual.sample(settings.epoch_poses, self.generator), 0
         if saved is not None:
             self.restore_distillation(saved)
+        self.loss_terms: dict[str, torch.Tensor] = {}  # the last step's loss parts, for the run's log
 
     # ----- state -----
     def state(self) -> dict:
@@ -191,8 +192,10 @@ class Distiller(Trainer):
         the point level); composited colours plus the per-point loss and the field's regularisation."""
         s, teacher, student = self.settings, out.teacher, out.student
         if batch.stage == "features":
-            return F.mse_loss(self.field.appearance_feature(student.features),
+            loss = F.mse_loss(self.field.appearance_feature(student.features),
                               self.teacher.appearance_feature(teacher.features))
+            self.loss_terms = {"features": loss.detach()}
+            return loss
         sigma_s, rgb_s, sigma_t, rgb_t = student.sigmas, student.rgbs, teacher.sigmas, teacher.rgbs
         if "point" in s.active:
             rays, ratio, floor = out.visible.samples.ray_indices, s.point_ratio, s.point_min_opacity
@@ -200,10 +203,15 @@ class Distiller(Trainer):
                 | hard_point_mask(student.weights, rays, student.opacity, ratio, floor)
             sigma_s, rgb_s, sigma_t, rgb_t = sigma_s[points], rgb_s[points], sigma_t[points], rgb_t[points]
         loss = torch.zeros((), device=self.device)
+        self.loss_terms = {"points": torch.tensor(float(len(sigma_s)))}
         if len(sigma_s):
-            loss = F.mse_loss(rgb_s, rgb_t) + s.density_weight * log_density_error(sigma_s, sigma_t).square().mean()
+            point_rgb, point_density = F.mse_loss(rgb_s, rgb_t), log_density_error(sigma_s, sigma_t).square().mean()
+            loss = point_rgb + s.density_weight * point_density
+            self.loss_terms |= {"point_rgb": point_rgb.detach(), "point_log_density": point_density.detach()}
         if batch.stage == "rgb":
-            loss = F.mse_loss(student.rgb, teacher.rgb) + s.point_weight * loss
+            pixel_rgb = F.mse_loss(student.rgb, teacher.rgb)
+            self.loss_terms["pixel_rgb"] = pixel_rgb.detach()
+            loss = pixel_rgb + s.point_weight * loss
             regularization = self.field.regularization()
             if regularization is not None:
                 loss = loss + regularization
@@ -232,11 +240,21 @@ class Distiller(Trainer):
             k = int(s.hard_fraction * (len(origins) - len(slots)))
             self.ray_pool.collect(origins, directions, errors.abs().sum(-1), k, slots)
 
-    def _status(self, loss, psnr_ema, val_psnr, rays_per_s, n_samples) -> str:
-        return f"{self.stage()} | " + super()._status(loss, psnr_ema, val_psnr, rays_per_s, n_samples)
+    def progress_prefix(self) -> str:
+        return self.stage()
 
-    def finish(self) -> dict | None:
-        metrics = super().finish()
+    def log_scalars(self) -> dict[str, float]:
+        """The stage (0 features, 1 points, 2 rgb), its loss parts, and the active-learning pools' state."""
+        values = {f"distill/{name}": value.item() for name, value in self.loss_terms.items()}
+        return values | {
+            "distill/stage": float(("features", "points", "rgb").index(self.stage())),
+            "pool/hard_rays_filled": self.ray_pool.filled / max(len(self.ray_pool.origins), 1),
+            "pool/hard_poses": float(len(self.pose_pool.poses)),
+            "pool/epoch": float(self.pose_pool.epoch),
+        }
+
+    def finish(self, log=None) -> dict | None:
+        metrics = super().finish(log)
         if metrics is not None:
             metrics["psnr_vs_teacher"] = psnr_against_teacher(self.field, self.teacher, self.renderer,
                                                               self.val_scene.cameras, count=2)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ...engine.loggers import make_logger
 from .fitting import FitConfig, fit_planes, make_decoder
 from .shapes import class_names, discover_shapes, limit_per_class, load_shapes, resolve_dataset, select_split
 from .sharding import rank_and_world, shard, wait_for_file
@@ -54,12 +55,13 @@ def prepare_decoder(out: Path, records, config: FitConfig, seed: int, val_fracti
 def fit_dataset(dataset: str | Path, out: str | Path, split: str = "all", batch: int = 64,
                 config: FitConfig | None = None, data_root: str | Path | None = None, seed: int = 0,
                 val_fraction: float = 0.15, limit: int | None = None, progress: bool = True,
-                decoder_timeout: float = 3600.0) -> FitSummary:
+                decoder_timeout: float = 3600.0, logger: str = "tensorboard") -> FitSummary:
     """Fit one tri-plane per shape of `split` into OUT/shapes/<relpath>.pt, `batch` shapes at once.
 
     Shapes with a file are skipped (resume). Under torchrun (RANK, WORLD_SIZE) this process fits shapes
     i % WORLD_SIZE == RANK of the sorted list; rank 0 trains OUT/decoder.pt, the others wait for it.
-    `limit` keeps the first n shapes of each class and split (for quick runs).
+    `limit` keeps the first n shapes of each class and split (for quick runs). Rank 0's `logger` writes each
+    batch's mean UDF error and Chamfer distance into OUT, by shapes fitted.
     """
     start = time.perf_counter()
     out = Path(out)
@@ -81,6 +83,7 @@ def fit_dataset(dataset: str | Path, out: str | Path, split: str = "all", batch:
     pending = [r for r in mine if not shape_file(out, r).is_file()]
     summary = FitSummary(0, len(mine) - len(pending), decoder_seconds=decoder_seconds)
     errors, chamfers = [], []
+    log, fit_start = make_logger(logger if rank == 0 else "none", out), time.perf_counter()
     bar = tqdm(total=len(mine), initial=summary.already_done, unit="shape", disable=not progress,
                desc=f"fit rank {rank}/{world}" if world > 1 else "fit", dynamic_ncols=True)
     for i in range(0, len(pending), batch):
@@ -94,10 +97,13 @@ def fit_dataset(dataset: str | Path, out: str | Path, split: str = "all", batch:
             errors += result.udf_error.tolist()
             chamfers += result.chamfer.tolist()
             summary.fitted += len(shapes)
+            log.scalars({"fit/udf_error": float(result.udf_error.mean()), "fit/chamfer": float(result.chamfer.mean()),
+                         "fit/shapes_per_second": summary.fitted / (time.perf_counter() - fit_start)}, summary.fitted)
         bar.update(len(chunk))
         bar.set_postfix(udf_err=f"{np.mean(errors):.4f}" if errors else "-",
                         chamfer=f"{np.mean(chamfers):.4f}" if chamfers else "-")
     bar.close()
+    log.close()
     if errors:
         summary.udf_error, summary.chamfer = float(np.mean(errors)), float(np.mean(chamfers))
     summary.seconds = time.perf_counter() - start

@@ -16,6 +16,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ...engine.checkpoint import atomic_torch_save
+from ...engine.loggers import RunLogger, make_logger
 from ...engine.plots import plot_confusion_matrix, plot_training_curves
 from ...errors import FieldsError
 from .classifiers import CROP, build_plane_classifier, center_crop, model_config, random_resized_crop, stack_planes
@@ -48,9 +49,10 @@ def predict(model: nn.Module, x: torch.Tensor, transform: Callable, batch: int =
 def fit_classifier(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
                    y_val: torch.Tensor, n_classes: int, augment: Callable, evaluate: Callable, epochs: int,
                    batch: int = 64, lr: float = 1e-3, weight_decay: float = 1e-3, seed: int = 0,
-                   progress: bool = True) -> TrainResult:
+                   progress: bool = True, logger: RunLogger | None = None) -> TrainResult:
     """Cross-entropy, AdamW + OneCycle; keeps the epoch with the best validation accuracy.
-    augment(x, generator) and evaluate(x) map a batch of inputs to the model's input."""
+    augment(x, generator) and evaluate(x) map a batch of inputs to the model's input; `logger` gets each
+    epoch's loss, accuracies and learning rate."""
     if len(x_train) == 0 or len(x_val) == 0:
         raise FieldsError(f"need training and validation shapes, got {len(x_train)} and {len(x_val)}")
     torch.manual_seed(seed)
@@ -83,6 +85,9 @@ def fit_classifier(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tenso
         history.append({"epoch": epoch + 1, "train_loss": loss_sum / len(x_train),
                         "train_accuracy": correct / len(x_train), "val_accuracy": accuracy,
                         "seconds": time.perf_counter() - start})
+        if logger is not None:
+            logger.scalars({"train/loss": history[-1]["train_loss"], "train/accuracy": history[-1]["train_accuracy"],
+                            "val/accuracy": accuracy, "lr": optimiser.param_groups[0]["lr"]}, epoch + 1)
         if accuracy > best[0]:
             best = (accuracy, epoch + 1, {k: v.clone() for k, v in model.state_dict().items()}, predicted)
         bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", val_acc=f"{accuracy:.3f}",
@@ -102,9 +107,10 @@ def plane_transforms(crop: int = CROP) -> tuple[Callable, Callable]:
 
 def train_plane_classifier(fit_dir: str | Path, model: str = "transformer", preset: str = "cpu",
                            epochs: int = 30, batch: int = 64, lr: float | None = None, weight_decay: float = 1e-3,
-                           seed: int = 0, out: str | Path | None = None, progress: bool = True) -> TrainResult:
+                           seed: int = 0, out: str | Path | None = None, progress: bool = True,
+                           logger: str = "tensorboard") -> TrainResult:
     """Train a transformer or CNN on the fitted tri-planes of the train split of `fit_dir`, select by val
-    accuracy, and write the report into `out` (default fit_dir/<model>)."""
+    accuracy, and write the report and the `logger`'s curves into `out` (default fit_dir/<model>)."""
     fitted = load_fitted(Path(fit_dir))
     x = stack_planes(fitted.planes)
     splits = np.array(fitted.splits)
@@ -112,13 +118,18 @@ def train_plane_classifier(fit_dir: str | Path, model: str = "transformer", pres
     crop = min(CROP, x.shape[-1] - 2)  # 30 for the paper's 32 x 32 planes
     net = build_plane_classifier(model, len(fitted.classes), x.shape[1], preset, crop)
     augment, evaluate = plane_transforms(crop)
-    result = fit_classifier(net, x[train], fitted.labels[train], x[val], fitted.labels[val], len(fitted.classes),
-                            augment, evaluate, epochs, batch, lr or LEARNING_RATES[model], weight_decay, seed,
-                            progress)
+    out = Path(out) if out else Path(fit_dir) / model
+    log = make_logger(logger, out)
+    try:
+        result = fit_classifier(net, x[train], fitted.labels[train], x[val], fitted.labels[val],
+                                len(fitted.classes), augment, evaluate, epochs, batch, lr or LEARNING_RATES[model],
+                                weight_decay, seed, progress, log)
+    finally:
+        log.close()
     state = {"model": model, "preset": preset, "model_config": model_config(net), "input": "triplane",
              "in_channels": x.shape[1], "crop": crop, "plane_shape": list(fitted.planes.shape[1:])}
     result.classes = fitted.classes
-    write_report(Path(out) if out else Path(fit_dir) / model, result, state)
+    write_report(out, result, state)
     return result
 
 
@@ -139,17 +150,21 @@ def load_point_sets(dataset: str | Path, data_root: str | Path | None = None, n_
 def train_pointnet(dataset: str | Path, out: str | Path, preset: str = "cpu", epochs: int = 30,
                    batch: int = 32, lr: float | None = None, weight_decay: float = 1e-4, seed: int = 0,
                    data_root: str | Path | None = None, val_fraction: float = 0.15,
-                   limit: int | None = None, progress: bool = True) -> TrainResult:
+                   limit: int | None = None, progress: bool = True, logger: str = "tensorboard") -> TrainResult:
     """PointNet on the raw points of the train split (the same fixed split as `fit_dataset`), selected by val
-    accuracy; the report goes into `out`."""
+    accuracy; the report and the `logger`'s curves go into `out`."""
     points, labels, splits, classes = load_point_sets(dataset, data_root, seed=seed, val_fraction=val_fraction,
                                                       limit=limit)
     splits = np.array(splits)
     train, val = torch.from_numpy(splits == "train"), torch.from_numpy(splits == "val")
     net = PointNet(len(classes), POINTNET_PRESETS[preset])
-    result = fit_classifier(net, points[train], labels[train], points[val], labels[val], len(classes),
-                            lambda x, g: augment_points(x, g), lambda x: x, epochs, batch,
-                            lr or LEARNING_RATES["pointnet"], weight_decay, seed, progress)
+    log = make_logger(logger, Path(out))
+    try:
+        result = fit_classifier(net, points[train], labels[train], points[val], labels[val], len(classes),
+                                lambda x, g: augment_points(x, g), lambda x: x, epochs, batch,
+                                lr or LEARNING_RATES["pointnet"], weight_decay, seed, progress, log)
+    finally:
+        log.close()
     result.classes = classes
     write_report(Path(out), result, {"model": "pointnet", "preset": preset,
                                               "model_config": model_config(net), "input": "points"})
