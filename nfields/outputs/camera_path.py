@@ -4,11 +4,13 @@ Two file formats, told apart by their keys; the viewer's path editor writes eith
 either. This toolkit's ("fields")::
 
     {"format": "nfields-camera-path-1", "width": 400, "height": 400, "fps": 24, "frames": 120,
-     "keyframes": [{"camera_to_world": [[...4 floats...] x 4], "fov": 40.0}, ...]}
+     "keyframes": [{"camera_to_world": [[...4 floats...] x 4], "fov": 40.0, "time": 0.0}, ...]}
 
 camera_to_world: 4x4, OpenGL axes (+x right, +y up, looking down -z), as in Blender's transforms.json.
-fov: vertical field of view in degrees. Keyframes are evenly spaced in time; rotations are slerped,
-positions and fov interpolated linearly.
+fov: vertical field of view in degrees. time (optional, on every keyframe or none): seconds, increasing; the video
+runs from the first keyframe's time to the last's, each keyframe reached at its time (frames then defaults to one
+per 1/fps). Without times the keyframes are evenly spaced. Between keyframes the cameras follow a spline or
+linear interpolation (nfields.outputs.path_interpolation).
 
 nerfstudio's (its viewer's render panel writes it, `ns-render camera-path` reads it; nerfstudio/viewer/
 render_panel.py, nerfstudio/cameras/camera_paths.py get_path_from_json, nerfstudio/scripts/render.py)::
@@ -20,7 +22,7 @@ render_panel.py, nerfstudio/cameras/camera_paths.py get_path_from_json, nerfstud
 camera_path holds every frame of the video (ns-render plays len(camera_path) / seconds frames a second, its focal
 length (render_height / 2) / tan(fov / 2)); keyframes only let nerfstudio's viewer edit the path again. A
 nerfstudio path is read as its camera_path, each frame a keyframe; one is written from a fields path by
-interpolating `frames` cameras (its keyframes kept as nerfstudio's).
+interpolating `frames` cameras (its keyframes kept as nerfstudio's, keyframe times as their transition times).
 
 Coordinates: a path lies in the scene coordinates of the run it is rendered with. nerfstudio's viewer saves
 poses in nerfstudio's world, which its dataparser derives from transforms.json by orientation, centring and
@@ -33,6 +35,7 @@ The viewer saves paths into RUN/camera_paths/ only (`save_in_run`): plain names,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -44,11 +47,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.spatial.transform import Rotation, Slerp
 
 from ..datasets import Cameras, NDCFrame
 from ..engine.config import read_json_object
 from ..errors import FieldsError
+from .path_interpolation import interpolate_poses
 
 FORMAT = "nfields-camera-path-1"
 PATH_FORMATS = ("fields", "nerfstudio")  # camera path file formats (see the module's docstring)
@@ -60,6 +63,7 @@ NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*\.json")
 class Keyframe:
     camera_to_world: np.ndarray  # (4, 4) float64, OpenGL axes
     fov: float  # vertical, degrees
+    time: float | None = None  # seconds; None: keyframes evenly spaced in time
 
 
 @dataclass
@@ -70,6 +74,12 @@ class CameraPath:
     fps: float = 24  # a whole number in this toolkit's files; nerfstudio's: frames / seconds
     frames: int = 120
 
+    def key_times(self) -> np.ndarray:
+        """The keyframes' times (K,): theirs, else evenly spaced over the video ((frames - 1) / fps seconds)."""
+        if self.keyframes[0].time is not None:
+            return np.array([k.time for k in self.keyframes], dtype=np.float64)
+        return np.linspace(0.0, max(self.frames - 1, 1) / self.fps, len(self.keyframes))
+
     def to_json(self, fmt: str = "fields") -> dict:
         """The file's content in one of PATH_FORMATS."""
         if fmt == "nerfstudio":
@@ -77,19 +87,23 @@ class CameraPath:
         if fmt != "fields":
             raise ValueError(f"unknown camera path format {fmt!r} (known: {', '.join(PATH_FORMATS)})")
         return {"format": FORMAT, "width": self.width, "height": self.height, "fps": self.fps, "frames": self.frames,
-                "keyframes": [{"camera_to_world": k.camera_to_world.tolist(), "fov": k.fov} for k in self.keyframes]}
+                "keyframes": [{"camera_to_world": k.camera_to_world.tolist(), "fov": k.fov}
+                              | ({} if k.time is None else {"time": k.time}) for k in self.keyframes]}
 
     def to_nerfstudio(self) -> dict:
         """nerfstudio's camera path: `frames` interpolated cameras in camera_path, the keyframes as its viewer's."""
         c2w, fovs = interpolated_poses(self, self.frames)
         aspect = self.width / self.height
         seconds = self.frames / self.fps
+        timed = self.keyframes[0].time is not None
+        transitions = [None] + np.diff(self.key_times()).tolist()  # nerfstudio's: the time into each keyframe
         return {
             "default_fov": self.keyframes[0].fov,
             "default_transition_sec": seconds / max(len(self.keyframes) - 1, 1),
             "keyframes": [{"matrix": k.camera_to_world.reshape(-1).tolist(), "fov": k.fov, "aspect": aspect,
-                           "override_transition_enabled": False, "override_transition_sec": None}
-                          for k in self.keyframes],
+                           "override_transition_enabled": timed and sec is not None,
+                           "override_transition_sec": sec if timed else None}
+                          for k, sec in zip(self.keyframes, transitions)],
             "camera_type": "perspective", "render_height": self.height, "render_width": self.width,
             "fps": self.fps, "seconds": seconds, "is_cycle": False, "smoothness_value": 0.0,
             "camera_path": [{"camera_to_world": pose.reshape(-1).tolist(), "fov": float(fov), "aspect": aspect}
@@ -112,13 +126,14 @@ class CameraPath:
         for k in self.keyframes:
             c2w = m @ k.camera_to_world
             c2w[:3, 3] *= scale
-            keyframes.append(Keyframe(c2w, k.fov))
+            keyframes.append(dataclasses.replace(k, camera_to_world=c2w))
         return CameraPath(keyframes, self.width, self.height, self.fps, self.frames)
 
-    def cameras(self, frames: int | None = None, width: int | None = None, ndc: NDCFrame | None = None) -> Cameras:
+    def cameras(self, frames: int | None = None, width: int | None = None, ndc: NDCFrame | None = None,
+                interpolation: str = "spline") -> Cameras:
         """The interpolated cameras (frames of them; width overrides the path's, keeping its aspect);
-        ndc: the scene's NDC frame (forward-facing scenes)."""
-        return interpolate(self, frames or self.frames, width, ndc)
+        ndc: the scene's NDC frame (forward-facing scenes); interpolation: "spline" or "linear"."""
+        return interpolate(self, frames or self.frames, width, ndc, interpolation)
 
 
 def _is_camera_path(folder_fd: int, name: str) -> bool:
@@ -228,7 +243,10 @@ def _keyframe(entry, where: str) -> Keyframe:
     fov = entry.get("fov")
     if not isinstance(fov, (int, float)) or isinstance(fov, bool) or not 0 < fov < 180:
         raise FieldsError(f"{where}: field 'fov' must be a vertical field of view in degrees (0, 180), got {fov!r}")
-    return Keyframe(c2w, float(fov))
+    time = entry.get("time")
+    if time is not None and (not isinstance(time, (int, float)) or isinstance(time, bool) or not math.isfinite(time)):
+        raise FieldsError(f"{where}: field 'time' must be a number of seconds, got {time!r}")
+    return Keyframe(c2w, float(fov), None if time is None else float(time))
 
 
 def _nerfstudio_path(data: dict, path: Path) -> CameraPath:
@@ -297,7 +315,7 @@ def _from_world(path: CameraPath, matrix: np.ndarray, scale: float) -> CameraPat
     for k in path.keyframes:
         c2w = k.camera_to_world.copy()
         c2w[:3, 3] /= scale
-        keyframes.append(Keyframe(inverse @ c2w, k.fov))
+        keyframes.append(dataclasses.replace(k, camera_to_world=inverse @ c2w))
     return CameraPath(keyframes, path.width, path.height, path.fps, path.frames)
 
 
@@ -308,30 +326,45 @@ def _fields_path(data: dict, path: Path) -> CameraPath:
     if not isinstance(keyframes, list) or len(keyframes) < 2:
         raise FieldsError(f"{path}: field 'keyframes' must be a list of at least 2 keyframes")
     where = str(path)
+    loaded = [_keyframe(k, f"{path}: keyframes[{i}]") for i, k in enumerate(keyframes)]
+    _check_times(loaded, path)
+    fps = _positive_number(data, "fps", 24, where)
+    timed = loaded[0].time is not None
+    frames = round((loaded[-1].time - loaded[0].time) * fps) + 1 if timed else 120  # one per 1/fps when timed
     return CameraPath(
-        keyframes=[_keyframe(k, f"{path}: keyframes[{i}]") for i, k in enumerate(keyframes)],
+        keyframes=loaded,
         width=_positive_int(data, "width", 400, where), height=_positive_int(data, "height", 400, where),
-        fps=_positive_number(data, "fps", 24, where), frames=_positive_int(data, "frames", 120, where),
+        fps=fps, frames=_positive_int(data, "frames", frames, where),
     )
 
 
-def interpolated_poses(path: CameraPath, frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """camera-to-world (frames, 4, 4) and vertical fov in degrees (frames,) along the path: slerp between keyframe
-    rotations, lerp of positions and fov, keyframes evenly spaced in time from the first frame to the last."""
+def _check_times(keyframes: list[Keyframe], path: Path) -> None:
+    """Keyframe times: on every keyframe or none, each later than the one before."""
+    timed = [k.time is not None for k in keyframes]
+    if any(timed) and not all(timed):
+        i = timed.index(not timed[0])
+        raise FieldsError(f"{path}: keyframes[{i}]: field 'time' is {'missing' if timed[0] else 'given'}, unlike "
+                          "keyframes[0]: give every keyframe a time, or none")
+    if all(timed):
+        for i in range(1, len(keyframes)):
+            if keyframes[i].time <= keyframes[i - 1].time:
+                raise FieldsError(f"{path}: keyframes[{i}]: field 'time' ({keyframes[i].time}) must be later than "
+                                  f"keyframes[{i - 1}]'s ({keyframes[i - 1].time})")
+
+
+def interpolated_poses(path: CameraPath, frames: int, interpolation: str = "spline") -> tuple[np.ndarray, np.ndarray]:
+    """camera-to-world (frames, 4, 4) and vertical fov in degrees (frames,) along the path, frames evenly spaced in
+    time from the first keyframe to the last (see nfields.outputs.path_interpolation; "spline" or "linear")."""
+    key_times = path.key_times()
     poses = np.stack([k.camera_to_world for k in path.keyframes])
-    key_times = np.linspace(0.0, 1.0, len(poses))
-    times = np.linspace(0.0, 1.0, frames)
-    rotations = Slerp(key_times, Rotation.from_matrix(poses[:, :3, :3]))(times).as_matrix()
-    positions = np.stack([np.interp(times, key_times, poses[:, i, 3]) for i in range(3)], axis=-1)
-    fovs = np.interp(times, key_times, [k.fov for k in path.keyframes])
-    c2w = np.tile(np.eye(4), (frames, 1, 1))
-    c2w[:, :3, :3], c2w[:, :3, 3] = rotations, positions
-    return c2w, fovs
+    times = np.linspace(key_times[0], key_times[-1], frames)
+    return interpolate_poses(poses, np.array([k.fov for k in path.keyframes]), key_times, times, interpolation)
 
 
-def interpolate(path: CameraPath, frames: int, width: int | None = None, ndc: NDCFrame | None = None) -> Cameras:
+def interpolate(path: CameraPath, frames: int, width: int | None = None, ndc: NDCFrame | None = None,
+                interpolation: str = "spline") -> Cameras:
     """`frames` cameras along the path (see interpolated_poses), `width` wide (default: the path's)."""
-    c2w, fovs = interpolated_poses(path, frames)
+    c2w, fovs = interpolated_poses(path, frames, interpolation)
     w = width or path.width
     h = max(1, round(w * path.height / path.width))
     focal = 0.5 * h / np.tan(np.deg2rad(fovs) / 2)
