@@ -1,21 +1,21 @@
-"""Videos of a trained run (RGB and depth side by side) along an orbit (a spiral for forward-facing scenes)
-or a camera path, written with imageio."""
+"""Videos of a trained run (RGB, depth or both) along an orbit (a spiral for forward-facing scenes) or a camera
+path; where they go: nfields.outputs.video_files."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-import imageio.v2 as imageio
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from ..datasets import Cameras, NDCFrame
 from ..datasets.cameras import look_at, orbit_poses
 from ..engine.evaluation import render_view
-from ..engine.pictures import colorize_depth, to_uint8
+from ..engine.pictures import depth_image, depth_limits, surface_depth, to_uint8
 from ..engine.runs import LoadedRun
 from .camera_path import load_camera_path
+from .video_files import VideoOutput
 
 SPIRAL_FOCUS = 5.0  # forward-facing spirals look at a point this far ahead (LLFF scenes: nearest content ~1.3)
 
@@ -57,33 +57,36 @@ def spiral_cameras(reference: Cameras, n_frames: int, resolution: int | None = N
     return cameras
 
 
-def render_video(run: LoadedRun, cameras: Cameras, out_path: Path, fps: int = 24, progress: bool = True) -> Path:
-    """Render one frame per camera, RGB | depth side by side, as mp4 (imageio-ffmpeg) or gif (by extension)."""
-    frames = []
+def render_video(run: LoadedRun, cameras: Cameras, out: VideoOutput, progress: bool = True) -> list[Path]:
+    """Render one frame per camera into `out`'s files (checked first); depth on one colour scale for the whole
+    video. Returns the videos written."""
+    out.check()
+    rgb, depth = [], []
     bar = tqdm(range(len(cameras)), desc="rendering", unit="frame", disable=not progress, dynamic_ncols=True)
     for i in bar:
         view = render_view(run.field, run.renderer, cameras, i)
-        frames.append(np.concatenate([to_uint8(view["rgb"]), colorize_depth(view["depth"], view["opacity"])], axis=1))
+        if "rgb" in out.streams:
+            rgb.append(to_uint8(view["rgb"]))
+        if "depth" in out.streams:
+            depth.append(surface_depth(view["depth"], view["opacity"]))
         bar.set_postfix_str(f"{cameras.width}x{cameras.height}, {bar.format_dict['rate'] or 0:.2f} frames/s")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    if out_path.suffix == ".gif":
-        imageio.mimsave(out_path, frames, duration=1000 / fps, loop=0)
-    else:
-        imageio.mimsave(out_path, frames, fps=fps, macro_block_size=1)
-    return out_path
+    limits = depth_limits(depth)
+    return out.write({"rgb": rgb, "depth": [depth_image(d, limits) for d in depth]})
 
 
-def render_orbit(run: LoadedRun, reference: Cameras, out_path: Path, n_frames: int = 60, fps: int = 24,
-                 resolution: int | None = None, progress: bool = True) -> Path:
-    """Render an orbit video of RGB | depth around the scene (see `render_video`)."""
-    return render_video(run, orbit_cameras(reference, n_frames, resolution), out_path, fps, progress)
+def render_orbit(run: LoadedRun, reference: Cameras, out: VideoOutput, n_frames: int = 60,
+                 resolution: int | None = None, progress: bool = True) -> list[Path]:
+    """Render an orbit video around the scene (see `render_video`)."""
+    return render_video(run, orbit_cameras(reference, n_frames, resolution), out, progress)
 
 
-def render_camera_path(run: LoadedRun, path_file: Path, out_path: Path, n_frames: int | None = None,
-                       fps: float | None = None, resolution: int | None = None, progress: bool = True,
-                       ndc: NDCFrame | None = None, transform_path: Path | str | None = None) -> Path:
-    """Render a camera path file (either format, see nfields.outputs.camera_path) as a video of RGB | depth;
+def render_camera_path(run: LoadedRun, path_file: Path, out: VideoOutput, n_frames: int | None = None,
+                       resolution: int | None = None, progress: bool = True, ndc: NDCFrame | None = None,
+                       transform_path: Path | str | None = None, interpolation: str = "spline") -> list[Path]:
+    """Render a camera path file (either format, see nfields.outputs.camera_path; `out.fps` None: the path's);
     ndc: the scene's NDC frame (forward-facing scenes: the training cameras' `ndc`); transform_path: nerfstudio's
-    dataparser_transforms.json for a path saved in that nerfstudio run's world."""
+    dataparser_transforms.json for a path saved in that nerfstudio run's world; interpolation: "spline" or
+    "linear" (nfields.outputs.path_interpolation)."""
     path = load_camera_path(path_file, transform_path)
-    return render_video(run, path.cameras(n_frames, resolution, ndc), out_path, fps or path.fps, progress)
+    cameras = path.cameras(n_frames, resolution, ndc, interpolation)
+    return render_video(run, cameras, dataclasses.replace(out, fps=out.fps or path.fps), progress)
