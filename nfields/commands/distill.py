@@ -54,6 +54,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..apps.distillation import distill, resume_distillation
+    from ..engine.evaluation import scores_line
 
     o = build(DistillRun, args)
     if o.resume:
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if result.metrics is None:
         return 130
     m = result.metrics
-    print(f"val PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.4f}  ({m['views']} views), "
+    print(f"val {scores_line(m)}  ({m['views']} views), "
           f"{m['psnr_vs_teacher']:.2f} dB against the teacher's renders, after {result.step} steps, "
           f"{result.train_seconds / 60:.1f} min")
     print(f"run folder: {result.run_dir}  (metrics.json, renders_val/, psnr_vs_time.png, checkpoint.pt)")

@@ -1,4 +1,4 @@
-"""`fields eval`: PSNR and SSIM of a trained run on a split."""
+"""`fields eval`: PSNR, SSIM and (with the lpips extra) LPIPS of a trained run on a split."""
 
 from __future__ import annotations
 
@@ -22,14 +22,14 @@ class EvalOptions:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("eval", help="PSNR and SSIM of a trained run on a split")
+    p = sub.add_parser("eval", help="PSNR, SSIM and LPIPS (with the lpips extra) of a trained run on a split")
     add_options(p, EvalOptions)
     add_shared(p, "data_root", "device")
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
-    from ..engine.evaluation import evaluate, write_json
+    from ..engine.evaluation import evaluate, scores_line, write_json
     from ..engine.runs import load_run
     from ..engine.scenes import load_scene
 
@@ -42,6 +42,6 @@ def run(args) -> int:
     metrics["split"] = o.split
     out = run_.folder / f"eval_{o.split}.json"
     write_json(out, metrics)
-    print(f"{o.split}: PSNR {metrics['psnr']:.2f} dB  SSIM {metrics['ssim']:.4f}  ({metrics['views']} views, "
+    print(f"{o.split}: {scores_line(metrics)}  ({metrics['views']} views, "
           f"white background{'' if run_.appearance is None else f', appearance: {protocol}'}) -> {out}")
     return 0

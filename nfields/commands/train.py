@@ -47,6 +47,7 @@ def train_config(args) -> TrainConfig:
 
 
 def run(args) -> int:
+    from ..engine.evaluation import scores_line
     from ..engine.trainer import resume, train
 
     options = build(TrainOptions, args)
@@ -69,7 +70,7 @@ def run(args) -> int:
     if result.metrics is None:
         return 130
     m = result.metrics
-    print(f"val PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.4f}  ({m['views']} views, white background) "
+    print(f"val {scores_line(m)}  ({m['views']} views, white background) "
           f"after {result.step} steps, {result.train_seconds / 60:.1f} min of training")
     print(f"run folder: {result.run_dir}  (metrics.json, renders_val/, psnr_vs_time.png, checkpoint.pt, tensorboard event files)")
     return 0

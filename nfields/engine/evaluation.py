@@ -1,4 +1,5 @@
-"""Render a scene split with a trained field and score it (PSNR, SSIM)."""
+"""Render a scene split with a trained field and score it (PSNR, SSIM, and LPIPS when the lpips extra is
+installed)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from ..datasets import Cameras, SceneData, composite_over
 from ..fields import Field
 from ..renderers import VolumeRenderer
 from ..renderers.appearance import PROTOCOLS, PerImageAppearance, apply_transform, fit_transform
-from .metrics import psnr, ssim
+from .lpips_network import load_lpips, notice
+from .metrics import LPIPS_MIN_SIDE, lpips, psnr, ssim
 
 WHITE = torch.ones(3)
 
@@ -75,37 +77,52 @@ def held_out_colours(pred: torch.Tensor, target: torch.Tensor, appearance: PerIm
 
 def evaluate(field: Field, renderer: VolumeRenderer, scene: SceneData, count: int | None = None,
              image_dir: Path | None = None, progress: bool = False, appearance: PerImageAppearance | None = None,
-             protocol: str = "mean") -> dict:
-    """Mean PSNR and SSIM over views of `scene` (white background), optionally saving renders.
+             protocol: str = "mean", with_lpips: bool = True) -> dict:
+    """Mean PSNR, SSIM and LPIPS over views of `scene` (white background), optionally saving renders.
 
     appearance: the run's per-image appearance; held-out views are scored under `protocol` (PROTOCOLS, or
-    "own" for the training split: each image under its own transform).
-    Returns {"psnr", "ssim", "views", "seconds_per_view", "per_view": [...]}.
+    "own" for the training split: each image under its own transform). LPIPS (AlexNet) when with_lpips and the
+    lpips package and weights are at hand (nfields.engine.lpips_network; otherwise a one-line notice).
+    Returns {"psnr", "ssim", ["lpips",] "views", "seconds_per_view", "per_view": [...]}.
     """
     if protocol not in PROTOCOLS + ("own",):
         raise ValueError(f"appearance protocol must be one of {PROTOCOLS}, got {protocol!r}")
     indices = view_indices(len(scene.cameras), count)
     if image_dir is not None:
         image_dir.mkdir(parents=True, exist_ok=True)
+    network = load_lpips(str(renderer.aabb.device)) if with_lpips else None
     per_view = []
     start = time.perf_counter()
     for i in tqdm(indices, desc="evaluating", disable=not progress, leave=False):
         pred, target = held_out_colours(render_view(field, renderer, scene.cameras, i)["rgb"], scene.image(i, WHITE),
                                         appearance, protocol, i)
-        per_view.append({"view": i, "psnr": psnr(pred, target), "ssim": ssim(pred, target)})
+        scores = {"view": i, "psnr": psnr(pred, target), "ssim": ssim(pred, target)}
+        if network is not None and min(pred.shape[:2]) < LPIPS_MIN_SIDE:
+            notice(f"LPIPS not scored: the scored images are {pred.shape[1]}x{pred.shape[0]} pixels, AlexNet needs "
+                   f"{LPIPS_MIN_SIDE} a side")
+            network = None
+        if network is not None:
+            scores["lpips"] = lpips(pred, target, network)
+        per_view.append(scores)
         if image_dir is not None:
             side_by_side = torch.cat([pred, target], dim=1)
             iio.imwrite(image_dir / f"{scene.name}_{i:03d}.png", (side_by_side * 255 + 0.5).byte().numpy())
     seconds = time.perf_counter() - start
+    means = {key: float(np.mean([v[key] for v in per_view])) for key in ("psnr", "ssim", "lpips") if key in per_view[0]}
     return {
-        "psnr": float(np.mean([v["psnr"] for v in per_view])),
-        "ssim": float(np.mean([v["ssim"] for v in per_view])),
+        **means,
         "views": len(indices),
         "background": "white",
         "appearance": protocol if appearance is not None else "none",
         "seconds_per_view": seconds / len(indices),
         "per_view": per_view,
     }
+
+
+def scores_line(metrics: dict) -> str:
+    """'PSNR 25.31 dB  SSIM 0.9012  LPIPS 0.0871' (LPIPS when scored)."""
+    line = f"PSNR {metrics['psnr']:.2f} dB  SSIM {metrics['ssim']:.4f}"
+    return line + (f"  LPIPS {metrics['lpips']:.4f}" if "lpips" in metrics else "")
 
 
 def write_json(path: Path, data: dict) -> None:

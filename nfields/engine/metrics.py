@@ -1,4 +1,4 @@
-"""Image quality metrics on (H, W, 3) float images in [0, 1]."""
+"""Image quality metrics on (H, W, 3) float images in [0, 1]: PSNR, SSIM, LPIPS (see docs/metrics.md)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import math
 import numpy as np
 import torch
 from skimage.metrics import structural_similarity
+
+LPIPS_MIN_SIDE = 31  # pixels: AlexNet's two max-pools before its third convolution need at least this
 
 
 def psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
@@ -23,3 +25,12 @@ def ssim(prediction: torch.Tensor, target: torch.Tensor) -> float:
             gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0, channel_axis=-1,
         )
     )
+
+
+def lpips(prediction: torch.Tensor, target: torch.Tensor, network: torch.nn.Module) -> float:
+    """LPIPS (lower: more alike) of (H, W, 3) images in [0, 1], both sides at least LPIPS_MIN_SIDE, by an
+    lpips.LPIPS network (nfields.engine.lpips_network): scaled to [-1, 1] as (1, 3, H, W), as the network expects."""
+    device = next(network.parameters()).device
+    a, b = (2 * x.float().clamp(0, 1).permute(2, 0, 1)[None].to(device) - 1 for x in (prediction, target))
+    with torch.no_grad():
+        return float(network(a, b).item())
