@@ -225,14 +225,6 @@ def test_fetch_checks_the_hash_in_the_name_and_leaves_no_partial_file(tmp_path, 
     assert sorted(p.name for p in good.parent.iterdir()) == [good.name]
 
 
-@pytest.fixture(scope="module")
-def short_run(procedural_dir, tmp_path_factory):
-    run = tmp_path_factory.mktemp("lpips") / "run"
-    train(TrainConfig(scene=str(procedural_dir), field="mlp", steps=5, output=str(run), grid_resolution=32,
-                      eval_every=1e9, eval_pixels=256, final_eval_views=1), progress=False)
-    return run
-
-
 def test_metrics_json_and_eval_report_lpips(lpips_package, procedural_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(evaluation, "load_lpips", lambda device: random_trunk_lpips(lpips_package).to(device))
     run = tmp_path / "run"

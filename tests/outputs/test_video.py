@@ -8,9 +8,7 @@ import pytest
 import torch
 
 from nfields.cli import main
-from nfields.engine.config import TrainConfig
 from nfields.engine.pictures import colorize_depth, depth_image, depth_limits, surface_depth
-from nfields.engine.trainer import train
 from nfields.errors import FieldsError
 from nfields.outputs.video_files import VideoOutput
 
@@ -96,14 +94,6 @@ def test_depth_colours_share_one_scale_across_a_video():
     np.testing.assert_array_equal(b[0, 2], depth_image(torch.tensor([[4.0]]), limits)[0, 0])
     own = colorize_depth(torch.tensor([[2.0, 4.0]]), torch.ones(1, 2))  # the viewer's: its own scale
     assert not np.array_equal(own[0, 0], a[0, 1])
-
-
-@pytest.fixture(scope="module")
-def short_run(procedural_dir, tmp_path_factory):
-    run = tmp_path_factory.mktemp("video") / "run"
-    train(TrainConfig(scene=str(procedural_dir), field="mlp", steps=5, output=str(run), grid_resolution=32,
-                      eval_every=1e9, eval_pixels=256, final_eval_views=1), progress=False)
-    return run
 
 
 def test_cli_renders_separate_videos_and_png_frames(short_run, tmp_path, capsys):
