@@ -45,8 +45,9 @@ def backbone_file(url: str) -> Path:
 
 @functools.cache
 def load_lpips(device: str = "cpu") -> torch.nn.Module | None:
-    """lpips.LPIPS(net="alex") in eval mode on `device`; None after a one-line notice when the package is missing
-    or the AlexNet weights can be neither fetched nor read. Once per process and device."""
+    """lpips.LPIPS(net="alex") in eval mode on `device`; None after a one-line notice when lpips or torchvision is
+    missing, torchvision does not import, or the AlexNet weights can be neither fetched nor read. Once per process
+    and device."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torchvision's image extension, unused here, may warn on import
