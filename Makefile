@@ -23,7 +23,10 @@ lego: kernels
 	fields train --scene lego --time-budget 10 --threads 2
 
 # Everything, the slow end-to-end runs on real data included: what CI runs.
+# lpips without its torchvision (--no-deps keeps the installed torch): the LPIPS tests run the real package on a
+# stand-in network; scoring real LPIPS needs the `lpips` extra (see README).
 test: install
+	$(PYTHON) -m pip install -q --no-deps lpips==0.1.4
 	$(PYTHON) -m pytest -q
 
 # The unit tests only (no `slow` marks): a few minutes on 2 cores.

@@ -200,10 +200,10 @@ class _TensoRF(Field):
         split = self.parameter_split()
         named = dict(self.named_parameters())
         return [
-            {"name": "features", "params": [named[n] for n in split["features"]], "lr": lr * self.config.factor_lr_scale,
-             "weight_decay": 0.0},
-            {"name": "decoder", "params": [named[n] for n in split["decoder"]], "lr": lr * self.config.network_lr_scale,
-             "weight_decay": weight_decay},
+            {"name": "features", "params": [named[n] for n in split["features"]],
+             "lr": lr * self.config.factor_lr_scale, "weight_decay": 0.0},
+            {"name": "decoder", "params": [named[n] for n in split["decoder"]],
+             "lr": lr * self.config.network_lr_scale, "weight_decay": weight_decay},
         ]
 
 

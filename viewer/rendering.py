@@ -10,8 +10,8 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from ..datasets import Cameras, NDCFrame
-from ..fields import Field
 from ..engine.pictures import colorize_depth
+from ..fields import Field
 from ..renderers import VolumeRenderer
 from .share import ComputeShare
 

@@ -72,5 +72,6 @@ def run(args) -> int:
     m = result.metrics
     print(f"val {scores_line(m)}  ({m['views']} views, white background) "
           f"after {result.step} steps, {result.train_seconds / 60:.1f} min of training")
-    print(f"run folder: {result.run_dir}  (metrics.json, renders_val/, psnr_vs_time.png, checkpoint.pt, tensorboard event files)")
+    print(f"run folder: {result.run_dir}  (metrics.json, renders_val/, psnr_vs_time.png, checkpoint.pt, "
+          "tensorboard event files)")
     return 0

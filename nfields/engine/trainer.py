@@ -10,10 +10,9 @@ from typing import ContextManager, Protocol
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from ..datasets import SceneData, composite_over
 from ..cuda.dispatch import prepare_kernels
+from ..datasets import SceneData, composite_over
 from ..errors import FieldsError
 from ..interrupts import sigterm_as_interrupt
 from ..renderers import RenderOutput
