@@ -38,8 +38,8 @@ class ExportOptions:
     # poisson: remove this fraction of the vertices, those least supported by points (0: keep all)
     trim: float = dataclasses.field(default=0.1, metadata={"min": 0})
     truncation: float = dataclasses.field(default=4.0, metadata={"min": 1})  # tsdf: truncation distance in voxels
-    out: str | None = None  # output file; None: RUN/mesh.<format> (mesh-<method>.<format> for poisson and tsdf)
-    # or RUN/points.ply
+    # output file; None: RUN/mesh.<format> (RUN/mesh-<method>.<format> for poisson and tsdf) or RUN/points.ply
+    out: str | None = None
 
 
 def add_parser(sub) -> None:
