@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import open3d as o3d  # noqa: E402
 import torch  # noqa: E402
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection  # noqa: E402
 
@@ -27,7 +28,7 @@ from nfields.engine.scenes import load_scene  # noqa: E402
 from nfields.outputs.export import MESH_METHODS, MeshSettings, build_mesh  # noqa: E402
 
 LIGHT = np.array([0.4, -0.3, 0.85]) / np.linalg.norm([0.4, -0.3, 0.85])
-MAX_DRAWN_FACES = 60_000  # matplotlib draws every polygon: a random subset past this
+MAX_DRAWN_FACES = 60_000  # matplotlib draws every polygon: larger meshes are decimated for the picture
 
 
 def cpu_name() -> str:
@@ -38,13 +39,18 @@ def cpu_name() -> str:
 
 def draw(ax, mesh, title: str, lo: np.ndarray, hi: np.ndarray) -> None:
     """The mesh's faces, coloured by their vertices' colours and shaded by a fixed light."""
-    faces = mesh.faces
-    if len(faces) > MAX_DRAWN_FACES:
-        faces = faces[np.random.default_rng(0).choice(len(faces), MAX_DRAWN_FACES, replace=False)]
-    triangles = mesh.vertices[faces]
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    vertex_colors = np.asarray(mesh.visual.vertex_colors)[:, :3] / 255
+    if len(faces) > MAX_DRAWN_FACES:  # quadric decimation keeps the shape (a random subset of faces would not)
+        o3d_mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices), o3d.utility.Vector3iVector(faces))
+        o3d_mesh.vertex_colors = o3d.utility.Vector3dVector(vertex_colors)
+        o3d_mesh = o3d_mesh.simplify_quadric_decimation(MAX_DRAWN_FACES)
+        vertices, faces = np.asarray(o3d_mesh.vertices), np.asarray(o3d_mesh.triangles)
+        vertex_colors = np.asarray(o3d_mesh.vertex_colors)
+    triangles = vertices[faces]
     normal = np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
     normal /= np.linalg.norm(normal, axis=1, keepdims=True).clip(min=1e-12)
-    colors = mesh.visual.vertex_colors[faces][:, :, :3].mean(axis=1) / 255
+    colors = np.clip(vertex_colors[faces].mean(axis=1), 0, 1)
     shade = 0.35 + 0.65 * np.clip(normal @ LIGHT, 0, 1)
     ax.add_collection3d(Poly3DCollection(triangles, facecolors=colors * shade[:, None], linewidths=0))
     ax.set_xlim(lo[0], hi[0]), ax.set_ylim(lo[1], hi[1]), ax.set_zlim(lo[2], hi[2])
