@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..datasets import SceneData, load_blender_scene, load_dataset, read_capture, resolve_scene_dir
+from ..datasets import Capture, SceneData, load_blender_scene, load_dataset, read_capture, resolve_scene_dir
 from ..datasets.capture import choose_downscale
 from .config import TrainConfig
 from .devices import resolve_device
@@ -32,10 +32,16 @@ def load_scene(config: TrainConfig, split: str, data_root: str | None = None) ->
     return load_dataset(path, split, downscale, fmt, scene_type=config.scene_type)
 
 
+def run_capture(config: TrainConfig, data_root: str | None = None) -> Capture:
+    """The run's capture as read for training (poses only): its normalisation maps capture -> scene coordinates
+    (the identity for Blender scenes), ndc_near marks a forward-facing scene rendered in NDC."""
+    path, fmt = _source(config, data_root)
+    return read_capture(path, fmt, scene_type=config.scene_type)
+
+
 def scene_downscale(config: TrainConfig, data_root: str | None = None) -> int:
     """The factor chosen by size for the config's scene on its device (see datasets.capture.choose_downscale)."""
-    path, fmt = _source(config, data_root)
-    capture = read_capture(path, fmt, scene_type=config.scene_type)
+    capture = run_capture(config, data_root)
     return choose_downscale(capture.width, capture.height, resolve_device(config.device).type)
 
 

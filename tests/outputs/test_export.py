@@ -12,7 +12,8 @@ from nfields.datasets import make_procedural_scene
 from nfields.datasets.procedural import procedural_sdf
 from nfields.engine.runs import load_run
 from nfields.errors import FieldsError
-from nfields.outputs.export import export_mesh, export_points, extract_mesh, occupied_box
+from nfields.outputs.export import MeshSettings, export_mesh, export_points
+from nfields.outputs.marching_cubes import extract_mesh, occupied_box
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,8 @@ def test_mesh_is_cropped_to_the_occupied_box(sdf_model):
 
 @pytest.mark.parametrize("fmt", ["ply", "obj", "glb"])
 def test_mesh_formats_round_trip(sdf_model, tmp_path, fmt):
-    report = export_mesh(*sdf_model, tmp_path / f"mesh.{fmt}", resolution=32, threshold=100.0, progress=False)
+    report = export_mesh(*sdf_model, tmp_path / f"mesh.{fmt}", settings=MeshSettings(resolution=32, threshold=100.0),
+                         progress=False)
     loaded = trimesh.load(report.path, force="mesh")
     assert report.faces > 1000 and len(loaded.faces) == report.faces
 

@@ -4,8 +4,8 @@ import pytest
 from support import sdf_model as make_sdf_model
 
 from nfields.errors import FieldsError
-from nfields.outputs import export
-from nfields.outputs.export import extract_mesh
+from nfields.outputs import marching_cubes
+from nfields.outputs.marching_cubes import extract_mesh
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def test_huge_resolution_is_refused_with_the_memory_it_needs(sdf_model):
 
 
 def test_moderate_resolution_is_checked_against_available_memory(sdf_model, monkeypatch):
-    monkeypatch.setattr(export, "available_memory", lambda: 10**8)  # 100 MB
+    monkeypatch.setattr(marching_cubes, "available_memory", lambda: 10**8)  # 100 MB
     with pytest.raises(FieldsError, match=r"--resolution 300: a 300x\d+x\d+ lattice needs about [\d.]+ GB of "
                                           r"memory, 0.1 GB is available"):
         extract_mesh(*sdf_model, resolution=300, threshold=100.0)
