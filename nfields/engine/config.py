@@ -10,8 +10,7 @@ from pathlib import Path
 from ..datasets import DatasetError, detect_format
 from ..datasets.scene_type import SCENE_TYPE_CHOICES
 from ..errors import FieldsError
-
-DEVICES = ("auto", "cpu", "cuda")
+from .devices import check_device_name
 
 
 @dataclass
@@ -25,7 +24,8 @@ class TrainConfig:
     preset: str | None = None  # backbone preset, e.g. hashgrid 'cpu' or 'published'; None: the device's
     steps: int = 20000  # training steps (0 with a time budget: time only)
     time_budget: float | None = None  # minutes of training (evaluation excluded); stops at whichever limit comes first
-    device: str = dataclass_field(default="auto", metadata={"choices": DEVICES})  # auto: CUDA when available
+    # auto: CUDA when available; cuda:N a given GPU; under torchrun auto and cuda mean cuda:LOCAL_RANK
+    device: str = dataclass_field(default="auto", metadata={"metavar": "{auto,cpu,cuda,cuda:N}"})
     threads: int | None = dataclass_field(default=None, metadata={"min": 1})  # CPU threads for PyTorch
     seed: int = 0  # random seed
     output: str | None = None  # run folder; default runs/<scene>-<field>-<time>
@@ -111,8 +111,7 @@ class TrainConfig:
                                            or self.downscale < 1):
             raise FieldsError(f"config: 'downscale' must be a positive integer or null (chosen by size), "
                               f"got {self.downscale!r}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise FieldsError(f"config: 'device' must be auto, cpu or cuda, got '{self.device}'")
+        check_device_name(self.device)
 
     def grid_cells(self, unbounded: bool, device_type: str) -> int:
         """Occupancy-grid resolution (`grid_resolution`, or its default for the scene and device)."""
