@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine.config import TrainConfig, read_config_json
+from ..errors import FieldsError
 from .options import add_options, build, given
 from .shared import ViewerAddress
 
@@ -16,7 +17,7 @@ class TrainOptions:
     """How to run the training, beside its TrainConfig."""
     # a run's config.json to start from: flags override it; its output folder is not reused
     config: str | None = dataclasses.field(default=None, metadata={"metavar": "FILE"})
-    # continue the run in this folder from its checkpoint (only --steps and --time-budget apply)
+    # continue the run in this folder from its checkpoint (only --steps, --time-budget and --check-sync apply)
     resume: str | None = dataclasses.field(default=None, metadata={"metavar": "RUN"})
     view: bool = False  # serve the live viewer while training (see `fields view`)
     view_share: float = 0.5  # most of the time the viewer may take from training while both run (0-1]
@@ -47,17 +48,22 @@ def train_config(args) -> TrainConfig:
 
 
 def run(args) -> int:
+    from ..engine.distributed import launch_rank, launched_ranks
     from ..engine.trainer import resume, train
 
     options = build(TrainOptions, args)
     monitor = None
+    if options.view and launched_ranks() > 1:
+        raise FieldsError("--view: the live viewer does not run under torchrun; view the run folder afterwards "
+                          "with `fields view RUN`")
     if options.view:
         from ..viewer import LiveViewer
 
         address = build(ViewerAddress, args, prefix="view")
         monitor = LiveViewer(address.host, address.port, viewer_share=options.view_share)
     if options.resume:
-        overrides = {k: v for k, v in given(args, TrainConfig).items() if k in ("steps", "time_budget")}
+        overrides = {k: v for k, v in given(args, TrainConfig).items()
+                     if k in ("steps", "time_budget", "check_sync")}
         result = resume(Path(options.resume), overrides, monitor=monitor)
     else:
         result = train(train_config(args), monitor=monitor)
@@ -68,6 +74,8 @@ def run(args) -> int:
         serve_until_interrupted(monitor)
     if result.metrics is None:
         return 130
+    if launch_rank() != 0:  # rank 0 reports the run
+        return 0
     m = result.metrics
     print(f"val PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.4f}  ({m['views']} views, white background) "
           f"after {result.step} steps, {result.train_seconds / 60:.1f} min of training")

@@ -73,6 +73,9 @@ class TrainConfig:
     final_eval_views: int | None = 10  # evenly spaced views; None: every view (slow on a CPU)
     checkpoint_every: float = 300.0  # seconds of training between checkpoints
     snapshot_minutes: list[float] = dataclass_field(default_factory=list)  # keep checkpoints at these training times
+    # under torchrun: every N steps, compare a hash of every rank's parameters and occupancy grid, and stop
+    # naming the first tensor that differs (0: off; a debugging aid, it costs a pass over the parameters)
+    check_sync: int = dataclass_field(default=0, metadata={"min": 0})
 
     def __post_init__(self):
         if self.data is not None and self.scene == TrainConfig.scene:  # label runs by the data's folder
@@ -112,6 +115,8 @@ class TrainConfig:
             raise FieldsError(f"config: 'downscale' must be a positive integer or null (chosen by size), "
                               f"got {self.downscale!r}")
         check_device_name(self.device)
+        if isinstance(self.check_sync, bool) or not isinstance(self.check_sync, int) or self.check_sync < 0:
+            raise FieldsError(f"config: 'check_sync' must be a step count >= 0 (0: off), got {self.check_sync!r}")
 
     def grid_cells(self, unbounded: bool, device_type: str) -> int:
         """Occupancy-grid resolution (`grid_resolution`, or its default for the scene and device)."""
