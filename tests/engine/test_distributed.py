@@ -13,9 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from nfields.cli import main
 from nfields.engine.checkpoint import load_checkpoint
+from nfields.engine.config import TrainConfig
+from nfields.engine.devices import resolve_device
+from nfields.errors import FieldsError
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 # A small run: 4,096 samples per step in all from the first step on, a short warm-up, a 32^3 grid updated every 8
@@ -135,3 +139,19 @@ def test_two_simulated_nodes_on_loopback(procedural_dir, tmp_path):
     assert [node.returncode for node in nodes] == [0, 0], results
     assert "over 2 ranks" in "".join(stdout for stdout, _ in results)
     assert metrics(out)["step"] == 10
+
+
+def test_device_names_are_checked_and_torchrun_ranks_take_their_own_gpu(monkeypatch):
+    with pytest.raises(FieldsError, match="must be auto, cpu, cuda or cuda:N"):
+        TrainConfig(device="gpu0").validate()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(FieldsError, match=r"--device cuda:2: only 2 CUDA device\(s\) are visible"):
+        resolve_device("cuda:2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda", 1)
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)  # told otherwise
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    with pytest.raises(FieldsError, match="this is local rank 2 .* only 2 CUDA device"):
+        resolve_device("cuda")
