@@ -54,9 +54,10 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..apps.distillation import distill, resume_distillation
-    from ..engine.distributed import launch_rank
+    from ..engine.distributed import launch_rank, restarted_run
 
     o = build(DistillRun, args)
+    o.resume = o.resume or restarted_run(o.output)  # torchrun's restarts resume the --output folder
     if o.resume:
         overrides = {k: v for k, v in given(args, DistillRun).items() if k in ("steps", "time_budget")}
         if "check_sync" in vars(args):

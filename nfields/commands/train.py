@@ -17,7 +17,8 @@ class TrainOptions:
     """How to run the training, beside its TrainConfig."""
     # a run's config.json to start from: flags override it; its output folder is not reused
     config: str | None = dataclasses.field(default=None, metadata={"metavar": "FILE"})
-    # continue the run in this folder from its checkpoint (only --steps, --time-budget and --check-sync apply)
+    # continue the run in this folder from its checkpoint (only --steps, --time-budget and --check-sync apply;
+    # torchrun's restarts resume the --output folder by themselves)
     resume: str | None = dataclasses.field(default=None, metadata={"metavar": "RUN"})
     view: bool = False  # serve the live viewer while training (see `fields view`)
     view_share: float = 0.5  # most of the time the viewer may take from training while both run (0-1]
@@ -48,7 +49,7 @@ def train_config(args) -> TrainConfig:
 
 
 def run(args) -> int:
-    from ..engine.distributed import launch_rank, launched_ranks
+    from ..engine.distributed import launch_rank, launched_ranks, restarted_run
     from ..engine.trainer import resume, train
 
     options = build(TrainOptions, args)
@@ -61,10 +62,11 @@ def run(args) -> int:
 
         address = build(ViewerAddress, args, prefix="view")
         monitor = LiveViewer(address.host, address.port, viewer_share=options.view_share)
-    if options.resume:
+    run_dir = options.resume or restarted_run(given(args, TrainConfig).get("output"))
+    if run_dir:
         overrides = {k: v for k, v in given(args, TrainConfig).items()
                      if k in ("steps", "time_budget", "check_sync")}
-        result = resume(Path(options.resume), overrides, monitor=monitor)
+        result = resume(Path(run_dir), overrides, monitor=monitor)
     else:
         result = train(train_config(args), monitor=monitor)
     if monitor is not None:

@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import FieldsError
+from .runs import CHECKPOINT_NAME
 
 T = TypeVar("T")
 
@@ -43,6 +44,15 @@ def launched_ranks() -> int:
 def launch_rank() -> int:
     """This process's rank in a torchrun launch (RANK), 0 without torchrun."""
     return int(os.environ.get("RANK", "0"))
+
+
+def restarted_run(output: str | None) -> Path | None:
+    """The run folder `output` when torchrun has restarted this command (--max-restarts, after a process failed) and
+    the folder holds a checkpoint to resume; None otherwise (a first attempt, or nothing saved yet)."""
+    if not output or int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) == 0:
+        return None
+    folder = Path(output).expanduser()
+    return folder if (folder / CHECKPOINT_NAME).is_file() else None
 
 
 def join(device: torch.device) -> Ranks | None:

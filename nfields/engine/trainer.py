@@ -328,53 +328,60 @@ class Trainer:
     @sigterm_as_interrupt()  # `kill` stops training like Ctrl-C: checkpoint saved, one line printed
     def run(self, monitor: TrainingMonitor | None = None) -> TrainResult:
         cfg = self.config
-        guard = monitor.step_guard if monitor is not None else nullcontext
         total = f"{cfg.time_budget:g} min" if cfg.time_budget else f"{cfg.steps} steps"
         bar = tqdm(total=cfg.steps if not cfg.time_budget else None, initial=self.step, disable=not self.progress,
                    desc=f"{cfg.field} {cfg.scene} ({total})", dynamic_ncols=True)
-        last_eval = last_ckpt = self.train_seconds
-        psnr_ema, val_psnr, rays_per_s = None, None, 0.0
         if self.ranks is not None and self.progress:
             print(self.ranks.batch_line(self.target_samples))
         self.field.train()
         try:
-            while not self.done():
-                with guard():
-                    tic = time.perf_counter()
-                    loss, mse, n_samples = self.train_step()
-                    dt = self.agree_on_step(time.perf_counter() - tic)
-                self.train_seconds += dt
-                batch_psnr = -10 * math.log10(max(mse, 1e-10))
-                psnr_ema = batch_psnr if psnr_ema is None else 0.9 * psnr_ema + 0.1 * batch_psnr
-                rays_per_s = 0.9 * rays_per_s + 0.1 * (int(self.n_rays) / dt) if rays_per_s else int(self.n_rays) / dt
-                self._maybe_snapshot()
-                if self.train_seconds - last_eval >= cfg.eval_every:
-                    with guard():
-                        val_psnr, last_eval = self.quick_eval(), self.train_seconds
-                if self.train_seconds - last_ckpt >= cfg.checkpoint_every:
+            try:
+                self._train(bar, monitor)
+            except RuntimeError as err:  # another rank is gone: rank 0 saves its state, which is every rank's
+                if self.ranks is None or not lost_contact(err):
+                    raise
+                with sigterm_ignored():  # torchrun is stopping this process too
+                    bar.close()
                     self.save()
-                    last_ckpt = self.train_seconds
-                if monitor is not None:
-                    monitor.after_step(self, val_psnr)
-                bar.update(1)
-                bar.set_postfix_str(self._status(loss, psnr_ema, val_psnr, rays_per_s, n_samples))
-        except KeyboardInterrupt:
-            bar.close()
-            self.save()
+                raise self.ranks.lost_error(err, self.step, self.run_dir) from None
+        except KeyboardInterrupt:  # also one that comes while the above begins
+            with sigterm_ignored():
+                bar.close()
+                self.save()
             if is_main(self.ranks):
                 print(f"\nInterrupted at step {self.step}; checkpoint saved. "
                       f"Resume with: fields train --resume {self.run_dir}")
             return TrainResult(self.run_dir, self.step, self.train_seconds, None)
-        except RuntimeError as err:  # another rank is gone: rank 0 saves its state, which is every rank's
-            if self.ranks is None or not lost_contact(err):
-                raise
-            bar.close()
-            with sigterm_ignored():  # torchrun is stopping this process too
-                self.save()
-            raise self.ranks.lost_error(err, self.step, self.run_dir) from None
         bar.close()
         self.save()
         return TrainResult(self.run_dir, self.step, self.train_seconds, self.finish())
+
+    def _train(self, bar: tqdm, monitor: TrainingMonitor | None) -> None:
+        """Steps until done, with quick validations, checkpoints and snapshots on their schedules."""
+        cfg = self.config
+        guard = monitor.step_guard if monitor is not None else nullcontext
+        last_eval = last_ckpt = self.train_seconds
+        psnr_ema, val_psnr, rays_per_s = None, None, 0.0
+        while not self.done():
+            with guard():
+                tic = time.perf_counter()
+                loss, mse, n_samples = self.train_step()
+                dt = self.agree_on_step(time.perf_counter() - tic)
+            self.train_seconds += dt
+            batch_psnr = -10 * math.log10(max(mse, 1e-10))
+            psnr_ema = batch_psnr if psnr_ema is None else 0.9 * psnr_ema + 0.1 * batch_psnr
+            rays_per_s = 0.9 * rays_per_s + 0.1 * (int(self.n_rays) / dt) if rays_per_s else int(self.n_rays) / dt
+            self._maybe_snapshot()
+            if self.train_seconds - last_eval >= cfg.eval_every:
+                with guard():
+                    val_psnr, last_eval = self.quick_eval(), self.train_seconds
+            if self.train_seconds - last_ckpt >= cfg.checkpoint_every:
+                self.save()
+                last_ckpt = self.train_seconds
+            if monitor is not None:
+                monitor.after_step(self, val_psnr)
+            bar.update(1)
+            bar.set_postfix_str(self._status(loss, psnr_ema, val_psnr, rays_per_s, n_samples))
 
     def agree_on_step(self, seconds: float) -> float:
         """Under torchrun, the step's time as rank 0 measured it (time budgets and schedules run out alike), after

@@ -1,7 +1,8 @@
 """What tests/engine/test_distributed.py launches with torchrun: `fields ARGS...` with test settings.
 
     distributed_worker.py fields ARGS...    `fields ARGS`, TensoRF's CPU preset shrunk to upsample at steps 6 and 12
-    distributed_worker.py die STEP ARGS...  `fields ARGS`, rank 1 exiting abruptly (os._exit) at step STEP
+    distributed_worker.py die STEP ARGS...  `fields ARGS`, rank 1 exiting abruptly (os._exit) at step STEP of the
+                                            first attempt (torchrun's restarts go on)
     distributed_worker.py diverge           rank 1 perturbs one of two tensors; Ranks.check_sync must name it
 """
 
@@ -34,7 +35,8 @@ def die_at(step: int) -> None:
     train_step = Trainer.train_step
 
     def dying(self):
-        if self.step == step and self.ranks is not None and self.ranks.rank == 1:
+        first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
+        if self.step == step and self.ranks is not None and self.ranks.rank == 1 and first_attempt:
             os._exit(3)
         return train_step(self)
 

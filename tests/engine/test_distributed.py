@@ -28,10 +28,10 @@ SMALL = ["--samples-per-step", "4096", "--initial-rays", "128", "--warmup-steps"
          "--grid-resolution", "32", "--eval-every", "1e9", "--eval-pixels", "1024", "--final-eval-views", "2"]
 
 
-def torchrun(*args: str, nproc: int = 2, launcher: tuple[str, ...] = ("--standalone",),
-             timeout: float = 180) -> subprocess.CompletedProcess:
-    """`torchrun <launcher> --nproc_per_node N <args>` with one thread per process; output captured."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+def torchrun(*args: str, nproc: int = 2, launcher: tuple[str, ...] = ("--standalone",), timeout: float = 180,
+             **env: str) -> subprocess.CompletedProcess:
+    """`torchrun <launcher> --nproc_per_node N <args>` with one thread per process and `env`; output captured."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", **env)
     command = [sys.executable, "-m", "torch.distributed.run", *launcher, "--nproc_per_node", str(nproc), *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -106,16 +106,35 @@ def test_check_sync_names_the_tensor_that_differs():
     assert proc.stdout.count("after step 7, 'perturbed' differs between rank 0 and rank(s) 1") == 2
 
 
+def stopped_at_step_12(proc: subprocess.CompletedProcess, out: Path) -> bool:
+    """Whether rank 0 said it saved step 12: on losing contact with rank 1, or on torchrun's SIGTERM when that came
+    first (rank 1's death reaches rank 0 both ways, in either order)."""
+    lost = ("fields train (rank 0): error: rank 0 of 2 lost contact with the other ranks at step 12 (one died or was "
+            "stopped: ") in proc.stderr and f"saved step 12 to {out}; resume with --resume {out}" in proc.stderr
+    return lost or "Interrupted at step 12; checkpoint saved" in proc.stdout
+
+
 @pytest.mark.slow  # about 20 s
 def test_a_rank_that_dies_ends_the_run_with_one_line_and_a_checkpoint(procedural_dir, tmp_path):
     out = tmp_path / "dies"
     proc = torchrun(str(WORKER), "die", "12", "train", "--scene", str(procedural_dir), *SMALL, "--steps", "40",
                     "--threads", "1", "--output", str(out))
     assert proc.returncode != 0
-    assert "fields train (rank 0): error: rank 0 of 2 lost contact with the other ranks at step 12" in proc.stderr
-    assert f"saved step 12 to {out}; resume with --resume {out}" in proc.stderr
+    assert stopped_at_step_12(proc, out)
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 12
     assert main(["train", "--resume", str(out), "--steps", "14"]) == 0
+
+
+@pytest.mark.slow  # about 25 s
+def test_a_torchrun_restart_resumes_the_run(procedural_dir, tmp_path):
+    out = tmp_path / "restarted"
+    proc = torchrun(str(WORKER), "die", "12", "train", "--scene", str(procedural_dir), *SMALL, "--steps", "20",
+                    "--threads", "1", "--output", str(out), launcher=("--standalone", "--max-restarts", "1"),
+                    # restarted processes must not find the last attempt's addresses (pytorch/pytorch#135712)
+                    TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1")
+    assert_ok(proc)
+    assert stopped_at_step_12(proc, out)
+    assert metrics(out)["step"] == 20
 
 
 def free_port() -> int:
