@@ -3,7 +3,8 @@
     distributed_worker.py fields ARGS...    `fields ARGS`, TensoRF's CPU preset shrunk to upsample at steps 6 and 12
     distributed_worker.py die STEP ARGS...  `fields ARGS`, rank 1 exiting abruptly (os._exit) at step STEP of the
                                             first attempt (torchrun's restarts go on)
-    distributed_worker.py diverge           rank 1 perturbs one of two tensors; Ranks.check_sync must name it
+    distributed_worker.py diverge           rank 1 perturbs one of two tensors; each rank exits 0 when
+                                            Ranks.check_sync names it
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 import torch
 
 from nfields.cli import main
-from nfields.engine.distributed import join
+from nfields.engine.distributed import join, leave
 from nfields.engine.trainer import Trainer
 from nfields.errors import FieldsError
 from nfields.fields.tensorf import TensoRFConfig
@@ -49,8 +50,10 @@ def diverge() -> int:
     try:
         ranks.check_sync(tensors, step=7)
     except FieldsError as err:
-        print(f"rank {ranks.rank}: {err}")
-        return 0
+        print(f"rank {ranks.rank}: {err}", flush=True)
+        return 0 if "after step 7, 'perturbed' differs between rank 0 and rank(s) 1;" in str(err) else 1
+    finally:
+        leave()  # a process group left to the interpreter's exit may abort (SIGABRT)
     return 1
 
 
