@@ -8,6 +8,7 @@ import sys
 from importlib.metadata import version
 
 from .commands import convert, distill, doctor, download, evaluate, export, fit, render, train, triplanes, view
+from .engine.distributed import failure_summary, launch_rank, launched_ranks, leave, lost_contact
 from .errors import FieldsError
 from .interrupts import sigterm_as_interrupt
 
@@ -38,15 +39,25 @@ def main(argv: list[str] | None = None) -> int:
     from .datasets.ingest.download import DownloadError
 
     args = build_parser().parse_args(argv)
+    # under torchrun, errors name the rank that met them
+    who = f"fields {args.command}" + (f" (rank {launch_rank()})" if launched_ranks() > 1 else "")
     try:
         with sigterm_as_interrupt():  # `kill` cleans up like Ctrl-C: checkpoints saved, partial folders removed
             return args.handler(args)
     except KeyboardInterrupt:
-        print(f"fields {args.command}: interrupted", file=sys.stderr)
+        print(f"{who}: interrupted", file=sys.stderr)
         return 130
     except (FieldsError, DatasetError, DownloadError) as err:
-        print(f"fields {args.command}: error: {err}", file=sys.stderr)
+        print(f"{who}: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # a collective failed outside training (e.g. the final evaluation)
+        if launched_ranks() <= 1 or not lost_contact(err):
+            raise
+        print(f"{who}: error: lost contact with the other ranks (one died or was stopped: {failure_summary(err)})",
+              file=sys.stderr)
+        return 1
+    finally:
+        leave()
 
 
 if __name__ == "__main__":

@@ -22,6 +22,9 @@ from torch import nn
 from .render_ops import ops_for
 from .torch_ops import coarse_grid, occupancy_mips
 
+# (cells (M,), values (M,), number of cells) -> the cells and values to fold in
+Merge = Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
+
 
 class OccupancyGrid(nn.Module):
     def __init__(self, aabb: torch.Tensor, resolution: int = 128, levels: int = 1, threshold: float = 0.01,
@@ -63,11 +66,14 @@ class OccupancyGrid(nn.Module):
         return self.binary.float().mean().item()
 
     @torch.no_grad()
-    def update(self, step: int, density_fn: Callable[[torch.Tensor], torch.Tensor], step_size: float) -> bool:
+    def update(self, step: int, density_fn: Callable[[torch.Tensor], torch.Tensor], step_size: float,
+               merge: Merge | None = None) -> bool:
         """Fold fresh densities in when `step` is an update step; returns whether it updated.
 
         Cells are chosen by nerfacc's rules (all during warm-up, then uniform plus occupied ones);
-        the EMA and the threshold run in the device's native kernel or its PyTorch twin.
+        the EMA and the threshold run in the device's native kernel or its PyTorch twin. `merge` (data-parallel
+        training) replaces this process's measured cells (M,) and values (M,) by every process's, so that
+        all fold in the same values and keep the same grid.
         """
         if step % self.update_every != 0:
             return False
@@ -83,8 +89,11 @@ class OccupancyGrid(nn.Module):
             x = box[:3] + x * (box[3:] - box[:3])
             thickness.append(torch.cat([density_fn(c) for c in x.split(self.eval_chunk)]) * step_size)
             cells.append(level * grid.cells_per_lvl + indices)
-        binary = ops_for(self.aabb.device).occupancy_update(grid.occs, torch.cat(cells), torch.cat(thickness),
-                                                           self.ema_decay, self.threshold)
+        cells, thickness = torch.cat(cells), torch.cat(thickness)
+        if merge is not None:
+            cells, thickness = merge(cells, thickness, grid.occs.numel())
+        binary = ops_for(self.aabb.device).occupancy_update(grid.occs, cells, thickness, self.ema_decay,
+                                                           self.threshold)
         grid.binaries = binary.view(grid.binaries.shape)
         self._refresh_coarse()
         return True

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from . import torch_ops
-from .occupancy import OccupancyGrid
+from .occupancy import Merge, OccupancyGrid
 from .render_ops import ops_for
 from .torch_ops import PackedSamples
 
@@ -83,8 +83,8 @@ class VolumeRenderer(nn.Module):
         self.cascades, self.cone_angle = cascades, cone_angle
         self.occupancy = OccupancyGrid(aabb, resolution=grid_resolution, levels=cascades)
 
-    def update_occupancy(self, field, step: int) -> bool:
-        return self.occupancy.update(step, lambda x: field.density(x)[0], self.step_size)
+    def update_occupancy(self, field, step: int, merge: Merge | None = None) -> bool:
+        return self.occupancy.update(step, lambda x: field.density(x)[0], self.step_size, merge)
 
     def march(self, origins: torch.Tensor, directions: torch.Tensor, jitter: bool):
         ops = ops_for(origins.device)

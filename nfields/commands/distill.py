@@ -47,7 +47,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("distill", help="convert a trained run into another backbone (PVD-AL distillation)")
     add_options(p, DistillConfig, overrides=OVERRIDES)
     add_options(p, DistillRun)
-    add_shared(p, "threads", "device", "data_root",
+    add_shared(p, "threads", "device", "data_root", "check_sync",
                help={"data_root": "where the teacher's scene lies, if not where it was trained"})
     p.set_defaults(handler=run)
 
@@ -55,10 +55,14 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..apps.distillation import distill, resume_distillation
     from ..engine.evaluation import scores_line
+    from ..engine.distributed import launch_rank, restarted_run
 
     o = build(DistillRun, args)
+    o.resume = o.resume or restarted_run(o.output)  # torchrun's restarts resume the --output folder
     if o.resume:
         overrides = {k: v for k, v in given(args, DistillRun).items() if k in ("steps", "time_budget")}
+        if "check_sync" in vars(args):
+            overrides["check_sync"] = args.check_sync
         result = resume_distillation(o.resume, overrides)
     else:
         if not hasattr(args, "teacher") or not hasattr(args, "student"):
@@ -67,9 +71,11 @@ def run(args: argparse.Namespace) -> int:
         result = distill(build(DistillConfig, args), steps=o.steps, time_budget=o.time_budget, output=o.output,
                          preset=o.preset, threads=s["threads"], seed=o.seed, device=s["device"],
                          snapshot_minutes=o.snapshot_minutes, data_root=s["data_root"],
-                         samples_per_step=o.samples_per_step, overwrite=o.overwrite)
+                         samples_per_step=o.samples_per_step, overwrite=o.overwrite, check_sync=s["check_sync"])
     if result.metrics is None:
         return 130
+    if launch_rank() != 0:  # rank 0 reports the run
+        return 0
     m = result.metrics
     print(f"val {scores_line(m)}  ({m['views']} views), "
           f"{m['psnr_vs_teacher']:.2f} dB against the teacher's renders, after {result.step} steps, "

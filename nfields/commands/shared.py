@@ -1,5 +1,5 @@
-"""What several commands share: the device, data-root, thread and logger options (declared once, by
-TrainConfig's fields), the viewer's address, and one-line warnings."""
+"""What several commands share: the device, data-root, thread, logger and --check-sync options (declared once,
+by TrainConfig's fields), the viewer's address, and one-line warnings."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ..engine.config import TrainConfig
 from .options import add_options
 
-SHARED = ("device", "data_root", "threads", "logger")
+SHARED = ("device", "data_root", "threads", "logger", "check_sync")
 RUN_FOLDER = {"positional": True, "help": "run folder (of `fields train` or `fields distill`)"}
 
 

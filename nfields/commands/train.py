@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine.config import TrainConfig, read_config_json
+from ..errors import FieldsError
 from .options import add_options, build, given
 from .shared import ViewerAddress
 
@@ -16,7 +17,8 @@ class TrainOptions:
     """How to run the training, beside its TrainConfig."""
     # a run's config.json to start from: flags override it; its output folder is not reused
     config: str | None = dataclasses.field(default=None, metadata={"metavar": "FILE"})
-    # continue the run in this folder from its checkpoint (only --steps and --time-budget apply)
+    # continue the run in this folder from its checkpoint (only --steps, --time-budget and --check-sync apply;
+    # torchrun's restarts resume the --output folder by themselves)
     resume: str | None = dataclasses.field(default=None, metadata={"metavar": "RUN"})
     view: bool = False  # serve the live viewer while training (see `fields view`)
     view_share: float = 0.5  # most of the time the viewer may take from training while both run (0-1]
@@ -48,18 +50,24 @@ def train_config(args) -> TrainConfig:
 
 def run(args) -> int:
     from ..engine.evaluation import scores_line
+    from ..engine.distributed import launch_rank, launched_ranks, restarted_run
     from ..engine.trainer import resume, train
 
     options = build(TrainOptions, args)
     monitor = None
+    if options.view and launched_ranks() > 1:
+        raise FieldsError("--view: the live viewer does not run under torchrun; view the run folder afterwards "
+                          "with `fields view RUN`")
     if options.view:
         from ..viewer import LiveViewer
 
         address = build(ViewerAddress, args, prefix="view")
         monitor = LiveViewer(address.host, address.port, viewer_share=options.view_share)
-    if options.resume:
-        overrides = {k: v for k, v in given(args, TrainConfig).items() if k in ("steps", "time_budget")}
-        result = resume(Path(options.resume), overrides, monitor=monitor)
+    run_dir = options.resume or restarted_run(given(args, TrainConfig).get("output"))
+    if run_dir:
+        overrides = {k: v for k, v in given(args, TrainConfig).items()
+                     if k in ("steps", "time_budget", "check_sync")}
+        result = resume(Path(run_dir), overrides, monitor=monitor)
     else:
         result = train(train_config(args), monitor=monitor)
     if monitor is not None:
@@ -69,6 +77,8 @@ def run(args) -> int:
         serve_until_interrupted(monitor)
     if result.metrics is None:
         return 130
+    if launch_rank() != 0:  # rank 0 reports the run
+        return 0
     m = result.metrics
     print(f"val {scores_line(m)}  ({m['views']} views, white background) "
           f"after {result.step} steps, {result.train_seconds / 60:.1f} min of training")

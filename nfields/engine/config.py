@@ -10,9 +10,8 @@ from pathlib import Path
 from ..datasets import DatasetError, detect_format
 from ..datasets.scene_type import SCENE_TYPE_CHOICES
 from ..errors import FieldsError
+from .devices import check_device_name
 from .loggers import LOGGERS
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -26,7 +25,8 @@ class TrainConfig:
     preset: str | None = None  # backbone preset, e.g. hashgrid 'cpu' or 'published'; None: the device's
     steps: int = 20000  # training steps (0 with a time budget: time only)
     time_budget: float | None = None  # minutes of training (evaluation excluded); stops at whichever limit comes first
-    device: str = dataclass_field(default="auto", metadata={"choices": DEVICES})  # auto: CUDA when available
+    # auto: CUDA when available; cuda:N a given GPU; under torchrun auto and cuda mean cuda:LOCAL_RANK
+    device: str = dataclass_field(default="auto", metadata={"metavar": "{auto,cpu,cuda,cuda:N}"})
     threads: int | None = dataclass_field(default=None, metadata={"min": 1})  # CPU threads for PyTorch
     seed: int = 0  # random seed
     output: str | None = None  # run folder; default runs/<scene>-<field>-<time>
@@ -82,6 +82,9 @@ class TrainConfig:
     logger: str = dataclass_field(default="tensorboard", metadata={"choices": LOGGERS})
     log_every: int = dataclass_field(default=10, metadata={"min": 1})  # steps between logged scalars
     log_images_every: float = 120.0  # seconds of training between logged validation pictures (render | photo | depth)
+    # under torchrun: every N steps, compare a hash of every rank's parameters and occupancy grid, and stop
+    # naming the first tensor that differs (0: off; a debugging aid, it costs a pass over the parameters)
+    check_sync: int = dataclass_field(default=0, metadata={"min": 0})
 
     def __post_init__(self):
         if self.data is not None and self.scene == TrainConfig.scene:  # label runs by the data's folder
@@ -124,8 +127,9 @@ class TrainConfig:
             raise FieldsError(f"config: 'logger' must be one of {', '.join(LOGGERS)}, got '{self.logger}'")
         if isinstance(self.log_every, bool) or not isinstance(self.log_every, int) or self.log_every < 1:
             raise FieldsError(f"config: 'log_every' must be a positive step count, got {self.log_every!r}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise FieldsError(f"config: 'device' must be auto, cpu or cuda, got '{self.device}'")
+        check_device_name(self.device)
+        if isinstance(self.check_sync, bool) or not isinstance(self.check_sync, int) or self.check_sync < 0:
+            raise FieldsError(f"config: 'check_sync' must be a step count >= 0 (0: off), got {self.check_sync!r}")
 
     def grid_cells(self, unbounded: bool, device_type: str) -> int:
         """Occupancy-grid resolution (`grid_resolution`, or its default for the scene and device)."""

@@ -4,6 +4,7 @@ installed)."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from ..datasets import Cameras, SceneData, composite_over
 from ..fields import Field
 from ..renderers import VolumeRenderer
 from ..renderers.appearance import PROTOCOLS, PerImageAppearance, apply_transform, fit_transform
+from .distributed import Ranks
 from .lpips_network import load_lpips, notice
 from .metrics import LPIPS_MIN_SIDE, lpips, psnr, ssim
 
@@ -35,19 +37,26 @@ def render_view(field: Field, renderer: VolumeRenderer, cameras: Cameras, index:
 
 
 @torch.no_grad()
-def sampled_pixel_psnr(field: Field, renderer: VolumeRenderer, scene: SceneData, n_pixels: int, seed: int = 0) -> float:
+def sampled_pixel_psnr(field: Field, renderer: VolumeRenderer, scene: SceneData, n_pixels: int, seed: int = 0,
+                       ranks: Ranks | None = None) -> float:
     """PSNR over `n_pixels` fixed random pixels of all views (white background): an unbiased estimate
     of the split's pooled MSE at a small fraction of the cost of rendering full views (held-out pixels of a
-    run with per-image appearance under its mean transform, the identity)."""
+    run with per-image appearance under its mean transform, the identity). With `ranks`, each renders its part
+    of the pixels and the squared errors are summed over the ranks."""
     g = torch.Generator().manual_seed(seed)
     cam = torch.randint(0, len(scene.cameras), (n_pixels,), generator=g)
     x = torch.randint(0, scene.cameras.width, (n_pixels,), generator=g)
     y = torch.randint(0, scene.cameras.height, (n_pixels,), generator=g)
+    if ranks is not None:
+        cam, x, y = cam[ranks.part()], x[ranks.part()], y[ranks.part()]
     rays = scene.cameras.rays(cam, x.float() + 0.5, y.float() + 0.5).to(renderer.aabb.device)
     out = renderer.render_chunked(field, rays.origins, rays.directions, WHITE.to(renderer.aabb.device))
     pixels = scene.pixels(cam, x, y)
     target = composite_over(pixels, WHITE) if scene.has_alpha else pixels
-    return psnr(out.rgb.clamp(0, 1).cpu(), target)
+    if ranks is None:
+        return psnr(out.rgb.clamp(0, 1).cpu(), target)
+    squared, count = ranks.sum([(out.rgb.clamp(0, 1).cpu() - target.float()).square().sum().item(), target.numel()])
+    return float("inf") if squared == 0 else -10.0 * math.log10(squared / count)
 
 
 def view_indices(n_views: int, count: int | None) -> list[int]:
@@ -77,23 +86,22 @@ def held_out_colours(pred: torch.Tensor, target: torch.Tensor, appearance: PerIm
 
 def evaluate(field: Field, renderer: VolumeRenderer, scene: SceneData, count: int | None = None,
              image_dir: Path | None = None, progress: bool = False, appearance: PerImageAppearance | None = None,
-             protocol: str = "mean", with_lpips: bool = True) -> dict:
+             protocol: str = "mean", with_lpips: bool = True, ranks: Ranks | None = None) -> dict:
     """Mean PSNR, SSIM and LPIPS over views of `scene` (white background), optionally saving renders.
 
     appearance: the run's per-image appearance; held-out views are scored under `protocol` (PROTOCOLS, or
     "own" for the training split: each image under its own transform). LPIPS (AlexNet) when with_lpips and the
     lpips package and weights are at hand (nfields.engine.lpips_network; otherwise a one-line notice).
+    ranks: each rank renders its part of the views; every rank gets the scores of all, rank 0 saves the renders.
     Returns {"psnr", "ssim", ["lpips",] "views", "seconds_per_view", "per_view": [...]}.
     """
     if protocol not in PROTOCOLS + ("own",):
         raise ValueError(f"appearance protocol must be one of {PROTOCOLS}, got {protocol!r}")
     indices = view_indices(len(scene.cameras), count)
-    if image_dir is not None:
-        image_dir.mkdir(parents=True, exist_ok=True)
     network = load_lpips(str(renderer.aabb.device)) if with_lpips else None
-    per_view = []
+    per_view, images = [], []
     start = time.perf_counter()
-    for i in tqdm(indices, desc="evaluating", disable=not progress, leave=False):
+    for i in tqdm(indices[ranks.part()] if ranks else indices, desc="evaluating", disable=not progress, leave=False):
         pred, target = held_out_colours(render_view(field, renderer, scene.cameras, i)["rgb"], scene.image(i, WHITE),
                                         appearance, protocol, i)
         scores = {"view": i, "psnr": psnr(pred, target), "ssim": ssim(pred, target)}
@@ -105,10 +113,19 @@ def evaluate(field: Field, renderer: VolumeRenderer, scene: SceneData, count: in
             scores["lpips"] = lpips(pred, target, network)
         per_view.append(scores)
         if image_dir is not None:
-            side_by_side = torch.cat([pred, target], dim=1)
-            iio.imwrite(image_dir / f"{scene.name}_{i:03d}.png", (side_by_side * 255 + 0.5).byte().numpy())
+            images.append((torch.cat([pred, target], dim=1) * 255 + 0.5).byte().numpy())
+    if ranks is not None:  # every rank's views, in view order
+        rows = sorted(sum(ranks.gather(list(zip(per_view, images or [None] * len(per_view)))), []),
+                      key=lambda row: row[0]["view"])
+        per_view, images = [row for row, _ in rows], [image for _, image in rows]
+    if image_dir is not None and (ranks is None or ranks.is_main):
+        image_dir.mkdir(parents=True, exist_ok=True)
+        for row, image in zip(per_view, images):
+            iio.imwrite(image_dir / f"{scene.name}_{row['view']:03d}.png", image)
     seconds = time.perf_counter() - start
-    means = {key: float(np.mean([v[key] for v in per_view])) for key in ("psnr", "ssim", "lpips") if key in per_view[0]}
+    # LPIPS only when every view has it (a rank without the network scores none)
+    means = {key: float(np.mean([v[key] for v in per_view])) for key in ("psnr", "ssim", "lpips")
+             if all(key in v for v in per_view)}
     return {
         **means,
         "views": len(indices),

@@ -23,9 +23,12 @@ class Precision:
     def autocast(self) -> AbstractContextManager:
         return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
 
-    def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        """loss.backward() and optimizer.step(), scaled for float16 (a step with non-finite gradients is skipped)."""
+    def backward(self, loss: torch.Tensor) -> None:
+        """loss.backward(), the loss scaled for float16."""
         self.scaler.scale(loss).backward()
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        """optimizer.step() on the unscaled gradients (skipped when they are not finite), then the scale's update."""
         self.scaler.step(optimizer)
         self.scaler.update()
 

@@ -1,7 +1,9 @@
-"""Run folders: config.json, checkpoint.pt, metrics and renders of one training run."""
+"""Run folders: config.json, checkpoint.pt, metrics and renders of one training run; loading one, naming and
+checking a new one."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,3 +55,23 @@ def load_run(folder: str | Path, device: str = "auto", checkpoint: str = CHECKPO
     field.eval()
     renderer.eval()
     return LoadedRun(folder, config, field, renderer, state, appearance)
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    """runs/<scene>-<field>-<date>-<time>."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{Path(config.scene).name}-{config.field}-{stamp}"
+
+
+def check_output_folder(run_dir: Path, overwrite: bool, resume_command: str) -> Path:
+    """`run_dir`, unless it holds a run (resume it instead) or, unless `overwrite`, any other file."""
+    if (run_dir / CHECKPOINT_NAME).exists():
+        raise FieldsError(f"{run_dir}: already holds a run. Resume it with `{resume_command} {run_dir}`, "
+                          "or choose another --output.")
+    if run_dir.is_file():
+        raise FieldsError(f"--output {run_dir}: is a file, not a folder; choose another --output.")
+    entries = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
+    if entries and not overwrite:
+        raise FieldsError(f"--output {run_dir}: folder is not empty ({len(entries)} entries, e.g. '{entries[0]}') "
+                          "and holds no run; choose another --output, or pass --overwrite to write the run into it.")
+    return run_dir

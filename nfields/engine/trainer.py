@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..cuda.dispatch import prepare_kernels
 from ..datasets import SceneData, composite_over
 from ..errors import FieldsError
-from ..interrupts import sigterm_as_interrupt
+from ..interrupts import sigterm_as_interrupt, sigterm_ignored
 from ..renderers import RenderOutput
 from ..renderers.appearance import PerImageAppearance
 from ..renderers.camera_offsets import CameraOffsets
@@ -22,13 +22,14 @@ from ..renderers.losses import distortion_loss
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .devices import resolve_device
+from .distributed import Ranks, is_main, join, lost_contact, on_main
 from .evaluation import evaluate, sampled_pixel_psnr, write_json
 from .loggers import make_logger
 from .models import make_model
 from .plots import plot_psnr_vs_time
 from .precision import Precision, uses_mixed_precision
 from .progress import TrainingProgress
-from .runs import CHECKPOINT_NAME, CONFIG_NAME
+from .runs import CHECKPOINT_NAME, CONFIG_NAME, check_output_folder, default_run_dir
 from .scenes import load_scene, resolution_line, resolve_downscale
 from .training_log import StepFigures, TrainingLog
 
@@ -84,6 +85,10 @@ class Trainer:
     `update_occupancy`, `make_batch`, `render_batch`, `loss`, `optimizer_step`, `finish_step`,
     `update_ray_count`. `__init__` restores a resumed run's Trainer state (`restore`); a variant restores
     its own entries of `checkpoint` in its `__init__`.
+
+    Under torchrun (`ranks`, see distributed.py) every rank runs this same Trainer on its own rays: the model
+    starts as rank 0's, gradients are averaged in `optimizer_step`, the occupancy grid merged, time and samples
+    agreed on; `n_rays` counts the rays of all ranks, and rank 0 alone saves and writes.
     """
 
     batch_psnr_label = "batch PSNR"  # what the progress bar calls the PSNR of train_step's batch MSE
@@ -92,8 +97,9 @@ class Trainer:
     def __init__(self, config: TrainConfig, run_dir: Path, train_scene: SceneData, val_scene: SceneData | None,
                  resume: bool = False, progress: bool = True):
         config.validate()
-        self.config, self.run_dir, self.progress = config, run_dir, progress
         self.device = resolve_device(config.device)
+        self.ranks: Ranks | None = join(self.device)
+        self.config, self.run_dir, self.progress = config, run_dir, progress and is_main(self.ranks)
         if config.threads:
             torch.set_num_threads(config.threads)
         prepare_kernels(self.device)  # a first run builds them here (it says so), not on the training clock
@@ -124,6 +130,10 @@ class Trainer:
             if state is not None else None
         if state is not None:
             Trainer.restore(self, state)  # not a subclass's override: the subclass is not initialised yet
+        if self.ranks is not None:  # one model on every rank; each rank's own rays (rank 0's resumed generator)
+            self.ranks.broadcast_tensors([t for t in self.synced_tensors().values() if t.is_floating_point()])
+            if not self.ranks.is_main:
+                torch.manual_seed(self.sampling_seed())
 
     def make_optimizer(self) -> torch.optim.Adam:
         """Adam over the field's parameter groups (also after the field re-creates its parameters), the
@@ -139,6 +149,17 @@ class Trainer:
         for group in optimizer.param_groups:
             group["initial_lr"] = group["lr"]
         return optimizer
+
+    def sampling_seed(self) -> int:
+        """The seed of this process's random draws: the run's seed, or under torchrun each rank's own."""
+        return self.ranks.seed(self.config.seed, self.step) if self.ranks is not None else self.config.seed
+
+    def synced_tensors(self) -> dict[str, torch.Tensor]:
+        """What every rank must hold alike: the field's, grid's, appearance's and camera offsets' tensors."""
+        modules = {"field": self.field, "renderer": self.renderer, "appearance": self.appearance,
+                   "camera_offsets": self.camera_offsets}
+        return {f"{name}.{key}": t for name, module in modules.items() if module is not None
+                for key, t in module.state_dict(keep_vars=True).items()}
 
     # ----- state -----
     def state(self) -> dict:
@@ -182,7 +203,9 @@ class Trainer:
         torch.set_rng_state(state["rng"])
 
     def save(self, name: str = CHECKPOINT_NAME) -> None:
-        save_checkpoint(self.run_dir / name, self.state())
+        """Write the checkpoint (rank 0 alone under torchrun)."""
+        if is_main(self.ranks):
+            save_checkpoint(self.run_dir / name, self.state())
 
     # ----- training -----
     def progress_fraction(self) -> float:
@@ -221,11 +244,12 @@ class Trainer:
             loss = self.loss(batch, out)
         if not torch.isfinite(loss):
             raise self.divergence_error(loss)
-        self.optimizer_step(loss, out.n_samples)
+        n_samples = self.optimizer_step(loss, out.n_samples)  # of every rank, under torchrun
+        rays = len(batch.origins) * (self.ranks.world if self.ranks is not None else 1)
         mse = self.finish_step(batch, out)
-        self.update_ray_count(out.n_samples)
+        self.update_ray_count(n_samples)
         self.step += 1
-        return StepFigures(loss.item(), mse, len(batch.origins), out.n_samples, time.perf_counter() - tic)
+        return StepFigures(loss.item(), mse, rays, n_samples, time.perf_counter() - tic)
 
     def update_schedule(self) -> None:
         """The field's training hook (a fresh optimiser when it re-created its parameters), then the lr schedule."""
@@ -235,10 +259,14 @@ class Trainer:
             group["lr"] = group["initial_lr"] * lr_factor(self.config, self.step, self.progress_fraction())
 
     def update_occupancy(self) -> None:
-        self.renderer.update_occupancy(self.field, self.step)
+        self.renderer.update_occupancy(self.field, self.step, self.ranks.merge_cells if self.ranks else None)
+
+    def batch_rays(self) -> int:
+        """Rays this process draws for the step: n_rays, split over the ranks."""
+        return self.ranks.share(int(self.n_rays)) if self.ranks is not None else int(self.n_rays)
 
     def make_batch(self) -> Batch:
-        rays, target, background, images = self.sample_batch(int(self.n_rays))
+        rays, target, background, images = self.sample_batch(self.batch_rays())
         return Batch(rays.origins, rays.directions, target, background, images)
 
     def render_batch(self, batch: Batch) -> RenderOutput:
@@ -268,11 +296,20 @@ class Trainer:
             f"Checkpoints already in {self.run_dir} are kept; try a lower --lr."
         )
 
-    def optimizer_step(self, loss: torch.Tensor, n_samples: int) -> None:
-        """Backward and Adam step, skipped when no sample reached the field or the loss has no gradient."""
+    def optimizer_step(self, loss: torch.Tensor, n_samples: int) -> int:
+        """Backward and Adam step, skipped when no sample reached the field or the loss has no gradient (on every
+        rank, under torchrun: gradients are averaged over the ranks first). Returns the samples of the step (of
+        all ranks)."""
         self.optimizer.zero_grad(set_to_none=True)
-        if n_samples > 0 and loss.requires_grad:
-            self.precision.backward_and_step(loss, self.optimizer)
+        stepped = n_samples > 0 and loss.requires_grad
+        if stepped:
+            self.precision.backward(loss)
+        if self.ranks is not None:
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            n_samples, stepped = self.ranks.average_gradients(params, n_samples, stepped)
+        if stepped:
+            self.precision.step(self.optimizer)
+        return n_samples
 
     def finish_step(self, batch: Batch, out: RenderOutput) -> float:
         """After the optimiser step: the batch MSE against its targets (the progress bar's PSNR)."""
@@ -291,7 +328,8 @@ class Trainer:
         if self.val_scene is None:
             return None
         self.field.eval()
-        value = sampled_pixel_psnr(self.field, self.renderer, self.val_scene, self.config.eval_pixels)
+        value = sampled_pixel_psnr(self.field, self.renderer, self.val_scene, self.config.eval_pixels,
+                                   ranks=self.ranks)
         self.field.train()
         self.history.append({"step": self.step, "train_seconds": self.train_seconds, "val_psnr": value})
         return value
@@ -307,44 +345,40 @@ class Trainer:
     def open_log(self) -> TrainingLog:
         """The run's log (config.logger) in its folder, continuing the picture schedule of a resumed run."""
         cfg = self.config
-        logger = make_logger(cfg.logger, self.run_dir, {"field": cfg.field, "scene": cfg.scene})
+        kind = cfg.logger if is_main(self.ranks) else "none"  # under torchrun, rank 0 alone writes
+        logger = make_logger(kind, self.run_dir, {"field": cfg.field, "scene": cfg.scene})
         return TrainingLog(logger, cfg.log_every, cfg.log_images_every, last_picture=self.train_seconds)
 
     @sigterm_as_interrupt()  # `kill` stops training like Ctrl-C: checkpoint saved, one line printed
     def run(self, monitor: TrainingMonitor | None = None) -> TrainResult:
         cfg = self.config
-        guard = monitor.step_guard if monitor is not None else nullcontext
         total = f"{cfg.time_budget:g} min" if cfg.time_budget else f"{cfg.steps} steps"
         bar = TrainingProgress(f"{cfg.field} {cfg.scene} ({total})", cfg.steps, self.step,
                                60.0 * cfg.time_budget if cfg.time_budget else None, self.train_seconds,
                                self.batch_psnr_label, enabled=self.progress)
+        if self.ranks is not None and self.progress:
+            print(self.ranks.batch_line(self.target_samples))
         log = self.open_log()
-        last_eval = last_ckpt = self.train_seconds
-        val_psnr = None
         self.field.train()
         try:
-            while not self.done():
-                with guard():
-                    figures = self.train_step()
-                self.train_seconds += figures.seconds
-                log.after_step(self, figures)
-                self._maybe_snapshot()
-                if self.train_seconds - last_eval >= cfg.eval_every:
-                    with guard():
-                        val_psnr, last_eval = self.quick_eval(), self.train_seconds
-                        log.after_validation(self, val_psnr)
-                if self.train_seconds - last_ckpt >= cfg.checkpoint_every:
+            try:
+                self._train(bar, log, monitor)
+            except RuntimeError as err:  # another rank is gone: rank 0 saves its state, which is every rank's
+                if self.ranks is None or not lost_contact(err):
+                    raise
+                with sigterm_ignored():  # torchrun is stopping this process too
+                    bar.close()
+                    log.close()
                     self.save()
-                    last_ckpt = self.train_seconds
-                if monitor is not None:
-                    monitor.after_step(self, val_psnr)
-                bar.update(self.step, self.train_seconds, figures, val_psnr, self.progress_prefix())
-        except KeyboardInterrupt:
-            bar.close()
-            log.close()
-            self.save()
-            print(f"\nInterrupted at step {self.step}; checkpoint saved. "
-                  f"Resume with: fields train --resume {self.run_dir}")
+                raise self.ranks.lost_error(err, self.step, self.run_dir) from None
+        except KeyboardInterrupt:  # also one that comes while the above begins
+            with sigterm_ignored():
+                bar.close()
+                log.close()
+                self.save()
+            if is_main(self.ranks):
+                print(f"\nInterrupted at step {self.step}; checkpoint saved. "
+                      f"Resume with: fields train --resume {self.run_dir}")
             return TrainResult(self.run_dir, self.step, self.train_seconds, None)
         bar.close()
         self.save()
@@ -352,6 +386,39 @@ class Trainer:
             return TrainResult(self.run_dir, self.step, self.train_seconds, self.finish(log))
         finally:
             log.close()
+
+    def _train(self, bar: TrainingProgress, log: TrainingLog, monitor: TrainingMonitor | None) -> None:
+        """Steps until done, with quick validations, checkpoints, snapshots and logs on their schedules."""
+        cfg = self.config
+        guard = monitor.step_guard if monitor is not None else nullcontext
+        last_eval = last_ckpt = self.train_seconds
+        val_psnr = None
+        while not self.done():
+            with guard():
+                figures = self.train_step()
+                figures.seconds = self.agree_on_step(figures.seconds)
+            self.train_seconds += figures.seconds
+            log.after_step(self, figures)
+            self._maybe_snapshot()
+            if self.train_seconds - last_eval >= cfg.eval_every:
+                with guard():
+                    val_psnr, last_eval = self.quick_eval(), self.train_seconds
+                    log.after_validation(self, val_psnr)
+            if self.train_seconds - last_ckpt >= cfg.checkpoint_every:
+                self.save()
+                last_ckpt = self.train_seconds
+            if monitor is not None:
+                monitor.after_step(self, val_psnr)
+            bar.update(self.step, self.train_seconds, figures, val_psnr, self.progress_prefix())
+
+    def agree_on_step(self, seconds: float) -> float:
+        """Under torchrun, the step's time as rank 0 measured it (time budgets and schedules run out alike), after
+        the --check-sync test when due; `seconds` as it is in a single process."""
+        if self.ranks is None:
+            return seconds
+        if self.config.check_sync and self.step % self.config.check_sync == 0:
+            self.ranks.check_sync(self.synced_tensors(), self.step)
+        return self.ranks.main_seconds(seconds)
 
     def _maybe_snapshot(self) -> None:
         for minute in self.config.snapshot_minutes:
@@ -367,35 +434,19 @@ class Trainer:
         if not self.history or self.history[-1]["step"] != self.step:
             self.quick_eval()
         metrics = evaluate(self.field, self.renderer, self.val_scene, count=self.config.final_eval_views,
-                           image_dir=self.run_dir / "renders_val", progress=self.progress, appearance=self.appearance)
+                           image_dir=self.run_dir / "renders_val", progress=self.progress, appearance=self.appearance,
+                           ranks=self.ranks)
         metrics.update(step=self.step, train_seconds=self.train_seconds, field=self.config.field,
                        parameters=self.field.num_parameters(), split="val")
-        write_json(self.run_dir / "metrics.json", metrics)
-        if log is not None:
-            log.final(self, metrics)
-        write_json(self.run_dir / "history.json", {"history": self.history})
-        plot_psnr_vs_time(self.history, self.run_dir / "psnr_vs_time.png",
-                          f"{self.config.scene} / {self.config.field}")
+        if is_main(self.ranks):
+            write_json(self.run_dir / "metrics.json", metrics)
+            if log is not None:
+                log.final(self, metrics)
+            write_json(self.run_dir / "history.json", {"history": self.history})
+            plot_psnr_vs_time(self.history, self.run_dir / "psnr_vs_time.png",
+                              f"{self.config.scene} / {self.config.field}")
         self.save()
         return metrics
-
-
-def default_run_dir(config: TrainConfig) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{Path(config.scene).name}-{config.field}-{stamp}"
-
-
-def check_output_folder(run_dir: Path, overwrite: bool, resume_command: str) -> None:
-    """Refuse an output folder that holds a run (resume it instead) or, unless `overwrite`, any other file."""
-    if (run_dir / CHECKPOINT_NAME).exists():
-        raise FieldsError(f"{run_dir}: already holds a run. Resume it with `{resume_command} {run_dir}`, "
-                          "or choose another --output.")
-    if run_dir.is_file():
-        raise FieldsError(f"--output {run_dir}: is a file, not a folder; choose another --output.")
-    entries = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
-    if entries and not overwrite:
-        raise FieldsError(f"--output {run_dir}: folder is not empty ({len(entries)} entries, e.g. '{entries[0]}') "
-                          "and holds no run; choose another --output, or pass --overwrite to write the run into it.")
 
 
 def train(config: TrainConfig, progress: bool = True, train_scene: SceneData | None = None,
@@ -404,8 +455,11 @@ def train(config: TrainConfig, progress: bool = True, train_scene: SceneData | N
 
     monitor: e.g. the live viewer (nfields.viewer.LiveViewer), started once the model exists."""
     config.validate()
-    run_dir = Path(config.output) if config.output else default_run_dir(config)
-    check_output_folder(run_dir, config.overwrite, "fields train --resume")
+    ranks = join(resolve_device(config.device))  # under torchrun: rank 0 names and checks the folder, and writes
+    progress = progress and is_main(ranks)
+    output = Path(config.output) if config.output else None
+    run_dir = on_main(ranks, lambda: check_output_folder(output or default_run_dir(config), config.overwrite,
+                                                         "fields train --resume"))
     # The run records the factor it trains at, so evaluation and the viewer read the scene at the same size.
     if train_scene is not None and config.downscale is None:
         config.downscale = 1  # scenes given are used as they are
@@ -418,10 +472,11 @@ def train(config: TrainConfig, progress: bool = True, train_scene: SceneData | N
             print(f"scene type: {train_scene.scene_type}: {train_scene.scene_type_reason}")
     if config.data is not None and train_scene.scene_type:  # as decided: the run reads its data the same way
         config.scene_type = train_scene.scene_type
-    run_dir.mkdir(parents=True, exist_ok=True)
     config.output = str(run_dir)
     config.resolve_defaults(resolve_device(config.device).type, unbounded=not train_scene.bounded)
-    config.save(run_dir / CONFIG_NAME)
+    if is_main(ranks):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.save(run_dir / CONFIG_NAME)
     trainer = Trainer(config, run_dir, train_scene, val_scene, progress=progress)
     return run_with_monitor(trainer, monitor)
 
@@ -432,7 +487,8 @@ def resume(run_dir: Path, overrides: dict | None = None, progress: bool = True,
     config = TrainConfig.load(run_dir / CONFIG_NAME)
     for key, value in (overrides or {}).items():
         setattr(config, key, value)
-    config.save(run_dir / CONFIG_NAME)
+    if is_main(join(resolve_device(config.device))):
+        config.save(run_dir / CONFIG_NAME)
     trainer = Trainer(config, run_dir, load_scene(config, "train"), load_scene(config, "val"), resume=True,
                       progress=progress)
     return run_with_monitor(trainer, monitor)

@@ -16,11 +16,12 @@ import torch.nn.functional as F
 
 from ...engine.config import TrainConfig
 from ...engine.devices import resolve_device
+from ...engine.distributed import is_main, join, on_main
 from ...engine.evaluation import render_view, view_indices, write_json
 from ...engine.metrics import psnr
-from ...engine.runs import CHECKPOINT_NAME, CONFIG_NAME, LoadedRun, load_run
+from ...engine.runs import CHECKPOINT_NAME, CONFIG_NAME, LoadedRun, check_output_folder, load_run
 from ...engine.scenes import load_scene
-from ...engine.trainer import Trainer, TrainResult, check_output_folder
+from ...engine.trainer import Trainer, TrainResult
 from ...errors import FieldsError
 from ...fields import UnknownFieldError, field_class
 from ...renderers.volume import Shading, VisibleSamples
@@ -88,7 +89,7 @@ class Distiller(Trainer):
             self.renderer.load_state_dict(teacher.renderer.state_dict())
             self.copied = copy_compatible_tensors(self.field, self.teacher)
         self.match_features = shares_color_decoder(self.field, self.copied)
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.generator = torch.Generator().manual_seed(self.sampling_seed())
         self.virtual = VirtualPoses(train_scene.cameras, (train_scene.aabb[:3] + train_scene.aabb[3:]) / 2)
         self.pose_pool = HardPosePool(settings.pose_pool_size, settings.hard_fraction, settings.pose_pool_from_epoch)
         self.ray_pool = HardRayPool(settings.ray_pool_size)
@@ -107,8 +108,10 @@ class Distiller(Trainer):
             "epoch_cursor": self.epoch_cursor}}
 
     def restore_distillation(self, saved: dict) -> None:
-        """The checkpoint's "distillation" entry (`state()`): sampling generator, pools and this epoch's poses."""
-        self.generator.set_state(saved["generator"])
+        """The checkpoint's "distillation" entry (`state()`): sampling generator (rank 0's: other ranks keep their
+        own), pools and this epoch's poses."""
+        if is_main(self.ranks):
+            self.generator.set_state(saved["generator"])
         self.pose_pool.load_state_dict(saved["pose_pool"])
         self.ray_pool.load_state_dict(saved["ray_pool"])
         c = self.epoch_cameras
@@ -172,7 +175,7 @@ class Distiller(Trainer):
 
     def make_batch(self) -> DistillBatch:
         stage = self.stage()
-        origins, directions, pose_of_ray, slots = self.sample_rays(int(self.n_rays))
+        origins, directions, pose_of_ray, slots = self.sample_rays(self.batch_rays())
         n = len(origins)
         background = torch.rand(n, 3, device=self.device) if self.train_scene.has_alpha and \
             self.config.random_background else torch.ones(n, 3, device=self.device)
@@ -258,7 +261,8 @@ class Distiller(Trainer):
         if metrics is not None:
             metrics["psnr_vs_teacher"] = psnr_against_teacher(self.field, self.teacher, self.renderer,
                                                               self.val_scene.cameras, count=2)
-            write_json(self.run_dir / "metrics.json", metrics)
+            if is_main(self.ranks):
+                write_json(self.run_dir / "metrics.json", metrics)
         return metrics
 
 
@@ -274,7 +278,7 @@ def psnr_against_teacher(student, teacher, renderer, cameras, count: int | None 
 def student_config(teacher: LoadedRun, student: str, preset: str | None, steps: int | None,
                    time_budget: float | None, output: Path, threads: int | None, seed: int, device: str,
                    snapshot_minutes: list[float], final_eval_views: int | None = None,
-                   samples_per_step: int | None = None, overwrite: bool = False) -> TrainConfig:
+                   samples_per_step: int | None = None, overwrite: bool = False, check_sync: int = 0) -> TrainConfig:
     """The student run's TrainConfig: the teacher's scene and grid settings, the student's backbone, samples
     per step (default CPU_SAMPLES_PER_STEP on the CPU), quick validations every 30 s (the PSNR-vs-time curve)."""
     try:
@@ -287,7 +291,7 @@ def student_config(teacher: LoadedRun, student: str, preset: str | None, steps: 
     return TrainConfig(**{**vars(base), "field": student, "preset": preset, "steps": steps or 0,
                           "time_budget": time_budget, "output": str(output), "threads": threads, "seed": seed,
                           "device": device, "snapshot_minutes": list(snapshot_minutes),
-                          "samples_per_step": samples_per_step, "overwrite": overwrite,
+                          "samples_per_step": samples_per_step, "overwrite": overwrite, "check_sync": check_sync,
                           "eval_every": TrainConfig.eval_every,
                           "final_eval_views": final_eval_views or base.final_eval_views})
 
@@ -296,24 +300,27 @@ def distill(settings: DistillConfig, steps: int | None = None, time_budget: floa
             output: str | None = None, preset: str | None = None, threads: int | None = None, seed: int = 0,
             device: str = "auto", snapshot_minutes: list[float] = (), data_root: str | None = None,
             final_eval_views: int | None = None, samples_per_step: int | None = None,
-            progress: bool = True, overwrite: bool = False) -> TrainResult:
+            progress: bool = True, overwrite: bool = False, check_sync: int = 0) -> TrainResult:
     """Distil the teacher run `settings.teacher` into a new `settings.student` run (what `fields distill` runs)."""
     settings.validate()
     if not steps and not time_budget:
         raise FieldsError("distill: give --steps or --time-budget")
+    ranks = join(resolve_device(device))  # under torchrun: rank 0 names and checks the folder, and writes
+    progress = progress and is_main(ranks)
     teacher = load_run(settings.teacher, device=device)
     if data_root is not None:
         teacher.config.data_root = data_root
-    run_dir = Path(output) if output else Path("runs") / \
-        f"{Path(teacher.config.scene).name}-{settings.student}-distilled-{time.strftime('%Y%m%d-%H%M%S')}"
-    check_output_folder(run_dir, overwrite, "fields distill --resume")
+    run_dir = on_main(ranks, lambda: check_output_folder(Path(output) if output else Path("runs") / (
+        f"{Path(teacher.config.scene).name}-{settings.student}-distilled-{time.strftime('%Y%m%d-%H%M%S')}"),
+        overwrite, "fields distill --resume"))
     config = student_config(teacher, settings.student, preset, steps, time_budget, run_dir, threads, seed, device,
-                            list(snapshot_minutes), final_eval_views, samples_per_step, overwrite)
+                            list(snapshot_minutes), final_eval_views, samples_per_step, overwrite, check_sync)
     config.validate()
     train_scene, val_scene = load_scene(config, "train"), load_scene(config, "val")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / CONFIG_NAME)
-    settings.save(run_dir / SETTINGS_NAME)
+    if is_main(ranks):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.save(run_dir / CONFIG_NAME)
+        settings.save(run_dir / SETTINGS_NAME)
     distiller = Distiller(config, settings, run_dir, teacher, train_scene, val_scene, progress=progress)
     if progress:
         print(distiller.describe())
@@ -327,7 +334,8 @@ def resume_distillation(run_dir: str | Path, overrides: dict | None = None, prog
     config = TrainConfig.load(run_dir / CONFIG_NAME)
     for key, value in (overrides or {}).items():
         setattr(config, key, value)
-    config.save(run_dir / CONFIG_NAME)
+    if is_main(join(resolve_device(config.device))):
+        config.save(run_dir / CONFIG_NAME)
     teacher = load_run(settings.teacher, device=config.device)
     distiller = Distiller(config, settings, run_dir, teacher, load_scene(config, "train"), load_scene(config, "val"),
                           resume=True, progress=progress)
