@@ -54,8 +54,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..apps.distillation import distill, resume_distillation
-    from ..engine.evaluation import scores_line
     from ..engine.distributed import launch_rank, restarted_run
+    from ..engine.evaluation import scores_line
 
     o = build(DistillRun, args)
     o.resume = o.resume or restarted_run(o.output)  # torchrun's restarts resume the --output folder

@@ -49,8 +49,8 @@ def train_config(args) -> TrainConfig:
 
 
 def run(args) -> int:
-    from ..engine.evaluation import scores_line
     from ..engine.distributed import launch_rank, launched_ranks, restarted_run
+    from ..engine.evaluation import scores_line
     from ..engine.trainer import resume, train
 
     options = build(TrainOptions, args)

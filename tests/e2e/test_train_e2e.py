@@ -80,7 +80,11 @@ def _lego_available():
 @pytest.mark.skipif(not _lego_available(),
                     reason="lego not found: run `fields download nerf-synthetic` or set FIELDS_DATA_ROOT")
 def test_short_lego_run_beats_stated_psnr(tmp_path):
+    """300 steps on lego, 3 val views. A step-limited run depends on no clock: it repeats to the last digit on one
+    machine (seed 0: 20.504 dB twice). Another instruction set rounds differently (ATen's AVX2 kernels instead of
+    AVX-512: 20.562), which moves the run like another seed: seeds 0-4 scored 20.04-20.50 here (30 Nov 2026), a
+    2-core AVX2 EPYC 20.49. The bar lies 0.5 dB under the lowest of them; an untrained field scores about 9 dB."""
     config = TrainConfig(scene="lego", steps=int(os.environ.get("FIELDS_LEGO_STEPS", 300)),
-                         output=str(tmp_path / "run"), threads=2, eval_every=1e9, final_eval_views=3)
+                         output=str(tmp_path / "run"), threads=2, eval_every=1e9, final_eval_views=3, logger="none")
     result = train(config, progress=False)
-    assert result.metrics["psnr"] > 20.5, result.metrics  # 22.3 measured at 300 steps; untrained ~9
+    assert result.metrics["psnr"] > 19.5, result.metrics
