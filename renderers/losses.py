@@ -1,4 +1,5 @@
-"""Losses on a ray's compositing weights: mip-NeRF 360's distortion loss, for unbounded scenes.
+"""Training losses: the photometric loss on rendered colours, and mip-NeRF 360's distortion loss on a ray's
+compositing weights, for unbounded scenes.
 
 The distortion loss pulls each ray's weights together into one short interval: it penalises density
 spread along the ray (the semi-transparent clouds that fit the training photos from close to the
@@ -8,8 +9,16 @@ camera, "floaters") and costs nothing where a ray meets one surface.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from .torch_ops import PackedSamples, ray_starts
+
+
+def photometric_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """Scalar loss of rendered colours (R, 3) against their targets (R, 3): "huber" or "mse"."""
+    if kind == "huber":  # instant-ngp: Huber with delta 0.1, divided by 5
+        return F.huber_loss(pred, target, delta=0.1) / (5 * 0.1)
+    return F.mse_loss(pred, target)
 
 
 def normalized_distance(t: torch.Tensor) -> torch.Tensor:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ContextManager, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -14,56 +12,29 @@ import torch.nn.functional as F
 from ..cuda.dispatch import prepare_kernels
 from ..datasets import SceneData, composite_over
 from ..errors import FieldsError
-from ..interrupts import sigterm_as_interrupt, sigterm_ignored
+from ..interrupts import sigterm_as_interrupt
 from ..renderers import RenderOutput
 from ..renderers.appearance import PerImageAppearance
 from ..renderers.camera_offsets import CameraOffsets
-from ..renderers.losses import distortion_loss
+from ..renderers.losses import distortion_loss, photometric_loss
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .devices import resolve_device
-from .distributed import Ranks, is_main, join, lost_contact, on_main
+from .distributed import Ranks, is_main, join, on_main
 from .evaluation import evaluate, sampled_pixel_psnr, write_json
-from .loggers import make_logger
 from .models import make_model
 from .plots import plot_psnr_vs_time
 from .precision import Precision, uses_mixed_precision
-from .progress import TrainingProgress
+from .run_loop import TrainingMonitor, TrainResult, run_training
 from .runs import CHECKPOINT_NAME, CONFIG_NAME, check_output_folder, default_run_dir
 from .scenes import load_scene, resolution_line, resolve_downscale
 from .training_log import StepFigures, TrainingLog
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    step: int
-    train_seconds: float
-    metrics: dict | None  # final evaluation, None when interrupted
-
-
-def photometric_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    if kind == "huber":  # instant-ngp: Huber with delta 0.1, divided by 5
-        return F.huber_loss(pred, target, delta=0.1) / (5 * 0.1)
-    return F.mse_loss(pred, target)
 
 
 def lr_factor(config: TrainConfig, step: int, progress: float) -> float:
     """Linear warm-up from 0.01, then x decay_factor at each fraction of training in decay_at."""
     warm = min(1.0, 0.01 + 0.99 * step / max(config.warmup_steps, 1))
     return warm * config.decay_factor ** sum(progress >= p for p in config.decay_at)
-
-
-class TrainingMonitor(Protocol):
-    """Watches a run while it trains (e.g. the live viewer): each step runs inside `step_guard()`."""
-
-    def start(self, trainer: "Trainer") -> None: ...
-
-    def step_guard(self) -> ContextManager: ...
-
-    def after_step(self, trainer: "Trainer", val_psnr: float | None) -> None: ...
-
-    def finish(self, trainer: "Trainer") -> None: ...
 
 
 @dataclass
@@ -83,7 +54,8 @@ class Trainer:
 
     `train_step` is made of steps a variant (e.g. the distiller) overrides: `update_schedule`,
     `update_occupancy`, `make_batch`, `render_batch`, `loss`, `optimizer_step`, `finish_step`,
-    `update_ray_count`. `__init__` restores a resumed run's Trainer state (`restore`); a variant restores
+    `update_ray_count`; `log_scalars` and `progress_prefix` add a variant's own figures to the log and the progress
+    bar. `__init__` restores a resumed run's Trainer state (`restore`); a variant restores
     its own entries of `checkpoint` in its `__init__`.
 
     Under torchrun (`ranks`, see distributed.py) every rank runs this same Trainer on its own rays: the model
@@ -342,89 +314,10 @@ class Trainer:
         """What a variant's progress bar says first, e.g. the distiller's stage; nothing here."""
         return ""
 
-    def open_log(self) -> TrainingLog:
-        """The run's log (config.logger) in its folder, continuing the picture schedule of a resumed run."""
-        cfg = self.config
-        kind = cfg.logger if is_main(self.ranks) else "none"  # under torchrun, rank 0 alone writes
-        logger = make_logger(kind, self.run_dir, {"field": cfg.field, "scene": cfg.scene})
-        return TrainingLog(logger, cfg.log_every, cfg.log_images_every, last_picture=self.train_seconds)
-
     @sigterm_as_interrupt()  # `kill` stops training like Ctrl-C: checkpoint saved, one line printed
     def run(self, monitor: TrainingMonitor | None = None) -> TrainResult:
-        cfg = self.config
-        total = f"{cfg.time_budget:g} min" if cfg.time_budget else f"{cfg.steps} steps"
-        bar = TrainingProgress(f"{cfg.field} {cfg.scene} ({total})", cfg.steps, self.step,
-                               60.0 * cfg.time_budget if cfg.time_budget else None, self.train_seconds,
-                               self.batch_psnr_label, enabled=self.progress)
-        if self.ranks is not None and self.progress:
-            print(self.ranks.batch_line(self.target_samples))
-        log = self.open_log()
-        self.field.train()
-        try:
-            try:
-                self._train(bar, log, monitor)
-            except RuntimeError as err:  # another rank is gone: rank 0 saves its state, which is every rank's
-                if self.ranks is None or not lost_contact(err):
-                    raise
-                with sigterm_ignored():  # torchrun is stopping this process too
-                    bar.close()
-                    log.close()
-                    self.save()
-                raise self.ranks.lost_error(err, self.step, self.run_dir) from None
-        except KeyboardInterrupt:  # also one that comes while the above begins
-            with sigterm_ignored():
-                bar.close()
-                log.close()
-                self.save()
-            if is_main(self.ranks):
-                print(f"\nInterrupted at step {self.step}; checkpoint saved. "
-                      f"Resume with: fields train --resume {self.run_dir}")
-            return TrainResult(self.run_dir, self.step, self.train_seconds, None)
-        bar.close()
-        self.save()
-        try:
-            return TrainResult(self.run_dir, self.step, self.train_seconds, self.finish(log))
-        finally:
-            log.close()
-
-    def _train(self, bar: TrainingProgress, log: TrainingLog, monitor: TrainingMonitor | None) -> None:
-        """Steps until done, with quick validations, checkpoints, snapshots and logs on their schedules."""
-        cfg = self.config
-        guard = monitor.step_guard if monitor is not None else nullcontext
-        last_eval = last_ckpt = self.train_seconds
-        val_psnr = None
-        while not self.done():
-            with guard():
-                figures = self.train_step()
-                figures.seconds = self.agree_on_step(figures.seconds)
-            self.train_seconds += figures.seconds
-            log.after_step(self, figures)
-            self._maybe_snapshot()
-            if self.train_seconds - last_eval >= cfg.eval_every:
-                with guard():
-                    val_psnr, last_eval = self.quick_eval(), self.train_seconds
-                    log.after_validation(self, val_psnr)
-            if self.train_seconds - last_ckpt >= cfg.checkpoint_every:
-                self.save()
-                last_ckpt = self.train_seconds
-            if monitor is not None:
-                monitor.after_step(self, val_psnr)
-            bar.update(self.step, self.train_seconds, figures, val_psnr, self.progress_prefix())
-
-    def agree_on_step(self, seconds: float) -> float:
-        """Under torchrun, the step's time as rank 0 measured it (time budgets and schedules run out alike), after
-        the --check-sync test when due; `seconds` as it is in a single process."""
-        if self.ranks is None:
-            return seconds
-        if self.config.check_sync and self.step % self.config.check_sync == 0:
-            self.ranks.check_sync(self.synced_tensors(), self.step)
-        return self.ranks.main_seconds(seconds)
-
-    def _maybe_snapshot(self) -> None:
-        for minute in self.config.snapshot_minutes:
-            if minute not in self.snapshots_done and self.train_seconds >= 60 * minute:
-                self.snapshots_done.append(minute)
-                self.save(f"checkpoint_{minute:g}min.pt")
+        """Train until the step or time budget is spent (the loop: run_loop.py); the final evaluation's result."""
+        return run_training(self, monitor)
 
     def finish(self, log: TrainingLog | None = None) -> dict | None:
         """Final evaluation, renders, metrics.json and the PSNR-vs-time plot; the final scores into `log`."""
