@@ -10,7 +10,6 @@ Meshes are built in the run's scene coordinates (the picture's frame) and writte
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np  # noqa: E402
 import open3d as o3d  # noqa: E402
 import torch  # noqa: E402
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection  # noqa: E402
+from real_captures import cpu_name  # noqa: E402
 
 from nfields.engine.runs import load_run  # noqa: E402
 from nfields.engine.scenes import load_scene  # noqa: E402
@@ -29,12 +29,6 @@ from nfields.outputs.export import MESH_METHODS, MeshSettings, build_mesh  # noq
 
 LIGHT = np.array([0.4, -0.3, 0.85]) / np.linalg.norm([0.4, -0.3, 0.85])
 MAX_DRAWN_FACES = 60_000  # matplotlib draws every polygon: larger meshes are decimated for the picture
-
-
-def cpu_name() -> str:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    return next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-                platform.processor())
 
 
 def draw(ax, mesh, title: str, lo: np.ndarray, hi: np.ndarray) -> None:

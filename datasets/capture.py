@@ -51,11 +51,15 @@ class Normalization:
         out[:, :3, 3] = self.scale * (c2w[:, :3, 3] - self.center) @ self.rotation.T
         return out
 
+    def invert_points(self, points: np.ndarray) -> np.ndarray:
+        """Scene points (N, 3) -> capture coordinates: R^T p / scale + center."""
+        return np.asarray(points, dtype=np.float64) @ self.rotation / self.scale + self.center
+
     def invert_poses(self, c2w: np.ndarray) -> np.ndarray:
         """Scene camera-to-world (N, 4, 4) -> capture coordinates (for exports)."""
         out = c2w.copy()
         out[:, :3, :3] = self.rotation.T @ c2w[:, :3, :3]
-        out[:, :3, 3] = c2w[:, :3, 3] @ self.rotation / self.scale + self.center
+        out[:, :3, 3] = self.invert_points(c2w[:, :3, 3])
         return out
 
     def after(self, first: "Normalization") -> "Normalization":

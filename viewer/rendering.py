@@ -10,7 +10,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from ..datasets import Cameras, NDCFrame
-from ..engine.pictures import colorize_depth
+from ..engine.pictures import colorize_depth, to_uint8
 from ..fields import Field
 from ..renderers import VolumeRenderer
 from .share import ComputeShare
@@ -69,8 +69,8 @@ def to_image(rgb: torch.Tensor, depth: torch.Tensor, opacity: torch.Tensor, outp
     if output == "Depth":
         return colorize_depth(depth, opacity)
     if output == "Opacity":
-        return (opacity.clamp(0, 1)[..., None].expand(*opacity.shape, 3).numpy() * 255 + 0.5).astype(np.uint8)
-    return (rgb.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
+        return to_uint8(opacity[..., None].expand(*opacity.shape, 3))
+    return to_uint8(rgb)
 
 
 def render_frame(field: Field, renderer: VolumeRenderer, camera: Cameras, output: str, share: ComputeShare,

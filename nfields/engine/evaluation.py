@@ -20,6 +20,7 @@ from ..renderers.appearance import PROTOCOLS, PerImageAppearance, apply_transfor
 from .distributed import Ranks
 from .lpips_network import load_lpips, notice
 from .metrics import LPIPS_MIN_SIDE, lpips, psnr, ssim
+from .pictures import to_uint8
 
 WHITE = torch.ones(3)
 
@@ -113,7 +114,7 @@ def evaluate(field: Field, renderer: VolumeRenderer, scene: SceneData, count: in
             scores["lpips"] = lpips(pred, target, network)
         per_view.append(scores)
         if image_dir is not None:
-            images.append((torch.cat([pred, target], dim=1) * 255 + 0.5).byte().numpy())
+            images.append(to_uint8(torch.cat([pred, target], dim=1)))
     if ranks is not None:  # every rank's views, in view order
         rows = sorted(sum(ranks.gather(list(zip(per_view, images or [None] * len(per_view)))), []),
                       key=lambda row: row[0]["view"])

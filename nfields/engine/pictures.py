@@ -32,9 +32,9 @@ def colorize_depth(depth: torch.Tensor, opacity: torch.Tensor) -> np.ndarray:
     return depth_image(surface_depth(depth, opacity))
 
 
-def to_uint8(rgb: torch.Tensor) -> np.ndarray:
-    """Colours in [0, 1] (H, W, 3) to uint8 (H, W, 3)."""
-    return (rgb.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
+def to_uint8(values: torch.Tensor) -> np.ndarray:
+    """Values in [0, 1] (any shape, e.g. colours (H, W, 3)) to uint8, rounded; a CPU tensor."""
+    return (values.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
 
 
 def prediction_truth_depth(view: dict[str, torch.Tensor], truth: torch.Tensor) -> np.ndarray:

@@ -12,9 +12,9 @@ FRAMES = ("capture", "scene")
 
 def to_capture(norm: Normalization, points: np.ndarray, normals: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Scene points (N, 3) (and unit normals (N, 3)) -> capture coordinates: p = R^T p_scene / scale + center,
+    """Scene points (N, 3) (and unit normals (N, 3)) -> capture coordinates (`Normalization.invert_points`),
     n = R^T n_scene (a similarity keeps normals unit length)."""
-    out = (np.asarray(points, dtype=np.float64) @ norm.rotation) / norm.scale + norm.center
+    out = norm.invert_points(points)
     turned = None if normals is None else np.asarray(normals, dtype=np.float64) @ norm.rotation
     return out, turned
 

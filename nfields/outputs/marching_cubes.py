@@ -12,6 +12,7 @@ import trimesh
 from skimage.measure import marching_cubes
 from tqdm import tqdm
 
+from ..engine.pictures import to_uint8
 from ..errors import FieldsError
 from ..fields import Field
 from ..renderers import VolumeRenderer
@@ -112,7 +113,7 @@ def surface_colors(field: Field, vertices: np.ndarray, normals: np.ndarray, chun
         features = field.density(torch.tensor(np.ascontiguousarray(v), dtype=torch.float32, device=device))[1]
         dirs = -F.normalize(torch.tensor(np.ascontiguousarray(n), dtype=torch.float32), dim=-1).to(device)
         out.append(field.color(features, dirs).clamp(0, 1).cpu())
-    return (torch.cat(out).numpy() * 255 + 0.5).astype(np.uint8)
+    return to_uint8(torch.cat(out))
 
 
 def extract_mesh(field: Field, renderer: VolumeRenderer, resolution: int = 256, threshold: float = 10.0,

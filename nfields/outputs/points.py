@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from ..datasets import Cameras
 from ..engine.evaluation import view_indices
+from ..engine.pictures import to_uint8
 from ..fields import Field
 from ..renderers import VolumeRenderer
 
@@ -57,7 +58,7 @@ def depth_points(field: Field, renderer: VolumeRenderer, cameras: Cameras, views
         points.append((rays.origins[hit] + rays.directions[hit] * t[:, None]).cpu())
         colors.append((out.rgb[hit] / out.opacity[hit, None]).clamp(0, 1).cpu())
         eyes.append(rays.origins[hit].cpu())
-    rgb = (torch.cat(colors).numpy() * 255 + 0.5).astype(np.uint8)
+    rgb = to_uint8(torch.cat(colors))
     return PointCloud(torch.cat(points).double().numpy(), rgb), torch.cat(eyes).double().numpy()
 
 
