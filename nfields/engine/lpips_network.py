@@ -22,6 +22,8 @@ from urllib.parse import urlparse
 import torch
 from tqdm import tqdm
 
+from .distributed import launch_rank
+
 DOWNLOAD_TIMEOUT = 30  # seconds without an answer or a byte before the weights download is given up
 HASH = re.compile(r"-([a-f0-9]{6,})\.")  # torch hub file names carry a SHA-256 prefix: alexnet-owt-7be5be79.pth
 
@@ -35,7 +37,9 @@ def install_line() -> str:
 
 
 def notice(message: str) -> None:
-    print(f"fields: {message}", file=sys.stderr, flush=True)
+    """One line on stderr; under torchrun from rank 0 only (every rank loads the network, one line says it)."""
+    if launch_rank() == 0:
+        print(f"fields: {message}", file=sys.stderr, flush=True)
 
 
 def backbone_file(url: str) -> Path:

@@ -140,6 +140,17 @@ def test_missing_package_gives_one_line_with_the_pip_line(monkeypatch, capsys):
                                        f"installed; to score it: {install_line()}\n")
 
 
+def test_under_torchrun_only_rank_zero_says_it(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "lpips", None)
+    monkeypatch.setenv("RANK", "1")
+    assert load_lpips() is None
+    assert capsys.readouterr().err == ""
+    load_lpips.cache_clear()
+    monkeypatch.setenv("RANK", "0")
+    assert load_lpips() is None
+    assert "LPIPS not scored" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("version, line", [
     ("2.13.0+cpu", 'pip install lpips==0.1.4 torchvision "torch==2.13.0+cpu" '
                    "--extra-index-url https://download.pytorch.org/whl/cpu"),
