@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--distance", type=float, default=2.2)
     parser.add_argument("--elevation", type=float, default=1.2, help="height above the first camera, in radii")
     parser.add_argument("--crop", type=float, nargs=6, default=None)
+    parser.add_argument("--max-height", type=int, default=None, help="the still frame's rows (default: the photos')")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -65,6 +66,8 @@ def main() -> None:
             page.goto(viewer.url)
             session = viewer.wait_for_client(120)
             assert session is not None, "the page never connected"
+            if args.max_height is not None:
+                session.max_height = args.max_height
             if args.crop is not None:
                 session.crop = torch.tensor(args.crop, dtype=torch.float32)
             wxyz, position = viser_pose(overview_pose(viewer.cameras.camera_to_world, args.distance, args.elevation))

@@ -54,7 +54,7 @@ class ViewerServer:
                  draw_cameras: bool = True):
         self.field, self.renderer, self.cameras = field, renderer, cameras
         self.verbose, self.draw_cameras = verbose, draw_cameras
-        self._layers_loader, self._layers = layers, None
+        self._layers_loader, self._layers, self._layers_lock = layers, None, threading.Lock()
         self.share = share or ComputeShare()
         self.run_folder = run_folder or Path(".")
         self.backbone, self.step, self.psnr = backbone, step, psnr
@@ -109,7 +109,7 @@ class ViewerServer:
 
     def layers(self) -> SceneLayers:
         """The sparse points and thumbnails, loaded on first use (their notes printed once)."""
-        with self._lock:
+        with self._layers_lock:
             if self._layers is None:
                 self._layers = self._layers_loader() if self._layers_loader else SceneLayers()
                 if self.verbose:

@@ -1,6 +1,7 @@
 """The viewer's layers on real captures: sparse points in the scene frame, thumbnails on the frustums."""
 
 import json
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,7 +11,9 @@ from support import orbit_c2w, sdf_model, write_colmap_model, write_images
 from nfields.datasets import load_dataset
 from nfields.datasets.ingest.convert import convert
 from nfields.engine.config import TrainConfig
+from nfields.viewer.ports import free_port
 from nfields.viewer.scene_layers import load_layers, make_thumbnails, sparse_points, subsample_points
+from nfields.viewer.serve import open_run_viewer
 from nfields.viewer.server import ViewerServer
 
 
@@ -106,3 +109,24 @@ def test_missing_points_leave_a_note_not_an_error(tmp_path):
     layers = load_layers(config, None)
     assert layers.points is None and layers.thumbnails is None
     assert len(layers.notes) == 1 and "no sparse points" in layers.notes[0] and "gone" in layers.notes[0]
+
+
+def test_a_run_whose_data_is_gone_opens_with_one_line(short_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(short_run, run)
+    config = json.loads((run / "config.json").read_text())
+    config["scene"] = str(tmp_path / "moved-away")
+    (run / "config.json").write_text(json.dumps(config))
+    viewer = open_run_viewer(run, port=free_port("127.0.0.1", 8720), verbose=False)
+    try:
+        lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("viewer:")]
+        assert len(lines) == 1 and "moved-away" in lines[0] and "cannot be read" in lines[0]
+        assert not viewer.draw_cameras and len(viewer.cameras) == 1 and viewer.layers().points is None
+        # The fallback view looks at the box's centre from outside it.
+        c2w = viewer.cameras.camera_to_world[0]
+        box = viewer.renderer.aabb.cpu()
+        assert ((c2w[:3, 3] < box[:3]) | (c2w[:3, 3] > box[3:])).any()
+        to_centre = 0.5 * (box[:3] + box[3:]) - c2w[:3, 3]
+        assert torch.allclose(-c2w[:3, 2], to_centre / to_centre.norm(), atol=1e-5)
+    finally:
+        viewer.stop()
