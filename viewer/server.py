@@ -128,8 +128,8 @@ class ViewerServer:
             thumbnail = thumbnails[i] if thumbnails is not None else None
             frustum = client.scene.add_camera_frustum(
                 f"/training_cameras/{i}", fov=self.fov_y, aspect=self.cameras.width / self.cameras.height,
-                scale=scale, wxyz=wxyz, position=position, color=(40, 90, 200), image=thumbnail, format="jpeg",
-                jpeg_quality=THUMBNAIL_QUALITY)
+                scale=scale, thickness=1.5, thickness_units="screen", wxyz=wxyz, position=position,
+                color=(40, 90, 200), image=thumbnail, format="jpeg", jpeg_quality=THUMBNAIL_QUALITY)
             frustum.on_click(lambda event, c2w=c2w: self._jump(event.client, c2w))
             handles.append((frustum, thumbnail))
         return handles
