@@ -60,6 +60,14 @@ class Shading:
     opacity: torch.Tensor
 
 
+def crop_samples(samples: PackedSamples, origins: torch.Tensor, directions: torch.Tensor,
+                 crop: torch.Tensor) -> PackedSamples:
+    """The samples whose midpoints lie inside the box crop (6,): the others count as empty space."""
+    positions, _ = samples.midpoints(origins, directions)
+    crop = crop.to(positions)
+    return samples.select(((positions >= crop[:3]) & (positions <= crop[3:])).all(-1))
+
+
 class VolumeRenderer(nn.Module):
     """Renders any Field (density(x) -> sigma, feature; color(feature, d) -> rgb) along rays.
 
@@ -86,19 +94,37 @@ class VolumeRenderer(nn.Module):
     def update_occupancy(self, field, step: int, merge: Merge | None = None) -> bool:
         return self.occupancy.update(step, lambda x: field.density(x)[0], self.step_size, merge)
 
-    def march(self, origins: torch.Tensor, directions: torch.Tensor, jitter: bool):
+    @property
+    def max_step(self) -> float:
+        """The longest step the marcher takes (the cone step's upper clamp with cascades)."""
+        return self.step_size * 2 ** (self.cascades - 1)
+
+    def march(self, origins: torch.Tensor, directions: torch.Tensor, jitter: bool, crop: torch.Tensor | None = None):
+        """Packed samples of rays (R, 3) in occupied cells; crop: a box (6,) min xyz then max xyz outside which
+        the scene counts as empty (samples whose midpoints lie outside it are dropped, see `crop_samples`)."""
         ops = ops_for(origins.device)
         grid = self.occupancy
         box = grid.aabbs[-1]  # the outermost cascade: the scene box itself when there is one level
         t_min, t_max = ops.ray_aabb_intersect(origins, directions, box)
         t_min = t_min.clamp(min=self.near)
+        if crop is not None:
+            t_max = self.crop_far(ops, origins, directions, t_min, t_max, crop)
         offsets = torch.rand_like(t_min) if jitter else torch.zeros_like(t_min)
         if self.cascades > 1:
-            return ops.march_rays_cascaded(origins, directions, t_min, t_max, grid.binaries, grid.aabbs,
-                                           self.step_size, self.step_size * 2 ** (self.cascades - 1),
-                                           self.cone_angle, offsets)
-        return ops.march_rays(origins, directions, t_min, t_max, grid.binary, self.aabb, self.step_size, offsets,
-                              coarse_binary=grid.coarse_binary, mips=grid.mips)
+            samples = ops.march_rays_cascaded(origins, directions, t_min, t_max, grid.binaries, grid.aabbs,
+                                              self.step_size, self.max_step, self.cone_angle, offsets)
+        else:
+            samples = ops.march_rays(origins, directions, t_min, t_max, grid.binary, self.aabb, self.step_size,
+                                     offsets, coarse_binary=grid.coarse_binary, mips=grid.mips)
+        return samples if crop is None else crop_samples(samples, origins, directions, crop)
+
+    def crop_far(self, ops, origins: torch.Tensor, directions: torch.Tensor, t_min: torch.Tensor,
+                 t_max: torch.Tensor, crop: torch.Tensor) -> torch.Tensor:
+        """t_max (R,) cut to one step past the crop box's far side (t_min for rays that miss it): marching stops
+        there. The steps before are the ones the uncut ray takes (the near side is left to `crop_samples`, so
+        that a sample inside the box sits where it would without the crop)."""
+        near, far = ops.ray_aabb_intersect(origins, directions, crop.to(origins))
+        return torch.where(far > near, torch.minimum(t_max, far + self.max_step), t_min)
 
     @torch.no_grad()
     def densities_until_opaque(self, field, samples, positions: torch.Tensor, n_rays: int, first_round: int = 16):
@@ -139,11 +165,12 @@ class VolumeRenderer(nn.Module):
         return keep, sigmas, features
 
     def visible_samples(self, field, origins: torch.Tensor, directions: torch.Tensor, jitter: bool,
-                        keep_densities: bool = True) -> VisibleSamples:
+                        keep_densities: bool = True, crop: torch.Tensor | None = None) -> VisibleSamples:
         """March rays (R, 3) through the occupancy grid and keep the samples `field` leaves visible
         (`densities_until_opaque`), with its densities and features there unless `keep_densities` is False
-        (a training step evaluates them again with gradients: gathering them would be wasted work)."""
-        samples = self.march(origins, directions, jitter=jitter)
+        (a training step evaluates them again with gradients: gathering them would be wasted work).
+        crop: an optional box (6,): the field counts as empty outside it (see `march`)."""
+        samples = self.march(origins, directions, jitter=jitter, crop=crop)
         positions, dirs = samples.midpoints(origins, directions)
         keep, sigmas, features = self.densities_until_opaque(field, samples, positions, origins.shape[0])
         if keep_densities:
@@ -167,15 +194,17 @@ class VolumeRenderer(nn.Module):
         return Shading(sigmas, features, rgbs, weights, rgb, depth, opacity)
 
     def render(self, field, origins: torch.Tensor, directions: torch.Tensor, background: torch.Tensor,
-               training: bool = False) -> RenderOutput:
-        """Render rays (R, 3) over `background` (R, 3) or (3,).
+               training: bool = False, crop: torch.Tensor | None = None) -> RenderOutput:
+        """Render rays (R, 3) over `background` (R, 3) or (3,); crop: an optional box (6,) min xyz then max xyz
+        outside which the field counts as empty (zero density).
 
         Samples behind the point where transmittance drops below early_stop_eps are skipped
         (`visible_samples`). Training: jittered steps, then density and colour run with
         gradients on the samples that matter. Evaluation: those densities are reused and colour
         runs only where it is seen.
         """
-        visible = self.visible_samples(field, origins, directions, jitter=training, keep_densities=not training)
+        visible = self.visible_samples(field, origins, directions, jitter=training, keep_densities=not training,
+                                       crop=crop)
         shading = self.shade(field, visible, background, reuse_densities=not training)
         return RenderOutput(rgb=shading.rgb, depth=shading.depth, opacity=shading.opacity, n_samples=len(visible),
                             samples=visible.samples if training else None,
@@ -183,9 +212,11 @@ class VolumeRenderer(nn.Module):
 
     @torch.no_grad()
     def render_chunked(self, field, origins: torch.Tensor, directions: torch.Tensor,
-                       background: torch.Tensor, chunk: int = 1 << 14) -> RenderOutput:
-        """Evaluation render of many rays in chunks; background (3,)."""
-        parts = [self.render(field, o, d, background) for o, d in zip(origins.split(chunk), directions.split(chunk))]
+                       background: torch.Tensor, chunk: int = 1 << 14, crop: torch.Tensor | None = None,
+                       ) -> RenderOutput:
+        """Evaluation render of many rays in chunks; background (3,); crop: see `render`."""
+        parts = [self.render(field, o, d, background, crop=crop)
+                 for o, d in zip(origins.split(chunk), directions.split(chunk))]
         return RenderOutput(
             rgb=torch.cat([p.rgb for p in parts]),
             depth=torch.cat([p.depth for p in parts]),

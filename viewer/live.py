@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from .scene_layers import load_layers
 from .server import ViewerServer
 from .share import ComputeShare
 
@@ -26,7 +27,8 @@ class LiveViewer:
     def start(self, trainer) -> None:
         self.server = ViewerServer(trainer.field, trainer.renderer, trainer.cameras, trainer.config.field,
                                    self.host, self.port, share=self.share, run_folder=trainer.run_dir,
-                                   step=trainer.step, verbose=self.verbose)
+                                   step=trainer.step, verbose=self.verbose,
+                                   layers=lambda: load_layers(trainer.config, trainer.images))
         self.share.set_training(True)
 
     def step_guard(self):

@@ -75,8 +75,9 @@ def to_image(rgb: torch.Tensor, depth: torch.Tensor, opacity: torch.Tensor, outp
 
 def render_frame(field: Field, renderer: VolumeRenderer, camera: Cameras, output: str, share: ComputeShare,
                  interrupted: Callable[[], bool] = lambda: False, rows_per_chunk: int | None = None,
-                 ) -> np.ndarray | None:
-    """Render camera 0 of `camera` in chunks of image rows (each a turn of `share`) as (H, W, 3) uint8.
+                 crop: torch.Tensor | None = None) -> np.ndarray | None:
+    """Render camera 0 of `camera` in chunks of image rows (each a turn of `share`) as (H, W, 3) uint8;
+    crop: an optional box (6,) outside which the field counts as empty.
 
     Returns None as soon as `interrupted()` turns true between chunks (a newer camera arrived).
     """
@@ -91,7 +92,7 @@ def render_frame(field: Field, renderer: VolumeRenderer, camera: Cameras, output
         sl = slice(start * w, min(h, start + rows) * w)
         with share.render_chunk():
             parts.append(renderer.render_chunked(field, rays.origins[sl].to(device), rays.directions[sl].to(device),
-                                                 WHITE.to(device)))
+                                                 WHITE.to(device), crop=crop))
     rgb = torch.cat([p.rgb for p in parts]).view(h, w, 3).cpu()
     depth = torch.cat([p.depth for p in parts]).view(h, w).cpu()
     opacity = torch.cat([p.opacity for p in parts]).view(h, w).cpu()

@@ -6,6 +6,7 @@ import math
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import viser
@@ -16,12 +17,16 @@ from ..errors import FieldsError
 from ..fields import Field
 from ..outputs.camera_path import PATH_FORMATS, CameraPath, Keyframe, save_in_run
 from ..renderers import VolumeRenderer
+from .crop_box import CropBox
 from .ports import free_port
 from .rendering import OUTPUTS, camera_to_world, viser_pose
+from .scene_layers import SceneLayers
 from .session import ClientSession
 from .share import ComputeShare
 
-MAX_FRUSTUMS = 100
+MAX_FRUSTUMS = 300
+THUMBNAIL_QUALITY = 80  # JPEG
+POINT_SIZE = 0.004  # of the scene box's longest side
 
 
 def access_hint(host: str, port: int) -> str:
@@ -38,13 +43,18 @@ class ViewerServer:
 
     cameras: the training cameras (the view starts at the first; all are drawn as clickable frustums).
     share: how renders share the machine with a trainer (see share.py); a fresh one when None.
+    layers: called once, when the first tab connects, for the sparse points and the frustums' thumbnails
+    (None: neither is drawn). draw_cameras: False when `cameras` is only a starting view, not training cameras.
     """
 
     def __init__(self, field: Field, renderer: VolumeRenderer, cameras: Cameras, backbone: str,
                  host: str = "127.0.0.1", port: int = 8080, share: ComputeShare | None = None,
                  run_folder: Path | None = None, step: int | None = None, psnr: float | None = None,
-                 verbose: bool = True):
+                 verbose: bool = True, layers: Callable[[], SceneLayers] | None = None,
+                 draw_cameras: bool = True):
         self.field, self.renderer, self.cameras = field, renderer, cameras
+        self.verbose, self.draw_cameras = verbose, draw_cameras
+        self._layers_loader, self._layers, self._layers_lock = layers, None, threading.Lock()
         self.share = share or ComputeShare()
         self.run_folder = run_folder or Path(".")
         self.backbone, self.step, self.psnr = backbone, step, psnr
@@ -97,19 +107,48 @@ class ViewerServer:
         for session in list(self.sessions.values()):
             session.field_changed()
 
-    def _add_frustums(self, client) -> list:
+    def layers(self) -> SceneLayers:
+        """The sparse points and thumbnails, loaded on first use (their notes printed once)."""
+        with self._layers_lock:
+            if self._layers is None:
+                self._layers = self._layers_loader() if self._layers_loader else SceneLayers()
+                if self.verbose:
+                    for line in self._layers.notes:
+                        print(line, flush=True)
+            return self._layers
+
+    def _add_frustums(self, client, thumbnails: list[np.ndarray] | None) -> list[tuple]:
+        """Clickable frustums of (at most MAX_FRUSTUMS) training cameras with their photos: (handle, thumbnail)."""
         positions = self.cameras.camera_to_world[:, :3, 3]
         scale = 0.06 * float(positions.norm(dim=-1).mean())
         handles = []
-        for i in view_indices(len(self.cameras), MAX_FRUSTUMS):
+        for i in view_indices(len(self.cameras), MAX_FRUSTUMS) if self.draw_cameras else []:
             c2w = self.cameras.camera_to_world[i].double().numpy()
             wxyz, position = viser_pose(c2w)
+            thumbnail = thumbnails[i] if thumbnails is not None else None
             frustum = client.scene.add_camera_frustum(
                 f"/training_cameras/{i}", fov=self.fov_y, aspect=self.cameras.width / self.cameras.height,
-                scale=scale, wxyz=wxyz, position=position, color=(40, 90, 200))
+                scale=scale, thickness=1.5, thickness_units="screen", wxyz=wxyz, position=position,
+                color=(40, 90, 200), image=thumbnail, format="jpeg", jpeg_quality=THUMBNAIL_QUALITY)
             frustum.on_click(lambda event, c2w=c2w: self._jump(event.client, c2w))
-            handles.append(frustum)
+            handles.append((frustum, thumbnail))
         return handles
+
+    def _add_points(self, client, layers: SceneLayers) -> None:
+        """The sparse points with a toggle and a size slider (nothing where the capture has none)."""
+        if layers.points is None:
+            return
+        side = float((self.renderer.aabb[3:] - self.renderer.aabb[:3]).max())
+        size = POINT_SIZE * side
+        cloud = client.scene.add_point_cloud("/sparse_points", layers.points, layers.colors, point_size=size,
+                                             point_shape="rounded")
+        with client.gui.add_folder("Sparse points", expand_by_default=False):
+            show = client.gui.add_checkbox("Show points", initial_value=True)
+            slider = client.gui.add_slider("Point size", min=0.0, max=10 * size, step=size / 20,
+                                           initial_value=size)
+            client.gui.add_markdown(f"{len(layers.points):,} points")
+        show.on_update(lambda _: setattr(cloud, "visible", show.value))
+        slider.on_update(lambda _: setattr(cloud, "point_size", slider.value))
 
     @staticmethod
     def _jump(client, c2w: np.ndarray) -> None:
@@ -122,8 +161,11 @@ class ViewerServer:
     def _connect(self, client) -> None:
         session = ClientSession(client, self.field, self.renderer, self.share, max_height=self.cameras.height,
                                 ndc=self.cameras.ndc)
-        frustums = self._add_frustums(client)
+        layers = self.layers()
+        frustums = self._add_frustums(client, layers.thumbnails)
         self._add_controls(client, session, frustums)
+        self._add_points(client, layers)
+        self._add_crop_box(client, session)
         client.camera.on_update(lambda _: session.view_changed())
         with self._lock:
             self.sessions[client.client_id] = session
@@ -135,12 +177,21 @@ class ViewerServer:
         if session is not None:
             session.close()
 
-    def _add_controls(self, client, session: ClientSession, frustums: list) -> None:
+    def _add_crop_box(self, client, session: ClientSession) -> CropBox | None:
+        if self.cameras.ndc is not None:  # the renderer's space is NDC there, not the scene's
+            with client.gui.add_folder("Crop box", expand_by_default=False):
+                client.gui.add_markdown("Not for forward-facing scenes (rendered in NDC).")
+            return None
+        return CropBox(client, session, self.renderer.aabb.cpu().double().numpy())
+
+    def _add_controls(self, client, session: ClientSession, frustums: list[tuple]) -> None:
         gui = client.gui
         output = gui.add_dropdown("Output", OUTPUTS, initial_value="RGB")
         resolution = gui.add_slider("Max resolution", min=32, max=2048, step=16,
                                     initial_value=self.cameras.height)
         show = gui.add_checkbox("Training cameras", initial_value=True)
+        photos = gui.add_checkbox("Photos on cameras", initial_value=True,
+                                  disabled=not any(thumbnail is not None for _, thumbnail in frustums))
         stats = gui.add_markdown("frame: -")
 
         @output.on_update
@@ -155,8 +206,13 @@ class ViewerServer:
 
         @show.on_update
         def _(_) -> None:
-            for frustum in frustums:
+            for frustum, _thumbnail in frustums:
                 frustum.visible = show.value
+
+        @photos.on_update
+        def _(_) -> None:
+            for frustum, thumbnail in frustums:
+                frustum.image = thumbnail if photos.value else None
 
         session.on_frame = lambda f: setattr(
             stats, "content", f"frame: {f.camera.width}x{f.camera.height} {f.kind}, {1000 * f.seconds:.0f} ms")

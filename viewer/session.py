@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ..datasets import Cameras, NDCFrame
 from ..fields import Field
@@ -41,6 +42,7 @@ class ClientSession:
         self.client, self.field, self.renderer, self.share = client, field, renderer, share
         self.ndc = ndc  # forward-facing scenes: browser cameras map their rays into the training NDC frame
         self.max_height, self.output = max_height, "RGB"
+        self.crop: torch.Tensor | None = None  # a box (6,) outside which this tab's renders show nothing
         self.moving_seconds, self.still_after = moving_seconds, still_after
         self.seconds_per_pixel: float | None = None  # measured on full-resolution frames
         self.overhead = 0.0  # seconds per frame beyond the per-pixel cost, measured on quick frames
@@ -115,10 +117,11 @@ class ClientSession:
         while (job := self._next_job()) is not None:
             kind, version, field_version = job
             camera = self._camera(kind)
-            output = self.output
+            output, crop = self.output, self.crop
             start = time.perf_counter()
             stale = (lambda: self._stopped) if kind == "moving" else (lambda: self._stopped or self._version != version)
-            image = render_frame(self.field, self.renderer, camera, output, self.share, interrupted=stale)
+            image = render_frame(self.field, self.renderer, camera, output, self.share, interrupted=stale,
+                                 crop=crop)
             seconds = time.perf_counter() - start
             if image is None:
                 continue
