@@ -86,15 +86,16 @@ def test_evaluation_renders_cull_with_the_render_settings_and_training_renders_d
 
 def test_render_culling_defaults_by_device_and_config_json_records_them():
     config = TrainConfig()
-    assert config.render_culling("cpu") == (0.03, 1e-3, 0.02)
+    assert config.render_culling("cpu") == (config.alpha_threshold, 1e-3, None)
     assert config.render_culling("cuda") == (config.alpha_threshold, 1e-4, None)  # instant-ngp's, as in training
     config.resolve_defaults("cpu", unbounded=True)
     assert (config.render_alpha_threshold, config.render_early_stop, config.render_occupancy_threshold) == \
-        (0.03, 1e-3, 0.02)
-    given = TrainConfig(render_alpha_threshold=0.05, render_early_stop=1e-2)
-    assert given.render_culling("cuda") == (0.05, 1e-2, None)
+        (config.alpha_threshold, 1e-3, None)
+    given = TrainConfig(render_alpha_threshold=0.05, render_early_stop=1e-2, render_occupancy_threshold=0.02)
+    assert given.render_culling("cuda") == (0.05, 1e-2, 0.02)
     _, renderer = make_model("hashgrid", AABB, 0.1, given, torch.device("cpu"), unbounded=True)
     assert renderer.culling(False) == (0.05, 1e-2) and renderer.render_occupancy_threshold == 0.02
+    assert renderer.culling(True) == (given.alpha_threshold, 1e-4)  # training: instant-ngp's early stop
     _, bounded = make_model("hashgrid", AABB, 0.1, given, torch.device("cpu"))
     assert bounded.culling(False) == bounded.culling(True) == (0.0, 1e-4)  # bounded scenes: unchanged
     with pytest.raises(FieldsError, match="render_early_stop"):
