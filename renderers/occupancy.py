@@ -62,6 +62,16 @@ class OccupancyGrid(nn.Module):
             self._mips, self._mips_of = occupancy_mips(self.binary), (binary, binary._version)
         return self._mips
 
+    def binaries_above(self, threshold: float) -> torch.Tensor:
+        """Cells (levels, X, Y, Z) bool that are occupied and whose value (optical thickness) exceeds `threshold`:
+        a sparser grid for rendering, cached until the grid changes."""
+        binary = self.estimator.binaries
+        source, version, cached_threshold = getattr(self, "_above_of", (None, -1, None))
+        if source is not binary or version != binary._version or cached_threshold != threshold:
+            above = binary & (self.estimator.occs.view(binary.shape) > threshold)
+            self._above, self._above_of = above, (binary, binary._version, threshold)
+        return self._above
+
     def occupied_fraction(self) -> float:
         return self.binary.float().mean().item()
 

@@ -77,11 +77,15 @@ class VolumeRenderer(nn.Module):
     0: none): in an unbounded scene most samples cross thin fog that barely changes a pixel.
     cascades > 1 (unbounded scenes): rays march through occupancy grids 2^k times the box, k < cascades,
     with instant-ngp's cone step clamp(t * cone_angle, step_size, step_size * 2^(cascades - 1)).
+    render_*: what evaluation renders (views, videos, the viewer; not training) skip instead: samples less opaque
+    than render_alpha_threshold, samples behind transmittance render_early_stop_eps and, with cascades, cells whose
+    grid value (optical thickness) is below render_occupancy_threshold; None: as in training.
     """
 
     def __init__(self, aabb: torch.Tensor, near: float = 0.0, grid_resolution: int = 128,
                  step_size: float | None = None, early_stop_eps: float = 1e-4, cascades: int = 1,
-                 cone_angle: float = 0.0, alpha_threshold: float = 0.0):
+                 cone_angle: float = 0.0, alpha_threshold: float = 0.0, render_alpha_threshold: float | None = None,
+                 render_early_stop_eps: float | None = None, render_occupancy_threshold: float | None = None):
         super().__init__()
         aabb = torch.as_tensor(aabb, dtype=torch.float32)
         self.register_buffer("aabb", aabb.clone())
@@ -89,6 +93,9 @@ class VolumeRenderer(nn.Module):
         self.step_size = step_size or math.sqrt(3) * float((aabb[3:] - aabb[:3]).max()) / 1024
         self.early_stop_eps, self.alpha_threshold = early_stop_eps, alpha_threshold
         self.cascades, self.cone_angle = cascades, cone_angle
+        self.render_alpha_threshold = alpha_threshold if render_alpha_threshold is None else render_alpha_threshold
+        self.render_early_stop_eps = early_stop_eps if render_early_stop_eps is None else render_early_stop_eps
+        self.render_occupancy_threshold = render_occupancy_threshold
         self.occupancy = OccupancyGrid(aabb, resolution=grid_resolution, levels=cascades)
 
     def update_occupancy(self, field, step: int, merge: Merge | None = None) -> bool:
@@ -99,9 +106,17 @@ class VolumeRenderer(nn.Module):
         """The longest step the marcher takes (the cone step's upper clamp with cascades)."""
         return self.step_size * 2 ** (self.cascades - 1)
 
-    def march(self, origins: torch.Tensor, directions: torch.Tensor, jitter: bool, crop: torch.Tensor | None = None):
-        """Packed samples of rays (R, 3) in occupied cells; crop: a box (6,) min xyz then max xyz outside which
-        the scene counts as empty (samples whose midpoints lie outside it are dropped, see `crop_samples`)."""
+    def culling(self, training: bool) -> tuple[float, float]:
+        """(alpha threshold, early-stop transmittance) of a training render or of an evaluation render."""
+        if training:
+            return self.alpha_threshold, self.early_stop_eps
+        return self.render_alpha_threshold, self.render_early_stop_eps
+
+    def march(self, origins: torch.Tensor, directions: torch.Tensor, jitter: bool, training: bool = True,
+              crop: torch.Tensor | None = None):
+        """Packed samples of rays (R, 3) in occupied cells (an evaluation render, not training: the grid of
+        render_occupancy_threshold when set); crop: a box (6,) min xyz then max xyz outside which the scene counts
+        as empty (samples whose midpoints lie outside it are dropped, see `crop_samples`)."""
         ops = ops_for(origins.device)
         grid = self.occupancy
         box = grid.aabbs[-1]  # the outermost cascade: the scene box itself when there is one level
@@ -111,7 +126,10 @@ class VolumeRenderer(nn.Module):
             t_max = self.crop_far(ops, origins, directions, t_min, t_max, crop)
         offsets = torch.rand_like(t_min) if jitter else torch.zeros_like(t_min)
         if self.cascades > 1:
-            samples = ops.march_rays_cascaded(origins, directions, t_min, t_max, grid.binaries, grid.aabbs,
+            binaries = grid.binaries
+            if not training and self.render_occupancy_threshold is not None:
+                binaries = grid.binaries_above(self.render_occupancy_threshold)
+            samples = ops.march_rays_cascaded(origins, directions, t_min, t_max, binaries, grid.aabbs,
                                               self.step_size, self.max_step, self.cone_angle, offsets)
         else:
             samples = ops.march_rays(origins, directions, t_min, t_max, grid.binary, self.aabb, self.step_size,
@@ -127,14 +145,17 @@ class VolumeRenderer(nn.Module):
         return torch.where(far > near, torch.minimum(t_max, far + self.max_step), t_min)
 
     @torch.no_grad()
-    def densities_until_opaque(self, field, samples, positions: torch.Tensor, n_rays: int, first_round: int = 16):
+    def densities_until_opaque(self, field, samples, positions: torch.Tensor, n_rays: int, first_round: int = 16,
+                               training: bool = True):
         """Densities of the samples in front of each ray's termination point, in rounds.
 
         Round r evaluates each live ray's next samples (16, 32, 64, ... of them), carrying the optical
-        depth so far; a ray stops once its transmittance falls below early_stop_eps. Samples behind
-        that point are never evaluated. Returns keep (S,) bool (transmittance before the sample
-        >= early_stop_eps and opacity >= alpha_threshold), sigmas (S,) and features (S, F), valid where keep is set.
+        depth so far; a ray stops once its transmittance falls below the early-stop transmittance. Samples behind
+        that point are never evaluated. Returns keep (S,) bool (transmittance before the sample >= the early-stop
+        transmittance and opacity >= the alpha threshold, those of `culling(training)`), sigmas (S,) and features
+        (S, F), valid where keep is set.
         """
+        alpha_threshold, early_stop_eps = self.culling(training)
         ops = ops_for(positions.device)
         device = positions.device
         offsets = ops.sample_offsets(samples.ray_indices, n_rays)
@@ -150,10 +171,10 @@ class VolumeRenderer(nn.Module):
                 break
             sigma, feature = field.density(positions[chosen])
             chosen_samples = samples.select(chosen)
-            visible = ops.termination_round(sigma, chosen_samples, depth, alive, self.early_stop_eps)
-            if self.alpha_threshold > 0:
+            visible = ops.termination_round(sigma, chosen_samples, depth, alive, early_stop_eps)
+            if alpha_threshold > 0:
                 thickness = sigma * (chosen_samples.t_ends - chosen_samples.t_starts)
-                visible &= thickness >= -math.log1p(-self.alpha_threshold)
+                visible &= thickness >= -math.log1p(-alpha_threshold)
             keep[chosen] = visible
             sigmas[chosen] = sigma
             if features is None:
@@ -165,31 +186,36 @@ class VolumeRenderer(nn.Module):
         return keep, sigmas, features
 
     def visible_samples(self, field, origins: torch.Tensor, directions: torch.Tensor, jitter: bool,
-                        keep_densities: bool = True, crop: torch.Tensor | None = None) -> VisibleSamples:
+                        keep_densities: bool = True, training: bool = True,
+                        crop: torch.Tensor | None = None) -> VisibleSamples:
         """March rays (R, 3) through the occupancy grid and keep the samples `field` leaves visible
         (`densities_until_opaque`), with its densities and features there unless `keep_densities` is False
-        (a training step evaluates them again with gradients: gathering them would be wasted work).
-        crop: an optional box (6,): the field counts as empty outside it (see `march`)."""
-        samples = self.march(origins, directions, jitter=jitter, crop=crop)
+        (a training step evaluates them again with gradients: gathering them would be wasted work). training:
+        cull as training does, else as evaluation renders do (the render_* settings). crop: an optional box (6,):
+        the field counts as empty outside it (see `march`)."""
+        samples = self.march(origins, directions, jitter=jitter, training=training, crop=crop)
         positions, dirs = samples.midpoints(origins, directions)
-        keep, sigmas, features = self.densities_until_opaque(field, samples, positions, origins.shape[0])
+        keep, sigmas, features = self.densities_until_opaque(field, samples, positions, origins.shape[0],
+                                                             training=training)
         if keep_densities:
             sigmas, features = sigmas[keep], features[keep]
         else:
             sigmas = features = None
         return VisibleSamples(samples.select(keep), positions[keep], dirs[keep], sigmas, features, origins.shape[0])
 
-    def shade(self, field, visible: VisibleSamples, background: torch.Tensor, reuse_densities: bool = False) -> Shading:
+    def shade(self, field, visible: VisibleSamples, background: torch.Tensor, reuse_densities: bool = False,
+              training: bool = True) -> Shading:
         """Composite `field` at `visible` over `background` (R, 3) or (3,). reuse_densities: take the densities
         and features `visible` carries (the field that marched, no gradients); otherwise `field` evaluates
-        them again (with gradients when it trains). Colour runs only at the visible samples."""
+        them again (with gradients when it trains). Colour runs only at the visible samples; rays stop at the
+        early-stop transmittance of `culling(training)`."""
         if reuse_densities:
             sigmas, features = visible.sigmas, visible.features
         else:
             sigmas, features = field.density(visible.positions)
         rgbs = field.color(features, visible.directions)
         rgb, depth, opacity, weights = ops_for(rgbs.device).composite(sigmas, rgbs, visible.samples, visible.n_rays,
-                                                                       self.early_stop_eps)
+                                                                       self.culling(training)[1])
         rgb = rgb + background * (1.0 - opacity[:, None])
         return Shading(sigmas, features, rgbs, weights, rgb, depth, opacity)
 
@@ -198,14 +224,14 @@ class VolumeRenderer(nn.Module):
         """Render rays (R, 3) over `background` (R, 3) or (3,); crop: an optional box (6,) min xyz then max xyz
         outside which the field counts as empty (zero density).
 
-        Samples behind the point where transmittance drops below early_stop_eps are skipped
-        (`visible_samples`). Training: jittered steps, then density and colour run with
-        gradients on the samples that matter. Evaluation: those densities are reused and colour
-        runs only where it is seen.
+        Samples behind the point where transmittance drops below the early-stop transmittance are skipped
+        (`visible_samples`). Training: jittered steps, then density and colour run with gradients on the samples
+        that matter. Evaluation: culled with the render_* settings, those densities are reused and colour runs
+        only where it is seen.
         """
         visible = self.visible_samples(field, origins, directions, jitter=training, keep_densities=not training,
-                                       crop=crop)
-        shading = self.shade(field, visible, background, reuse_densities=not training)
+                                       training=training, crop=crop)
+        shading = self.shade(field, visible, background, reuse_densities=not training, training=training)
         return RenderOutput(rgb=shading.rgb, depth=shading.depth, opacity=shading.opacity, n_samples=len(visible),
                             samples=visible.samples if training else None,
                             weights=shading.weights if training else None)

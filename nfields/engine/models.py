@@ -23,9 +23,13 @@ def make_model(field_name: str, aabb: torch.Tensor, near: float, config: TrainCo
         raise FieldsError(f"--field / --preset: {err}") from None
     cone_angle, steps_per_diagonal = config.marching(device.type)
     diagonal = math.sqrt(3) * float((aabb[3:] - aabb[:3]).max())
+    culling = {}
+    if unbounded:
+        alpha, early_stop, occupancy = config.render_culling(device.type)
+        culling = dict(alpha_threshold=config.alpha_threshold, render_alpha_threshold=alpha,
+                       render_early_stop_eps=early_stop, render_occupancy_threshold=occupancy)
     renderer = VolumeRenderer(aabb, near=near, grid_resolution=config.grid_cells(unbounded, device.type),
                               cascades=config.cascades if unbounded else 1,
                               step_size=diagonal / steps_per_diagonal if unbounded else None,
-                              cone_angle=cone_angle if unbounded else 0.0,
-                              alpha_threshold=config.alpha_threshold if unbounded else 0.0)
+                              cone_angle=cone_angle if unbounded else 0.0, **culling)
     return field.to(device), renderer.to(device)

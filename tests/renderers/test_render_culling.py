@@ -1,0 +1,102 @@
+"""Evaluation renders of unbounded scenes cull harder than training (renderers/volume.py render_* settings): a
+sparser occupancy grid, a higher alpha threshold and an earlier stop; training keeps instant-ngp's settings."""
+
+import math
+
+import pytest
+import torch
+
+from nfields.engine.config import TrainConfig
+from nfields.engine.models import make_model
+from nfields.errors import FieldsError
+from nfields.renderers import VolumeRenderer
+
+AABB = torch.tensor([-1.0, -1, -1, 1, 1, 1])
+FOG = 1.5  # thin fog: 1 - exp(-1.5 dt) is ~0.02 per CPU step (dt = sqrt(3) 2 / 256)
+
+
+class FogAndBall:
+    """Thin fog everywhere and a dense ball of radius 0.4 at the centre: density(x) -> (sigma, features);
+    colour: red in the ball, blue in the fog."""
+
+    def density(self, x):
+        inside = x.norm(dim=-1) < 0.4
+        return torch.where(inside, 500.0, FOG), inside.float()[:, None]
+
+    def color(self, features, directions):
+        return torch.cat([features, torch.zeros_like(features), 1 - features], dim=-1)
+
+
+def fog_renderer(**culling) -> VolumeRenderer:
+    diagonal = 2 * math.sqrt(3)
+    renderer = VolumeRenderer(AABB, grid_resolution=16, cascades=3, step_size=diagonal / 256, cone_angle=1 / 64,
+                              alpha_threshold=0.01, **culling)
+    renderer.occupancy.set_interval(1)
+    for step in range(3):
+        renderer.update_occupancy(FogAndBall(), step)
+    return renderer
+
+
+def rays(n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rays from z = -0.9 along +z, some through the ball and some past it."""
+    x = torch.linspace(-0.9, 0.9, n)
+    origins = torch.stack([x, torch.zeros(n), torch.full((n,), -0.9)], -1)
+    return origins, torch.tensor([0.0, 0.0, 1.0]).expand(n, 3).contiguous()
+
+
+def test_the_render_grid_drops_fog_cells_below_its_threshold_and_keeps_the_ball():
+    renderer = fog_renderer()
+    grid = renderer.occupancy
+    fog_thickness = FOG * renderer.step_size  # what the grid holds in a fog cell
+    assert fog_thickness > 0.01 and grid.binaries.float().mean() > 0.9  # training marches the fog everywhere
+    sparse = grid.binaries_above(2 * fog_thickness)
+    centres = (torch.stack(torch.meshgrid(*[torch.arange(16)] * 3, indexing="ij"), -1) + 0.5) / 8 - 1
+    assert sparse[0][centres.norm(dim=-1) < 0.3].all()
+    for level in range(3):  # level k spans the box 2^k times: only cells reaching into the ball stay
+        half_diagonal = 2**level / 8 * math.sqrt(3)
+        assert not sparse[level][(centres * 2**level).norm(dim=-1) > 0.4 + half_diagonal].any()
+    assert grid.binaries_above(2 * fog_thickness) is sparse  # cached while the grid stands
+    grid.update(3, lambda x: torch.full((len(x),), 100.0), renderer.step_size)
+    assert grid.binaries_above(2 * fog_thickness).all()  # refreshed after an update
+
+
+def test_evaluation_renders_cull_with_the_render_settings_and_training_renders_do_not():
+    origins, directions = rays()
+    field = FogAndBall()
+    plain = fog_renderer()
+    culled = fog_renderer(render_alpha_threshold=0.03, render_early_stop_eps=1e-3, render_occupancy_threshold=0.03)
+    assert culled.culling(True) == (0.01, 1e-4) and culled.culling(False) == (0.03, 1e-3)
+    with torch.no_grad():
+        before = plain.render(field, origins, directions, torch.ones(3))
+        after = culled.render(field, origins, directions, torch.ones(3))
+        torch.manual_seed(0)
+        trained_plain = plain.render(field, origins, directions, torch.ones(3), training=True)
+        torch.manual_seed(0)
+        trained_culled = culled.render(field, origins, directions, torch.ones(3), training=True)
+    assert trained_plain.n_samples == trained_culled.n_samples  # training marches and culls as before
+    assert torch.equal(trained_plain.rgb, trained_culled.rgb)
+    assert after.n_samples < before.n_samples / 2  # the fog's samples are gone
+    marched = len(culled.march(origins, directions, jitter=False, training=False))
+    assert marched < len(culled.march(origins, directions, jitter=False)) / 2  # through the sparser grid
+    ball, past = origins[:, 0].abs() < 0.3, origins[:, 0].abs() > 0.45
+    # The fog tints the ball blue and veils the rest; the culled render sees the ball red and the rest empty.
+    assert (after.rgb[ball, 0] > 0.95).all() and (before.rgb[ball, 0] < after.rgb[ball, 0] - 0.2).all()
+    assert (after.opacity[past] < 0.05).all() and (before.opacity[past] > 0.5).all()
+
+
+def test_render_culling_defaults_by_device_and_config_json_records_them():
+    config = TrainConfig()
+    assert config.render_culling("cpu") == (config.alpha_threshold, 1e-3, None)
+    assert config.render_culling("cuda") == (config.alpha_threshold, 1e-4, None)  # instant-ngp's, as in training
+    config.resolve_defaults("cpu", unbounded=True)
+    assert (config.render_alpha_threshold, config.render_early_stop, config.render_occupancy_threshold) == \
+        (config.alpha_threshold, 1e-3, None)
+    given = TrainConfig(render_alpha_threshold=0.05, render_early_stop=1e-2, render_occupancy_threshold=0.02)
+    assert given.render_culling("cuda") == (0.05, 1e-2, 0.02)
+    _, renderer = make_model("hashgrid", AABB, 0.1, given, torch.device("cpu"), unbounded=True)
+    assert renderer.culling(False) == (0.05, 1e-2) and renderer.render_occupancy_threshold == 0.02
+    assert renderer.culling(True) == (given.alpha_threshold, 1e-4)  # training: instant-ngp's early stop
+    _, bounded = make_model("hashgrid", AABB, 0.1, given, torch.device("cpu"))
+    assert bounded.culling(False) == bounded.culling(True) == (0.0, 1e-4)  # bounded scenes: unchanged
+    with pytest.raises(FieldsError, match="render_early_stop"):
+        TrainConfig(render_early_stop=1.5).validate()
