@@ -86,6 +86,10 @@ class VolumeRenderer(nn.Module):
     def update_occupancy(self, field, step: int, merge: Merge | None = None) -> bool:
         return self.occupancy.update(step, lambda x: field.density(x)[0], self.step_size, merge)
 
+    def occupied_box(self) -> torch.Tensor:
+        """The box (6,) the occupancy grid finds occupied (`OccupancyGrid.occupied_box`)."""
+        return self.occupancy.occupied_box()
+
     def march(self, origins: torch.Tensor, directions: torch.Tensor, jitter: bool):
         ops = ops_for(origins.device)
         grid = self.occupancy
