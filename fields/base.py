@@ -51,6 +51,10 @@ class Field(nn.Module):
       its parameters (e.g. upsampled grids), so the trainer builds a fresh optimiser. Whatever a
       checkpoint needs to rebuild the field at its current size must be kept in `config`, which the
       checkpoint saves (`config_dict()`).
+    - `shrink_due(step)` / `shrink_to(box)`: when `shrink_due` says so, before step `step`, the trainer passes
+      the box (6,) the occupancy grid finds occupied; the field fits its own box (`aabb`) to it, has zero
+      density outside, and returns True when it re-created its parameters (e.g. cropped grids). The box is
+      the `aabb` buffer, saved with the state;
     - `param_groups(lr, weight_decay)`: the optimiser groups (e.g. per-role learning rates);
     - `appearance_feature(features)`: the per-point feature the colour decoder reads; distillation matches
       it between fields that share the colour decoder (`color_decoder_names()`).
@@ -116,6 +120,15 @@ class Field(nn.Module):
 
     def on_training_progress(self, step: int) -> bool:
         """Hook before training step `step`; True when parameters were re-created (rebuild the optimiser)."""
+        return False
+
+    def shrink_due(self, step: int) -> bool:
+        """True when the trainer should call `shrink_to` with the occupied box before training step `step`."""
+        return False
+
+    def shrink_to(self, box: torch.Tensor) -> bool:
+        """Fit the field's box to the occupied box (6,); True when parameters were re-created (rebuild the
+        optimiser)."""
         return False
 
     def parameter_split(self) -> dict[str, list[str]]:

@@ -2,11 +2,14 @@
 
 Density: sigma = distance_scale * softplus(s + density_shift), s a sum of factor products. Appearance:
 the factor products, mapped by a bias-free basis matrix to a 27-d feature, decoded with view direction
-by TensoRF's `MLP_Fea` (features and direction plus 2 positional-encoding frequencies of each,
-150 -> 128 -> 128 -> 3). The factors are upsampled on TensoRF's schedule (voxel counts log-linear
-between the initial and final resolution) through the `on_training_progress` hook; `regularization`
-is the L1 norm of the density factors. The current per-axis resolution lives in the config, so a
-checkpoint reloads at the upsampled size.
+by TensoRF's `MLP_Fea` (features and direction plus 2 positional-encoding frequencies of each, 2^k without
+TensoRF's pi, 150 -> 128 -> 128 -> 3). At `shrink_step` the field's box shrinks to the region the trainer's
+occupancy grid finds occupied (`shrink_to`: the factors cropped at their grid nodes, density zero outside),
+as TensoRF shrinks to its alpha mask's box at its first mask update; the L1 weight drops there too. The
+factors are upsampled on TensoRF's schedule (voxel counts log-linear between the initial and final
+resolution, over the box of the moment, so after the shrink the voxels cover the object only) through the
+`on_training_progress` hook; `regularization` is the L1 norm of the density factors. The current per-axis
+resolution and box live in the config, so a checkpoint reloads at the upsampled size over the shrunk box.
 
 `density` returns the normalised positions (N, 3) as its feature: `color` evaluates the appearance
 factors only for the samples the renderer keeps (TensoRF also skips appearance where weights vanish).
@@ -41,7 +44,12 @@ class TensoRFConfig(FieldConfig):
     view_frequencies: int = 2
     density_shift: float = -10.0
     distance_scale: float = 25.0
+    # TensoRF configs/lego.txt: the box shrinks at the first alpha-mask update (update_AlphaMask_list[0]), where
+    # the L1 weight drops from L1_weight_inital to L1_weight_rest. shrink_step None: neither happens.
+    shrink_step: int | None = 2000
+    box: list[float] | None = None  # the field's box (6,) once shrunk; None: the scene box
     l1_weight: float = 8e-5
+    l1_weight_rest: float = 4e-5
     factor_lr_scale: float = 2.0  # factors at 2x the trainer's lr (TensoRF: 0.02 with 1e-3 for networks)
     network_lr_scale: float = 0.1
 
@@ -53,8 +61,9 @@ class TensoRFConfig(FieldConfig):
             # CPU: the same model on a schedule compressed to the ~2k steps a 10-minute CPU run takes, a
             # 64-wide colour MLP, and a density shift of -4 (initial sigma about 0.45, as the hash grid's
             # exp(-1)), so that early rays stop inside the box instead of marching all of it.
+            # The box shrinks at the first upsampling, as in the reference.
             "cpu": cls(density_rank=8, appearance_rank=24, initial_resolution=64, final_resolution=200,
-                       upsample_steps=[250, 500, 750, 1000], color_width=64, density_shift=-4.0),
+                       upsample_steps=[250, 500, 750, 1000], shrink_step=250, color_width=64, density_shift=-4.0),
         }
 
 
@@ -65,6 +74,7 @@ class TensoRFCPConfig(TensoRFConfig):
     final_resolution: int = 500
     init_scale: float = 0.2
     l1_weight: float = 1e-5
+    l1_weight_rest: float = 1e-5
 
     @classmethod
     def presets(cls, bound: float = 1.5) -> dict[str, TensoRFCPConfig]:
@@ -72,7 +82,7 @@ class TensoRFCPConfig(TensoRFConfig):
             # TensoRF CP-384: ranks 96/288, 128^3 -> 500^3, L1 1e-5.
             "published": cls(),
             "cpu": cls(density_rank=48, appearance_rank=96, initial_resolution=64, final_resolution=300,
-                       upsample_steps=[250, 500, 750, 1000], color_width=64, density_shift=-4.0),
+                       upsample_steps=[250, 500, 750, 1000], shrink_step=250, color_width=64, density_shift=-4.0),
         }
 
 
@@ -114,7 +124,7 @@ class CPCoordinateEncoder(nn.Module):
 
 
 class _TensoRF(Field):
-    """What VM and CP share: density, colour decoder, upsampling, L1, optimiser groups."""
+    """What VM and CP share: density, colour decoder, shrinking, upsampling, L1, optimiser groups."""
 
     decoder_roles = {"basis_mlp": "decoder", "color_mlp": "decoder"}
     color_decoder_modules = ("color_mlp",)
@@ -122,7 +132,8 @@ class _TensoRF(Field):
     def __init__(self, aabb: torch.Tensor, config: TensoRFConfig):
         super().__init__(aabb, config)
         c = config
-        self.extent = (self.aabb[3:] - self.aabb[:3]).clone()
+        if c.box is not None:
+            self.aabb.copy_(torch.tensor(c.box))
         if c.resolution is None:
             c.resolution = voxel_resolution(self.extent, c.initial_resolution**3)
         self.build_factors(c.resolution)
@@ -134,6 +145,10 @@ class _TensoRF(Field):
 
     # ----- factor layout (per decomposition) -----
     def build_factors(self, resolution: list[int]) -> None:
+        raise NotImplementedError
+
+    def crop_factors(self, first: list[int], last: list[int]) -> None:
+        """Keep grid nodes first[a] .. last[a] (inclusive) along each axis a of every factor."""
         raise NotImplementedError
 
     def appearance_products(self) -> int:
@@ -153,10 +168,18 @@ class _TensoRF(Field):
     def density_factors(self) -> list[torch.Tensor]:
         raise NotImplementedError
 
+    @property
+    def extent(self) -> torch.Tensor:
+        """Side lengths (3,) of the field's box."""
+        return self.aabb[3:] - self.aabb[:3]
+
     # ----- Field interface -----
     def density(self, positions):
         x = self.normalize(positions) * 2 - 1
         sigma = softplus_density(self.density_raw(x), self.config.density_shift, self.config.distance_scale)
+        if self.config.box is not None:  # shrunk: nothing outside the box (TensoRF's alpha mask)
+            inside = ((positions >= self.aabb[:3]) & (positions <= self.aabb[3:])).all(-1)
+            sigma = sigma * inside
         return sigma, x
 
     def appearance(self, x: torch.Tensor) -> torch.Tensor:
@@ -169,11 +192,33 @@ class _TensoRF(Field):
     def color(self, features, directions):
         c = self.config
         feature = self.appearance(features)
-        inputs = [positional_encoding(feature, c.feature_frequencies),
-                  positional_encoding(directions, c.view_frequencies)]
+        inputs = [positional_encoding(feature, c.feature_frequencies, times_pi=False),
+                  positional_encoding(directions, c.view_frequencies, times_pi=False)]
         return torch.sigmoid(self.color_mlp(torch.cat(inputs, dim=-1)))
 
     # ----- training hooks -----
+    def shrink_due(self, step: int) -> bool:
+        c = self.config
+        return not self.unbounded and c.shrink_step is not None and c.box is None and step >= c.shrink_step
+
+    @torch.no_grad()
+    def shrink_to(self, box: torch.Tensor) -> bool:
+        """Crop the factors to the grid nodes spanning `box` (6,) (nodes keep their values, so densities inside
+        are unchanged) and make the nodes' box the field's. False when no node falls outside the box."""
+        lo, hi = self.aabb[:3], self.aabb[3:]
+        size = torch.tensor(self.config.resolution, device=lo.device)
+        node = (hi - lo) / (size - 1)
+        box = box.to(lo.device).float()
+        first = ((box[:3] - lo) / node).floor().long().clamp(min=0).minimum(size - 2)
+        last = ((box[3:] - lo) / node).ceil().long().minimum(size - 1).maximum(first + 1)  # two nodes at least
+        cropped = not bool((first == 0).all() and (last == size - 1).all())
+        if cropped:
+            self.crop_factors(first.tolist(), last.tolist())
+            self.aabb.copy_(torch.cat([lo + first * node, lo + last * node]))
+            self.config.resolution = (last - first + 1).tolist()
+        self.config.box = self.aabb.tolist()
+        return cropped
+
     def target_resolution(self, step: int) -> list[int]:
         c = self.config
         n_up = sum(step >= s for s in c.upsample_steps)
@@ -184,6 +229,8 @@ class _TensoRF(Field):
         return voxel_resolution(self.extent, voxels)
 
     def on_training_progress(self, step: int) -> bool:
+        """Upsample to the schedule's voxel count over the current box (right after a shrink between two
+        upsamplings too: the level's count over the smaller box)."""
         target = self.target_resolution(step)
         if target == list(self.config.resolution) or math.prod(target) < math.prod(self.config.resolution):
             return False
@@ -192,9 +239,10 @@ class _TensoRF(Field):
         return True
 
     def regularization(self):
-        if not self.config.l1_weight:
+        weight = self.config.l1_weight if self.config.box is None else self.config.l1_weight_rest
+        if not weight:
             return None
-        return self.config.l1_weight * sum(f.abs().mean() for f in self.density_factors())
+        return weight * sum(f.abs().mean() for f in self.density_factors())
 
     def param_groups(self, lr, weight_decay):
         split = self.parameter_split()
@@ -255,6 +303,14 @@ class TensoRFVMField(_TensoRF):
                 plist[m] = nn.Parameter(resize(plist[m].data, (resolution[b], resolution[a])))
                 llist[m] = nn.Parameter(resize(llist[m].data, (resolution[LINE_AXES[m]], 1)))
 
+    def crop_factors(self, first, last):
+        for plist, llist in ((self.density_planes, self.density_lines),
+                             (self.appearance_planes, self.appearance_lines)):
+            for m, (a, b) in enumerate(PLANE_AXES):
+                plist[m] = nn.Parameter(plist[m].data[..., first[b]:last[b] + 1, first[a]:last[a] + 1].contiguous())
+                line = LINE_AXES[m]
+                llist[m] = nn.Parameter(llist[m].data[..., first[line]:last[line] + 1, :].contiguous())
+
     def density_factors(self):
         return list(self.density_planes) + list(self.density_lines)
 
@@ -299,6 +355,11 @@ class TensoRFCPField(_TensoRF):
         for llist in (self.density_lines, self.appearance_lines):
             for a in range(3):
                 llist[a] = nn.Parameter(resize(llist[a].data, (resolution[a], 1)))
+
+    def crop_factors(self, first, last):
+        for llist in (self.density_lines, self.appearance_lines):
+            for a in range(3):
+                llist[a] = nn.Parameter(llist[a].data[..., first[a]:last[a] + 1, :].contiguous())
 
     def density_factors(self):
         return list(self.density_lines)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from nerfacc import OccGridEstimator
 from torch import nn
 
@@ -74,6 +75,22 @@ class OccupancyGrid(nn.Module):
 
     def occupied_fraction(self) -> float:
         return self.binary.float().mean().item()
+
+    def occupied_box(self, margin: int = 1) -> torch.Tensor:
+        """The box (6,) around the occupied cells of the finest level, grown by `margin` cells on each side and
+        kept inside the scene box; the scene box when no cell is occupied. Cells none of whose 26 neighbours
+        is occupied (lone floaters) are left out. Identical on every rank under torchrun, whose ranks merge
+        their updates into one grid."""
+        occupied = self.binary[None, None].float()
+        neighbours = F.conv3d(occupied, torch.ones_like(occupied[:, :, :3, :3, :3]), padding=1) - occupied
+        cells = ((occupied > 0) & (neighbours > 0))[0, 0].nonzero()
+        if len(cells) == 0:
+            return self.aabb.clone()
+        lo, hi = self.aabb[:3], self.aabb[3:]
+        cell = (hi - lo) / torch.tensor(self.binary.shape, device=lo.device)
+        first = (cells.amin(0) - margin).clamp(min=0)
+        last = cells.amax(0) + 1 + margin
+        return torch.cat([lo + first * cell, torch.minimum(lo + last * cell, hi)])
 
     @torch.no_grad()
     def update(self, step: int, density_fn: Callable[[torch.Tensor], torch.Tensor], step_size: float,

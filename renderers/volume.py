@@ -101,6 +101,10 @@ class VolumeRenderer(nn.Module):
     def update_occupancy(self, field, step: int, merge: Merge | None = None) -> bool:
         return self.occupancy.update(step, lambda x: field.density(x)[0], self.step_size, merge)
 
+    def occupied_box(self) -> torch.Tensor:
+        """The box (6,) the occupancy grid finds occupied (`OccupancyGrid.occupied_box`)."""
+        return self.occupancy.occupied_box()
+
     @property
     def max_step(self) -> float:
         """The longest step the marcher takes (the cone step's upper clamp with cascades)."""

@@ -224,8 +224,10 @@ class Trainer:
         return StepFigures(loss.item(), mse, rays, n_samples, time.perf_counter() - tic)
 
     def update_schedule(self) -> None:
-        """The field's training hook (a fresh optimiser when it re-created its parameters), then the lr schedule."""
-        if self.field.on_training_progress(self.step):
+        """The field's training hooks, its box shrunk to the occupied region when due, then its own schedule (a fresh
+        optimiser when either re-created its parameters); then the lr schedule."""
+        recreated = self.field.shrink_due(self.step) and self.field.shrink_to(self.renderer.occupied_box())
+        if self.field.on_training_progress(self.step) or recreated:
             self.optimizer = self.make_optimizer()
         for group in self.optimizer.param_groups:
             group["lr"] = group["initial_lr"] * lr_factor(self.config, self.step, self.progress_fraction())

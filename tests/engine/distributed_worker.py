@@ -1,6 +1,7 @@
 """What tests/engine/test_distributed.py launches with torchrun: `fields ARGS...` with test settings.
 
-    distributed_worker.py fields ARGS...    `fields ARGS`, TensoRF's CPU preset shrunk to upsample at steps 6 and 12
+    distributed_worker.py fields ARGS...    `fields ARGS`, TensoRF's CPU preset made to shrink its box at
+                                            step 6 and upsample at steps 6 and 12
     distributed_worker.py die STEP ARGS...  `fields ARGS`, rank 1 exiting abruptly (os._exit) at step STEP of the
                                             first attempt (torchrun's restarts go on)
     distributed_worker.py diverge           rank 1 perturbs one of two tensors; each rank exits 0 when
@@ -27,6 +28,7 @@ def small_tensorf() -> None:
     def shrunk(cls, bound: float = 1.5):
         out = presets(cls, bound)
         out["cpu"].initial_resolution, out["cpu"].final_resolution, out["cpu"].upsample_steps = 16, 24, [6, 12]
+        out["cpu"].shrink_step = 6
         return out
 
     TensoRFConfig.presets = classmethod(shrunk)

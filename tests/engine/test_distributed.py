@@ -90,13 +90,14 @@ def test_distill_on_two_ranks_stays_identical_and_resumes_on_one(runs, tmp_path)
     assert metrics(out)["step"] == 24
 
 
-def test_tensorf_upsampling_keeps_ranks_in_lockstep(procedural_dir, tmp_path):
+def test_tensorf_shrink_and_upsampling_keep_ranks_in_lockstep(procedural_dir, tmp_path):
     out = tmp_path / "tensorf"
     proc = torchrun(str(WORKER), "fields", "train", "--scene", str(procedural_dir), "--field", "tensorf-vm", *SMALL,
                     "--steps", "16", "--threads", "1", "--check-sync", "1", "--output", str(out))
     assert_ok(proc)
     state = load_checkpoint(out / "checkpoint.pt")
     assert state["step"] == 16 and state["field_config"]["resolution"] != [16, 16, 16]  # upsampled twice
+    assert state["field_config"]["box"] == state["field"]["aabb"].tolist()  # shrunk alike on both ranks (--check-sync)
     assert main(["train", "--resume", str(out), "--steps", "18"]) == 0
 
 

@@ -62,3 +62,20 @@ def test_mips_follow_updates_and_checkpoint_loads():
     stale = fresh.mips[0].clone()
     fresh.load_state_dict(grid.state_dict())
     assert not torch.equal(stale, pooled(grid)) and torch.equal(fresh.mips[0], pooled(grid))
+
+
+def test_occupied_box_covers_the_object_with_a_margin_and_ignores_lone_floaters():
+    def density(x):  # a box of half-size 0.3 about (0.2, -0.1, 0) and, far from it, cell (2, 29, 29) alone
+        solid = ((x - torch.tensor([0.2, -0.1, 0.0])).abs() < 0.3).all(-1)
+        speck = ((x - torch.tensor([-0.84375, 0.84375, 0.84375])).abs() < 0.03125).all(-1)
+        return torch.where(solid | speck, 1000.0, 0.0)
+
+    grid = OccupancyGrid(AABB, resolution=32, warmup_steps=64, update_every=16)
+    assert torch.equal(grid.occupied_box(), AABB)  # nothing occupied yet: the scene box
+    for step in range(0, 64, 16):
+        grid.update(step, density, step_size=0.01)
+    assert grid.binary[2, 29, 29]  # the speck's cell is occupied, yet left out of the box
+    box, cell = grid.occupied_box(), 2 / 32
+    solid = torch.tensor([-0.1, -0.4, -0.3, 0.5, 0.2, 0.3])
+    assert (box[:3] <= solid[:3] - cell + 1e-6).all() and (box[3:] >= solid[3:] + cell - 1e-6).all()
+    assert (box[:3] >= solid[:3] - 3 * cell).all() and (box[3:] <= solid[3:] + 3 * cell).all()
