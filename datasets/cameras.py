@@ -118,6 +118,19 @@ class Cameras:
         d_world = d_world / d_world.norm(dim=-1, keepdim=True)
         return RayBundle(origins.contiguous(), d_world.contiguous())
 
+    def distances_of_z_depths(self, camera_index: torch.Tensor, directions: torch.Tensor,
+                              z_depth: torch.Tensor) -> torch.Tensor:
+        """Distances (R,) along unit world rays (R, 3) of cameras `camera_index` (R,) to the points at z-depth
+        `z_depth` (R,) (along each camera's viewing axis): z / cos(angle to the axis), as nerfstudio's depth losses
+        scale z-depth by the camera-space direction's length. 0 where z_depth is 0 or the ray does not look
+        forward (a wide fisheye's edge)."""
+        if self.ndc is not None:
+            raise ValueError("z-depth has no distance along a ray in NDC space")
+        axis = -self.camera_to_world[camera_index, :3, 2]
+        cos = (directions * axis).sum(-1) / axis.norm(dim=-1)
+        forward = cos > 1e-6
+        return torch.where(forward, z_depth / torch.where(forward, cos, 1.0), torch.zeros_like(z_depth))
+
     def image_rays(self, index: int) -> RayBundle:
         """All rays of camera `index`, row-major through pixel centres: (H*W, 3) each."""
         ys, xs = torch.meshgrid(
