@@ -202,11 +202,10 @@ class Trainer:
         return max(fractions)
 
     def sample_batch(self, n_rays: int) -> Batch:
-        """Random pixels of random training views. Pixels a capture's masks exclude (nerfstudio's mask_path) are
-        dropped, so a batch may hold fewer rays. With the depth loss on, each ray carries its pixel's depth."""
-        cam = torch.randint(0, len(self.cameras), (n_rays,))
-        x = torch.randint(0, self.cameras.width, (n_rays,))
-        y = torch.randint(0, self.cameras.height, (n_rays,))
+        """Random pixels of the training views, each pixel equally likely whatever its image's size. Pixels a
+        capture's masks exclude (nerfstudio's mask_path) are dropped, so a batch may hold fewer rays. With the
+        depth loss on, each ray carries its pixel's depth."""
+        cam, x, y = self.cameras.random_pixels(n_rays)
         if self.train_scene.masks is not None:
             kept = self.train_scene.masks[cam, y, x]
             cam, x, y = cam[kept], x[kept], y[kept]
