@@ -55,9 +55,9 @@ class Cameras:
     """N pinhole cameras, each with its own intrinsics and, where `sizes` is given, its own image size.
 
     camera_to_world: (N, 4, 4) float32, OpenGL axes. focal: (N, 2) fx, fy in pixels.
+    principal: (N, 2) cx, cy in pixels (pixel centres lie at integer + 0.5).
     width, height: the image size; where cameras differ in size, the largest width and height of any.
     sizes: (N, 2) long width, height of each camera's image where they differ; None: all width x height.
-    principal: (N, 2) cx, cy in pixels (pixel centres lie at integer + 0.5).
     distortion: (N, 6) k1, k2, k3, k4, p1, p2 (OpenCV model, see distortion.py) or None; rays are undistorted.
     fisheye: the cameras follow OpenCV's equidistant fisheye model (COLMAP's OPENCV_FISHEYE) with k1..k4 of
         `distortion` (None: the plain equidistant projection) instead of the pinhole model.

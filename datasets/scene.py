@@ -46,6 +46,9 @@ class SceneData:
         n, h, w, _ = self.images.shape
         if n != len(self.cameras) or (h, w) != (self.cameras.height, self.cameras.width):
             raise ValueError("images and cameras disagree in count or size")
+        sizes = self.cameras.sizes
+        if sizes is not None and (tuple(sizes.shape) != (n, 2) or sizes[:, 0].max() > w or sizes[:, 1].max() > h):
+            raise ValueError(f"camera sizes {tuple(sizes.shape)} do not fit the images ({n}, {h}, {w})")
         for name in ("masks", "depths"):
             extra = getattr(self, name)
             if extra is not None and tuple(extra.shape) != (n, h, w):
