@@ -52,10 +52,12 @@ class NDCFrame:
 
 @dataclass
 class Cameras:
-    """N pinhole cameras sharing one image size, each with its own intrinsics.
+    """N pinhole cameras, each with its own intrinsics and, where `sizes` is given, its own image size.
 
     camera_to_world: (N, 4, 4) float32, OpenGL axes. focal: (N, 2) fx, fy in pixels.
     principal: (N, 2) cx, cy in pixels (pixel centres lie at integer + 0.5).
+    width, height: the image size; where cameras differ in size, the largest width and height of any.
+    sizes: (N, 2) long width, height of each camera's image where they differ; None: all width x height.
     distortion: (N, 6) k1, k2, k3, k4, p1, p2 (OpenCV model, see distortion.py) or None; rays are undistorted.
     fisheye: the cameras follow OpenCV's equidistant fisheye model (COLMAP's OPENCV_FISHEYE) with k1..k4 of
         `distortion` (None: the plain equidistant projection) instead of the pinhole model.
@@ -71,9 +73,32 @@ class Cameras:
     distortion: torch.Tensor | None = None
     ndc: NDCFrame | None = None
     fisheye: bool = False
+    sizes: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.camera_to_world.shape[0]
+
+    def size_of(self, index: int) -> tuple[int, int]:
+        """(width, height) of camera `index`'s image."""
+        if self.sizes is None:
+            return self.width, self.height
+        w, h = self.sizes[index].tolist()
+        return int(w), int(h)
+
+    def random_pixels(self, n: int, generator: torch.Generator | None = None):
+        """n uniformly random pixels of all the images together (a camera drawn in proportion to its pixel
+        count): camera indices, x, y (n,) long, each pixel inside its own camera's image."""
+        if self.sizes is None:
+            cam = torch.randint(0, len(self), (n,), generator=generator)
+            x = torch.randint(0, self.width, (n,), generator=generator)
+            y = torch.randint(0, self.height, (n,), generator=generator)
+            return cam, x, y
+        widths, pixels = self.sizes[:, 0], self.sizes[:, 0] * self.sizes[:, 1]
+        ends = torch.cumsum(pixels, 0)
+        flat = torch.randint(0, int(ends[-1]), (n,), generator=generator)
+        cam = torch.searchsorted(ends, flat, right=True)
+        local = flat - (ends[cam] - pixels[cam])
+        return cam, local % widths[cam], local // widths[cam]
 
     @classmethod
     def from_fov_x(cls, camera_to_world: torch.Tensor, fov_x: float, width: int, height: int) -> "Cameras":
@@ -89,8 +114,9 @@ class Cameras:
         if not width or width == self.width:
             return self
         s = width / self.width
+        sizes = None if self.sizes is None else (self.sizes * s).round().long().clamp(min=1)
         return dataclasses.replace(self, focal=self.focal * s, principal=self.principal * s, width=width,
-                                   height=max(1, round(self.height * s)))
+                                   height=max(1, round(self.height * s)), sizes=sizes)
 
     def rays(self, camera_index: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> RayBundle:
         """Rays through pixel positions.
@@ -118,14 +144,28 @@ class Cameras:
         d_world = d_world / d_world.norm(dim=-1, keepdim=True)
         return RayBundle(origins.contiguous(), d_world.contiguous())
 
+    def distances_of_z_depths(self, camera_index: torch.Tensor, directions: torch.Tensor,
+                              z_depth: torch.Tensor) -> torch.Tensor:
+        """Distances (R,) along unit world rays (R, 3) of cameras `camera_index` (R,) to the points at z-depth
+        `z_depth` (R,) (along each camera's viewing axis): z / cos(angle to the axis), as nerfstudio's depth losses
+        scale z-depth by the camera-space direction's length. 0 where z_depth is 0 or the ray does not look
+        forward (a wide fisheye's edge)."""
+        if self.ndc is not None:
+            raise ValueError("z-depth has no distance along a ray in NDC space")
+        axis = -self.camera_to_world[camera_index, :3, 2]
+        cos = (directions * axis).sum(-1) / axis.norm(dim=-1)
+        forward = cos > 1e-6
+        return torch.where(forward, z_depth / torch.where(forward, cos, 1.0), torch.zeros_like(z_depth))
+
     def image_rays(self, index: int) -> RayBundle:
-        """All rays of camera `index`, row-major through pixel centres: (H*W, 3) each."""
+        """All rays of camera `index` (its own size_of), row-major through pixel centres: (H*W, 3) each."""
+        width, height = self.size_of(index)
         ys, xs = torch.meshgrid(
-            torch.arange(self.height, dtype=torch.float32) + 0.5,
-            torch.arange(self.width, dtype=torch.float32) + 0.5,
+            torch.arange(height, dtype=torch.float32) + 0.5,
+            torch.arange(width, dtype=torch.float32) + 0.5,
             indexing="ij",
         )
-        cam = torch.full((self.height * self.width,), index, dtype=torch.long)
+        cam = torch.full((height * width,), index, dtype=torch.long)
         return self.rays(cam, xs.reshape(-1), ys.reshape(-1))
 
 

@@ -1,10 +1,11 @@
 """The canonical layout `fields convert` writes and `fields train --data` reads.
 
     transforms.json   nerfstudio-style: OpenGL camera-to-world per frame, per-frame intrinsics
-                      (fl_x, fl_y, cx, cy, k1..k4, p1, p2), w, h, camera_model (PINHOLE, OPENCV or
-                      OPENCV_FISHEYE), {train,val,test}_filenames, per-frame mask_path / depth_file_path,
-                      and a `fields` block (box, near, bounded, NDC, per-frame near/far bounds, the
-                      capture -> scene normalisation, downscales, source, scene_type: the kind of scene and why)
+                      (fl_x, fl_y, cx, cy, k1..k4, p1, p2), w, h (per frame where images differ in size),
+                      camera_model (PINHOLE, OPENCV or OPENCV_FISHEYE), {train,val,test}_filenames,
+                      per-frame mask_path / depth_file_path, and a `fields` block (box, near, bounded, NDC,
+                      per-frame near/far bounds, the capture -> scene normalisation, downscales, source,
+                      scene_type: the kind of scene and why)
     images/           full-size images;  images_2/, images_4/, ...: area-averaged copies
     masks/, depths/   where the capture has them: single-channel 0/255 PNG masks, and float32 .npy z-depth
                       in thousandths of scene units (nerfstudio's default depth_unit_scale_factor, 1e-3,
@@ -62,6 +63,8 @@ def _frame(capture: Capture, i: int, name: str) -> dict:
     fx, fy, cx, cy = capture.intrinsics[i].tolist()
     frame = {"file_path": f"images/{name}", "transform_matrix": capture.camera_to_world[i].tolist(),
              "fl_x": fx, "fl_y": fy, "cx": cx, "cy": cy}
+    if capture.sizes is not None:  # images of several sizes: each frame its own (nerfstudio reads per-frame w, h)
+        frame["w"], frame["h"] = capture.size(i)
     frame.update(dict(zip(PARAM_NAMES, capture.distortion[i].tolist())))
     if capture.bounds is not None:
         frame["near_far"] = capture.bounds[i].tolist()
@@ -75,7 +78,6 @@ def _write_frame_data(capture: Capture, out: Path, names: list[str], downscales:
     entries = [{} for _ in names]
     stems = [Path(n).stem for n in names]
     stems = stems if len(set(stems)) == len(stems) else list(names)
-    size = (capture.width, capture.height)
     for kind, paths in (("mask", capture.mask_paths), ("depth", capture.depth_paths)):
         if paths is None:
             continue
@@ -84,13 +86,13 @@ def _write_frame_data(capture: Capture, out: Path, names: list[str], downscales:
             (out / sub).mkdir()
         for i, (src, stem) in enumerate(zip(paths, stems)):
             if kind == "mask":
-                mask = read_mask(src, capture.records[i], size)
+                mask = read_mask(src, capture.records[i], capture.size(i))
                 name = f"{stem}.png"
                 for sub, k in [(folder, 1)] + [(f"{folder}_{k}", k) for k in downscales]:
                     iio.imwrite(out / sub / name, downscale_mask(mask, k).astype(np.uint8) * 255)
                 entries[i]["mask_path"] = f"{folder}/{name}"
             else:
-                depth = read_depth(src, capture.records[i], size, capture.depth_unit / DEPTH_UNIT)
+                depth = read_depth(src, capture.records[i], capture.size(i), capture.depth_unit / DEPTH_UNIT)
                 name = f"{stem}.npy"
                 for sub, k in [(folder, 1)] + [(f"{folder}_{k}", k) for k in downscales]:
                     np.save(out / sub / name, downscale_depth(depth, k))
@@ -122,7 +124,7 @@ def write_canonical(capture: Capture, out: Path, downscales: tuple[int, ...] = (
     frame_data = _write_frame_data(capture, out, names, downscales)
     meta = {
         "camera_model": "OPENCV_FISHEYE" if capture.fisheye else "OPENCV" if distorted else "PINHOLE",
-        "w": capture.width, "h": capture.height,
+        **({"w": capture.width, "h": capture.height} if capture.sizes is None else {}),
         "frames": [{**_frame(capture, i, name), **frame_data[i]} for i, name in enumerate(names)],
         **{f"{s}_filenames": [f"images/{names[i]}" for i in capture.splits.get(s, [])]
            for s in ("train", "val", "test")},

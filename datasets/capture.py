@@ -16,7 +16,7 @@ import torch
 from .cameras import Cameras, NDCFrame
 from .dataset_error import DatasetError
 from .frame_data import read_frame_data
-from .images import read_images
+from .images import read_image_list, read_images, stack_padded
 from .paths import capture_file
 from .scene import SceneData
 
@@ -77,7 +77,9 @@ class Capture:
     """Posed images. N images, P sparse points.
 
     camera_to_world: (N, 4, 4) OpenGL axes. intrinsics: (N, 4) fx, fy, cx, cy in pixels of the full-size image.
-    distortion: (N, 6) k1, k2, k3, k4, p1, p2 (zeros: pinhole). width, height: full image size.
+    distortion: (N, 6) k1, k2, k3, k4, p1, p2 (zeros: pinhole). width, height: full image size (images of
+    several sizes: the largest width and height). sizes: (N, 2) int full width, height per image where images differ
+    in size, else None.
     bounds: (N, 2) near, far per image (LLFF) or None. points, colors: (P, 3) float64 / uint8 or None.
     splits: split name -> image indices. aabb: (6,) box holding the content; near: ray start distance.
     bounded: the content lies inside aabb. ndc_near: forward-facing scene rendered in NDC with this near plane.
@@ -112,6 +114,7 @@ class Capture:
     depth_unit: float = 1.0
     scene_type: str = ""
     scene_type_reason: str = ""
+    sizes: np.ndarray | None = None
 
     def __post_init__(self):
         n = len(self.image_paths)
@@ -122,6 +125,12 @@ class Capture:
 
     def __len__(self) -> int:
         return len(self.image_paths)
+
+    def size(self, index: int) -> tuple[int, int]:
+        """(width, height) of image `index` at full size."""
+        if self.sizes is None:
+            return self.width, self.height
+        return int(self.sizes[index, 0]), int(self.sizes[index, 1])
 
 
 def holdout_splits(n: int) -> dict[str, list[int]]:
@@ -196,7 +205,7 @@ def ndc_frame(capture: Capture) -> NDCFrame | None:
     if capture.ndc_near is None:
         return None
     fx, fy = capture.intrinsics[0, :2]
-    return NDCFrame.of_camera(float(fx), float(fy), capture.width, capture.height, capture.ndc_near)
+    return NDCFrame.of_camera(float(fx), float(fy), *capture.size(0), capture.ndc_near)
 
 
 def apply_normalization(capture: Capture, norm: Normalization, aabb: np.ndarray, near: float,
@@ -222,24 +231,24 @@ def capture_scene(capture: Capture, split: str, downscale: int = 1) -> SceneData
                            "A capture of one image has no held-out views; give the file split lists.")
     prescaled = capture.image_dirs.get(downscale)
     paths = [prescaled / capture.image_paths[i].name if prescaled else capture.image_paths[i] for i in indices]
-    images = read_images(paths, [capture.records[i] for i in indices], 1 if prescaled else downscale)
+    records = [capture.records[i] for i in indices]
+    if capture.sizes is None:
+        image_list = list(read_images(paths, records, 1 if prescaled else downscale))
+    else:
+        image_list = read_image_list(paths, records, 1 if prescaled else downscale)
+    for img, path, i in zip(image_list, paths, indices):
+        check_image_size(capture, i, img, path, downscale, prescaled)
+    sizes = torch.tensor([[img.shape[1], img.shape[0]] for img in image_list])
+    sizes = None if (sizes == sizes[0]).all() else sizes
+    images = np.stack(image_list) if sizes is None else stack_padded(image_list)
     h, w = images.shape[1:3]
-    if not prescaled and (w, h) != (capture.width // downscale, capture.height // downscale):
-        raise DatasetError(paths[0], f"image is {w * downscale}x{h * downscale} but {capture.records[indices[0]]} "
-                           f"states {capture.width}x{capture.height}",
-                           "The images must be the ones the poses were computed on (not a resized copy).")
-    if prescaled and (abs(w - capture.width / downscale) > 1 or abs(h - capture.height / downscale) > 1):
-        raise DatasetError(paths[0], f"image is {w}x{h}, but as a copy of {capture.width}x{capture.height} "
-                           f"downscaled {downscale} times it should be {capture.width // downscale}x"
-                           f"{capture.height // downscale}",
-                           f"Remove {prescaled.name}/ or rewrite it from the full-size images.")
     intr = torch.from_numpy(capture.intrinsics[indices]).float()
     scale = float(downscale)
     distortion = torch.from_numpy(capture.distortion[indices]).float()
     cameras = Cameras(
         torch.from_numpy(capture.camera_to_world[indices]).float(), intr[:, :2] / scale, intr[:, 2:] / scale, w, h,
         distortion=distortion if distortion.abs().max() > 0 else None, ndc=ndc_frame(capture),
-        fisheye=capture.fisheye,
+        fisheye=capture.fisheye, sizes=sizes,
     )
     bounds = None if capture.bounds is None else torch.from_numpy(capture.bounds[indices]).float()
     masks, depths = read_frame_data(capture, indices, downscale)
@@ -247,6 +256,22 @@ def capture_scene(capture: Capture, split: str, downscale: int = 1) -> SceneData
                      name=capture.name, near=capture.near, bounds=bounds, bounded=capture.bounded,
                      masks=masks, depths=depths, scene_type=capture.scene_type,
                      scene_type_reason=capture.scene_type_reason)
+
+
+def check_image_size(capture: Capture, index: int, img: np.ndarray, path: Path, downscale: int,
+                     prescaled: Path | None) -> None:
+    """Image `index` as read (H, W, C) has the size its record states, divided by `downscale` (a pre-scaled copy:
+    within a pixel)."""
+    h, w = img.shape[:2]
+    width, height = capture.size(index)
+    if not prescaled and (w, h) != (width // downscale, height // downscale):
+        raise DatasetError(path, f"image is {w * downscale}x{h * downscale} but {capture.records[index]} "
+                           f"states {width}x{height}",
+                           "The images must be the ones the poses were computed on (not a resized copy).")
+    if prescaled and (abs(w - width / downscale) > 1 or abs(h - height / downscale) > 1):
+        raise DatasetError(path, f"image is {w}x{h}, but as a copy of {width}x{height} "
+                           f"downscaled {downscale} times it should be {width // downscale}x{height // downscale}",
+                           f"Remove {prescaled.name}/ or rewrite it from the full-size images.")
 
 
 def choose_downscale(width: int, height: int, device: str = "cpu") -> int:

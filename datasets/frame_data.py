@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .dataset_error import DatasetError
+from .images import stack_padded
 
 
 def _load(path: Path, what: str, referenced_by: str) -> np.ndarray:
@@ -86,27 +87,36 @@ def downscale_depth(depth: np.ndarray, factor: int) -> np.ndarray:
     return depth[factor // 2::factor, factor // 2::factor][:h, :w]
 
 
-def read_masks(paths: list[Path], referenced_by: list[str], size: tuple[int, int], downscale: int = 1) -> np.ndarray:
-    """(N, H, W) bool, in parallel."""
+def read_masks(paths: list[Path], referenced_by: list[str], sizes: list[tuple[int, int]],
+               downscale: int = 1) -> list[np.ndarray]:
+    """(H_i, W_i) bool each, in parallel; sizes: each image's full (W, H)."""
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return np.stack(list(pool.map(lambda a: read_mask(*a, size, downscale), zip(paths, referenced_by))))
+        return list(pool.map(lambda a: read_mask(*a, downscale), zip(paths, referenced_by, sizes)))
 
 
-def read_depths(paths: list[Path], referenced_by: list[str], size: tuple[int, int], scale: float,
-                downscale: int = 1) -> np.ndarray:
-    """(N, H, W) float32, in parallel."""
+def read_depths(paths: list[Path], referenced_by: list[str], sizes: list[tuple[int, int]], scale: float,
+                downscale: int = 1) -> list[np.ndarray]:
+    """(H_i, W_i) float32 each, in parallel; sizes: each image's full (W, H)."""
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return np.stack(list(pool.map(lambda a: read_depth(*a, size, scale, downscale), zip(paths, referenced_by))))
+        return list(pool.map(lambda a: read_depth(*a, scale, downscale), zip(paths, referenced_by, sizes)))
 
 
 def read_frame_data(capture, indices: list[int], downscale: int = 1):
     """A Capture's masks (N, H, W) bool and depth maps (N, H, W) float32 in units of its poses, of images
-    `indices` downscaled by `downscale`; each None where the capture has none."""
-    size, records = (capture.width, capture.height), [capture.records[i] for i in indices]
+    `indices` downscaled by `downscale`; each None where the capture has none. Images of several sizes: each map in
+    the top-left corner of the largest (False / 0 elsewhere), as the images."""
+    records = [capture.records[i] for i in indices]
+    sizes = [capture.size(i) for i in indices]
     masks = depths = None
     if capture.mask_paths is not None:
-        masks = torch.from_numpy(read_masks([capture.mask_paths[i] for i in indices], records, size, downscale))
+        masks = _stacked(read_masks([capture.mask_paths[i] for i in indices], records, sizes, downscale))
     if capture.depth_paths is not None:
-        depths = torch.from_numpy(read_depths([capture.depth_paths[i] for i in indices], records, size,
-                                              capture.depth_unit, downscale))
+        depths = _stacked(read_depths([capture.depth_paths[i] for i in indices], records, sizes, capture.depth_unit,
+                                      downscale))
     return masks, depths
+
+
+def _stacked(arrays: list[np.ndarray]) -> torch.Tensor:
+    """(N, H, W): stacked, or padded where the arrays differ in size."""
+    same = all(a.shape == arrays[0].shape for a in arrays)
+    return torch.from_numpy(np.stack(arrays) if same else stack_padded(arrays))

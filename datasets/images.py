@@ -62,22 +62,39 @@ def read_image(path: Path, referenced_by: str, downscale: int = 1) -> np.ndarray
     return _read(path, referenced_by, downscale)[0]
 
 
-def read_images(paths: list[Path], referenced_by: list[str], downscale: int = 1) -> np.ndarray:
-    """Read images in parallel into (N, H, W, C) uint8; all must share one size and channel count."""
+def read_image_list(paths: list[Path], referenced_by: list[str], downscale: int = 1) -> list[np.ndarray]:
+    """Read images in parallel: (H_i, W_i, C) uint8 each; all must share one channel count."""
     with ThreadPoolExecutor(max_workers=4) as pool:
         read = list(pool.map(lambda a: _read(*a, downscale), zip(paths, referenced_by)))
-    images = [img for img, _ in read]
-    h, w, c = images[0].shape
+    c = read[0][0].shape[2]
     for (img, channels), path, ref in zip(read, paths, referenced_by):
+        if img.shape[2] != c:
+            raise DatasetError(path, f"image has {_describe(channels)} but frames[0] ({paths[0].name}) has "
+                                     f"{_describe(read[0][1])} ({ref})")
+    return [img for img, _ in read]
+
+
+def read_images(paths: list[Path], referenced_by: list[str], downscale: int = 1) -> np.ndarray:
+    """Read images in parallel into (N, H, W, C) uint8; all must share one size and channel count."""
+    images = read_image_list(paths, referenced_by, downscale)
+    h, w = images[0].shape[:2]
+    for img, path, ref in zip(images, paths, referenced_by):
         if img.shape[:2] != (h, w):
             raise DatasetError(
                 path, f"image is {img.shape[1]}x{img.shape[0]} but frames[0] ({paths[0].name}) is {w}x{h}"
                 f" ({ref})", "All images of a split must share one size: resize them or convert each size apart.",
             )
-        if img.shape[2] != c:
-            raise DatasetError(path, f"image has {_describe(channels)} but frames[0] ({paths[0].name}) has "
-                                     f"{_describe(read[0][1])} ({ref})")
     return np.stack(images)
+
+
+def stack_padded(arrays: list[np.ndarray]) -> np.ndarray:
+    """Arrays (H_i, W_i, ...) of one dtype stacked into (N, max H, max W, ...), each in the top-left corner,
+    zeros elsewhere."""
+    h, w = max(a.shape[0] for a in arrays), max(a.shape[1] for a in arrays)
+    out = np.zeros((len(arrays), h, w) + arrays[0].shape[2:], dtype=arrays[0].dtype)
+    for i, a in enumerate(arrays):
+        out[i, :a.shape[0], :a.shape[1]] = a
+    return out
 
 
 def image_size(path: Path, referenced_by: str) -> tuple[int, int]:

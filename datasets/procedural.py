@@ -73,6 +73,11 @@ def _hit_sky(o, d):
     return t, 0.5 + 0.35 * torch.stack([p[:, 0], p[:, 1] * p[:, 2], p[:, 2]], dim=-1)
 
 
+def hit_distance(origins: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """Distance (R,) along unit rays (R, 3) to the first object they meet; inf where they miss every object."""
+    return torch.minimum(_hit_spheres(origins, directions)[0], _hit_box(origins, directions)[0])
+
+
 def trace(origins: torch.Tensor, directions: torch.Tensor, sky: bool = False) -> torch.Tensor:
     """Exact RGBA (R, 4) in [0, 1] of rays (R, 3) against the scene; alpha 1 on a hit, else 0.
     sky: rays that miss every object hit the sky sphere (alpha 1)."""
@@ -92,12 +97,13 @@ def trace(origins: torch.Tensor, directions: torch.Tensor, sky: bool = False) ->
 
 def make_procedural_scene(
     n_views: int = 40, resolution: int = 64, elevation_deg: float = 30.0, seed_offset: float = 0.0,
-    unbounded: bool = False,
+    unbounded: bool = False, depths: bool = False,
 ) -> SceneData:
     """Render the scene from `n_views` orbit cameras at radius 3 into RGBA uint8 images.
 
     seed_offset (degrees) rotates the orbit, so that e.g. a validation split sees new views.
     unbounded: add the sky sphere (every pixel opaque) and mark the scene unbounded.
+    depths: also the exact z-depth maps (N, H, W) of the objects (0 where a pixel sees none).
     """
     poses = orbit_poses(n_views, radius=3.0, elevation_deg=elevation_deg)
     if seed_offset:
@@ -106,13 +112,16 @@ def make_procedural_scene(
         rot[:2, :2] = torch.tensor([[torch.cos(angle), -torch.sin(angle)], [torch.sin(angle), torch.cos(angle)]])
         poses = rot @ poses
     cameras = Cameras.from_fov_x(poses, fov_x=0.8, width=resolution, height=resolution)
-    images = []
+    images, z_depths = [], []
     for i in range(n_views):
         rays = cameras.image_rays(i)
         rgba = trace(rays.origins, rays.directions, sky=unbounded).reshape(resolution, resolution, 4)
         images.append((rgba * 255 + 0.5).clamp(0, 255).to(torch.uint8))
+        t = hit_distance(rays.origins, rays.directions)
+        z = t * (rays.directions @ -cameras.camera_to_world[i, :3, 2])  # distance times cos to the viewing axis
+        z_depths.append(torch.where(torch.isfinite(t), z, 0.0).reshape(resolution, resolution))
     return SceneData(cameras, torch.stack(images), torch.tensor(AABB), name="procedural", near=0.5,
-                     bounded=not unbounded)
+                     bounded=not unbounded, depths=torch.stack(z_depths) if depths else None)
 
 
 def write_blender_scene(scene: SceneData, folder: str | Path, split: str) -> Path:

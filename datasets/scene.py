@@ -18,7 +18,8 @@ def composite_over(rgba: torch.Tensor, background: torch.Tensor) -> torch.Tensor
 class SceneData:
     """One split of a scene.
 
-    images: (N, H, W, C) uint8, C = 4 (RGBA, straight alpha) or 3 (RGB).
+    images: (N, H, W, C) uint8, C = 4 (RGBA, straight alpha) or 3 (RGB). Images of different sizes (cameras.sizes)
+        lie in the top-left corner of the largest size, the rest zero (masks False, depths 0 there too).
     aabb: (6,) float32 min xyz then max xyz of the region holding the content.
     bounds: (N, 2) near, far distance per image where the capture states them (LLFF), else None.
     bounded: False for real captures whose content extends beyond aabb (see capture.UNBOUNDED_NOTE).
@@ -45,6 +46,9 @@ class SceneData:
         n, h, w, _ = self.images.shape
         if n != len(self.cameras) or (h, w) != (self.cameras.height, self.cameras.width):
             raise ValueError("images and cameras disagree in count or size")
+        sizes = self.cameras.sizes
+        if sizes is not None and (tuple(sizes.shape) != (n, 2) or sizes[:, 0].max() > w or sizes[:, 1].max() > h):
+            raise ValueError(f"camera sizes {tuple(sizes.shape)} do not fit the images ({n}, {h}, {w})")
         for name in ("masks", "depths"):
             extra = getattr(self, name)
             if extra is not None and tuple(extra.shape) != (n, h, w):
@@ -59,8 +63,9 @@ class SceneData:
         return self.images[camera_index, y, x].float() / 255.0
 
     def image(self, index: int, background: torch.Tensor | None = None) -> torch.Tensor:
-        """Image `index` as (H, W, 3) float in [0, 1], composited over `background` (3,) if RGBA."""
-        img = self.images[index].float() / 255.0
+        """Image `index` at its own size as (H, W, 3) float in [0, 1], composited over `background` (3,) if RGBA."""
+        w, h = self.cameras.size_of(index)
+        img = self.images[index, :h, :w].float() / 255.0
         if not self.has_alpha:
             return img
         return composite_over(img, torch.ones(3) if background is None else background)

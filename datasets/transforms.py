@@ -1,4 +1,4 @@
-"""`transforms.json` captures: nerfstudio (fl_x, ..., camera_model, per-frame intrinsics, mask_path,
+"""`transforms.json` captures: nerfstudio (fl_x, ..., camera_model, per-frame intrinsics and sizes w, h, mask_path,
 depth_file_path), instant-ngp (aabb_scale, scale, offset, is_fisheye, depth_path) and the canonical layout
 `fields convert` writes (a `fields` block).
 
@@ -200,7 +200,7 @@ def read_transforms_capture(path: str | Path, allowed: tuple[Path, ...] = ()) ->
     fisheye = _fisheye(path, meta)
     lens = "fisheye" if fisheye else "pinhole" if meta.get("camera_model") in PINHOLE_MODELS else "opencv"
     folder = path.parent
-    names, paths, extras, poses, intrinsics, distortion, records = [], [], [], [], [], [], []
+    names, paths, extras, poses, intrinsics, distortion, records, sizes = [], [], [], [], [], [], [], []
     size = None
     for i, frame in enumerate(frames):
         if not isinstance(frame, dict) or not isinstance(frame.get("file_path"), str):
@@ -222,20 +222,17 @@ def read_transforms_capture(path: str | Path, allowed: tuple[Path, ...] = ()) ->
                       _number(path, f"frames[{i}]: ", {**meta, **frame}, "h", positive=True))
         if None in frame_size:
             frame_size = image_size(paths[-1], records[-1]) if size is None else size
-        frame_size = (int(frame_size[0]), int(frame_size[1]))
-        if size is not None and frame_size != size:
-            raise DatasetError(path, f"frames[{i}] ({frame['file_path']}) is {frame_size[0]}x{frame_size[1]} but "
-                                     f"frames[0] ({frames[0]['file_path']}) is {size[0]}x{size[1]}",
-                               "Images of several sizes are not supported: convert each size apart "
-                               "(one transforms.json per size).")
-        size = frame_size
+        size = (int(frame_size[0]), int(frame_size[1]))  # a frame without w, h: the size of the one before
+        sizes.append(size)
         intr, dist = _frame_intrinsics(path, i, frame, meta, size)
         _check_distortion(path, i, dist, lens)
         intrinsics.append(intr)
         distortion.append(dist)
-    capture = Capture(paths, np.stack(poses), np.array(intrinsics), np.array(distortion), size[0], size[1],
-                      source="transforms", name=folder.name, records=records, splits=_splits(path, meta, names),
-                      fisheye=fisheye)
+    sizes = np.array(sizes)
+    several = bool((sizes != sizes[0]).any())
+    capture = Capture(paths, np.stack(poses), np.array(intrinsics), np.array(distortion), int(sizes[:, 0].max()),
+                      int(sizes[:, 1].max()), source="transforms", name=folder.name, records=records,
+                      splits=_splits(path, meta, names), fisheye=fisheye, sizes=sizes if several else None)
     check_poses(capture, path)
     capture.mask_paths = _all_or_none(path, extras, "mask_path")
     depth_key = "depth_file_path" if any("depth_file_path" in e for e in extras) else "depth_path"

@@ -1,5 +1,5 @@
-"""Training losses: the photometric loss on rendered colours, and mip-NeRF 360's distortion loss on a ray's
-compositing weights, for unbounded scenes.
+"""Training losses: the photometric loss on rendered colours, a depth loss where the capture measured depth,
+and mip-NeRF 360's distortion loss on a ray's compositing weights, for unbounded scenes.
 
 The distortion loss pulls each ray's weights together into one short interval: it penalises density
 spread along the ray (the semi-transparent clouds that fit the training photos from close to the
@@ -54,3 +54,16 @@ def distortion_loss(weights: torch.Tensor, samples: PackedSamples, n_rays: int) 
     between = 2 * weights * (mid * weight_before - moment_before)
     within = weights.square() * (s1 - s0) / 3
     return (between + within).sum() / max(n_rays, 1)
+
+
+def depth_loss(depth: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+    """Urban Radiance Fields' expected-depth term (Rematas et al. 2022; nerfstudio's
+    urban_radiance_field_depth_loss): mean over the R rays of (observed - depth)^2, counting only rays with an
+    observed distance (> 0 and finite; the others add 0, as nerfstudio masks them).
+
+    depth (R,): each ray's expected termination distance (sum of weight x distance: a ray the field leaves
+    transparent ends at 0, so the loss also asks for opacity where a surface was seen). observed (R,): the
+    distance along the ray to the observed surface, in scene units (Cameras.distances_of_z_depths)."""
+    valid = (observed > 0) & torch.isfinite(observed)
+    error = torch.where(valid, observed, 0.0) - depth
+    return torch.where(valid, error.square(), 0.0).mean() if len(depth) else depth.sum() * 0.0

@@ -48,6 +48,9 @@ class TrainConfig:
     # random background colours in training: RGBA images learn transparency, unbounded scenes opacity
     random_background: bool = True
     distortion_loss: float = 0.01  # unbounded scenes: weight of mip-NeRF 360's distortion loss (0: off)
+    # scenes with depth maps (nerfstudio's depth_file_path): weight of the expected-depth loss of Urban Radiance
+    # Fields on pixels with a depth (0: off)
+    depth_loss: float = 0.0
     # Real photos: a colour transform per training image (exposure, white balance; see renderers/appearance.py).
     appearance: bool | None = None  # None: on for photos without alpha (real captures), off for synthetic RGBA
     appearance_lr: float = 1e-3  # learning rate of the per-image colour transforms
@@ -112,6 +115,8 @@ class TrainConfig:
             raise FieldsError(f"config: 'cascades' must be 1 to 8 occupancy levels, got {self.cascades}")
         if self.distortion_loss < 0:
             raise FieldsError(f"config: 'distortion_loss' must be >= 0, got {self.distortion_loss}")
+        if self.depth_loss < 0:
+            raise FieldsError(f"config: 'depth_loss' must be >= 0, got {self.depth_loss}")
         if not 0 <= self.alpha_threshold < 1:
             raise FieldsError(f"config: 'alpha_threshold' must be in [0, 1), got {self.alpha_threshold}")
         for name in ("render_alpha_threshold", "render_early_stop", "render_occupancy_threshold"):

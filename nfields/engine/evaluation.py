@@ -27,12 +27,12 @@ WHITE = torch.ones(3)
 
 def render_view(field: Field, renderer: VolumeRenderer, cameras: Cameras, index: int,
                 background: torch.Tensor = WHITE) -> dict[str, torch.Tensor]:
-    """rgb (H, W, 3), depth (H, W), opacity (H, W) of camera `index`, on the CPU. (A run's per-image appearance
-    needs no transform here: the training images' mean transform is the identity.)"""
+    """rgb (H, W, 3), depth (H, W), opacity (H, W) of camera `index` at its own size, on the CPU. (A run's
+    per-image appearance needs no transform here: the training images' mean transform is the identity.)"""
     device = renderer.aabb.device
     rays = cameras.image_rays(index).to(device)
     out = renderer.render_chunked(field, rays.origins, rays.directions, background.to(device))
-    h, w = cameras.height, cameras.width
+    w, h = cameras.size_of(index)
     return {"rgb": out.rgb.clamp(0, 1).view(h, w, 3).cpu(), "depth": out.depth.view(h, w).cpu(),
             "opacity": out.opacity.view(h, w).cpu()}
 
@@ -45,9 +45,7 @@ def sampled_pixel_psnr(field: Field, renderer: VolumeRenderer, scene: SceneData,
     run with per-image appearance under its mean transform, the identity). With `ranks`, each renders its part
     of the pixels and the squared errors are summed over the ranks."""
     g = torch.Generator().manual_seed(seed)
-    cam = torch.randint(0, len(scene.cameras), (n_pixels,), generator=g)
-    x = torch.randint(0, scene.cameras.width, (n_pixels,), generator=g)
-    y = torch.randint(0, scene.cameras.height, (n_pixels,), generator=g)
+    cam, x, y = scene.cameras.random_pixels(n_pixels, generator=g)
     if ranks is not None:
         cam, x, y = cam[ranks.part()], x[ranks.part()], y[ranks.part()]
     rays = scene.cameras.rays(cam, x.float() + 0.5, y.float() + 0.5).to(renderer.aabb.device)

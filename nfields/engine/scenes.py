@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from ..datasets import Capture, SceneData, load_blender_scene, load_dataset, read_capture, resolve_scene_dir
 from ..datasets.capture import choose_downscale
 from .config import TrainConfig
@@ -54,6 +56,9 @@ def resolve_downscale(config: TrainConfig) -> bool:
 
 
 def resolution_line(scene: SceneData, downscale: int, chosen: bool) -> str:
-    """e.g. 'training at 360x640 (downscale 2, chosen by size; --downscale to override)'."""
+    """e.g. 'training at 360x640 (downscale 2, chosen by size; --downscale to override)'; images of several sizes:
+    'training at 2 sizes up to 360x640 (...)'."""
     how = "chosen by size; --downscale to override" if chosen else "given by --downscale"
-    return f"training at {scene.cameras.width}x{scene.cameras.height} (downscale {downscale}, {how})"
+    sizes = scene.cameras.sizes
+    several = f"{len(torch.unique(sizes, dim=0))} sizes up to " if sizes is not None else ""
+    return f"training at {several}{scene.cameras.width}x{scene.cameras.height} (downscale {downscale}, {how})"

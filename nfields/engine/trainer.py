@@ -16,7 +16,7 @@ from ..interrupts import sigterm_as_interrupt
 from ..renderers import RenderOutput
 from ..renderers.appearance import PerImageAppearance
 from ..renderers.camera_offsets import CameraOffsets
-from ..renderers.losses import distortion_loss, photometric_loss
+from ..renderers.losses import depth_loss, distortion_loss, photometric_loss
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .devices import resolve_device
@@ -39,14 +39,28 @@ def lr_factor(config: TrainConfig, step: int, progress: float) -> float:
 
 @dataclass
 class Batch:
-    """One step's rays: origins, directions (R, 3), target colours (R, 3), backgrounds (R, 3) and the
-    training images they come from (R,)."""
+    """One step's rays: origins, directions (R, 3), target colours (R, 3), backgrounds (R, 3), the
+    training images they come from (R,) and, for the depth loss, the observed distance along each ray (R,)
+    (0: none; None: no depth loss)."""
 
     origins: torch.Tensor
     directions: torch.Tensor
     target: torch.Tensor
     background: torch.Tensor
     image_indices: torch.Tensor
+    depth: torch.Tensor | None = None
+
+
+def check_depth_loss(config: TrainConfig, scene: SceneData) -> None:
+    """The depth loss needs the scene's depth maps and metric rays (not a forward-facing scene's NDC rays)."""
+    if config.depth_loss <= 0:
+        return
+    if scene.depths is None:
+        raise FieldsError(f"--depth-loss {config.depth_loss:g}: the training scene '{scene.name}' has no depth maps "
+                          "(nerfstudio's depth_file_path, instant-ngp's depth_path)")
+    if scene.cameras.ndc is not None:
+        raise FieldsError(f"--depth-loss {config.depth_loss:g}: '{scene.name}' is trained forward-facing (NDC rays); "
+                          "the depth loss needs metric rays: train it with --scene-type unbounded")
 
 
 class Trainer:
@@ -77,6 +91,7 @@ class Trainer:
         prepare_kernels(self.device)  # a first run builds them here (it says so), not on the training clock
         torch.manual_seed(config.seed)
         self.train_scene, self.val_scene = train_scene, val_scene
+        check_depth_loss(config, train_scene)
         self.images = train_scene.images.to(self.device)
         self.cameras = train_scene.cameras
         state = load_checkpoint(run_dir / CHECKPOINT_NAME, expected_field=config.field) if resume else None
@@ -186,24 +201,28 @@ class Trainer:
             fractions.append(self.train_seconds / (60.0 * self.config.time_budget))
         return max(fractions)
 
-    def sample_batch(self, n_rays: int):
-        """Random pixels of random training views: rays, target colours (R, 3), backgrounds (R, 3), views (R,).
-        Pixels a capture's masks exclude (nerfstudio's mask_path) are dropped, so a batch may hold fewer rays."""
-        cam = torch.randint(0, len(self.cameras), (n_rays,))
-        x = torch.randint(0, self.cameras.width, (n_rays,))
-        y = torch.randint(0, self.cameras.height, (n_rays,))
+    def sample_batch(self, n_rays: int) -> Batch:
+        """Random pixels of the training views, each pixel equally likely whatever its image's size. Pixels a
+        capture's masks exclude (nerfstudio's mask_path) are dropped, so a batch may hold fewer rays. With the
+        depth loss on, each ray carries its pixel's depth."""
+        cam, x, y = self.cameras.random_pixels(n_rays)
         if self.train_scene.masks is not None:
             kept = self.train_scene.masks[cam, y, x]
             cam, x, y = cam[kept], x[kept], y[kept]
             n_rays = len(cam)
-        rays = self.cameras.rays(cam, x.float() + 0.5, y.float() + 0.5).to(self.device)
+        rays = self.cameras.rays(cam, x.float() + 0.5, y.float() + 0.5)
+        depth = None
+        if self.config.depth_loss > 0:
+            z = self.train_scene.depths[cam, y, x]
+            depth = self.cameras.distances_of_z_depths(cam, rays.directions, z).to(self.device)
+        rays = rays.to(self.device)
         pixels = self.images[cam, y, x].float() / 255.0
         # Random backgrounds: RGBA images teach transparency; an unbounded scene (whose contracted field reaches
         # infinity) learns to be opaque, instead of letting a white background paint its white walls.
         random = self.config.random_background and (self.train_scene.has_alpha or not self.train_scene.bounded)
         background = torch.rand(n_rays, 3, device=self.device) if random else torch.ones(n_rays, 3, device=self.device)
         target = composite_over(pixels, background) if self.train_scene.has_alpha else pixels
-        return rays, target, background, cam.to(self.device)
+        return Batch(rays.origins, rays.directions, target, background, cam.to(self.device), depth)
 
     def train_step(self) -> StepFigures:
         """One optimiser step: its loss, batch MSE, rays, samples and time."""
@@ -240,8 +259,7 @@ class Trainer:
         return self.ranks.share(int(self.n_rays)) if self.ranks is not None else int(self.n_rays)
 
     def make_batch(self) -> Batch:
-        rays, target, background, images = self.sample_batch(self.batch_rays())
-        return Batch(rays.origins, rays.directions, target, background, images)
+        return self.sample_batch(self.batch_rays())
 
     def render_batch(self, batch: Batch) -> RenderOutput:
         """What the loss needs of the batch; anything with `n_samples`, the samples that reached the field.
@@ -255,8 +273,11 @@ class Trainer:
         return out
 
     def loss(self, batch: Batch, out: RenderOutput) -> torch.Tensor:
-        """Scalar loss of the step: photometric loss plus the field's regularisation."""
+        """Scalar loss of the step: photometric loss, the depth loss where asked for, plus the field's
+        regularisation."""
         loss = photometric_loss(out.rgb, batch.target, self.config.loss)
+        if batch.depth is not None:
+            loss = loss + self.config.depth_loss * depth_loss(out.depth, batch.depth)
         if self.config.distortion_loss > 0 and not self.train_scene.bounded and out.weights is not None:
             loss = loss + self.config.distortion_loss * distortion_loss(out.weights, out.samples, len(out.rgb))
         regularization = self.field.regularization()

@@ -60,7 +60,7 @@ def validation_picture(field, renderer, scene: SceneData, index: int = 0):
     view = render_view(field, renderer, cameras, index)
     truth = scene.image(index, WHITE)
     if cameras is not scene.cameras:
-        truth = torch.nn.functional.interpolate(truth.permute(2, 0, 1)[None], size=(cameras.height, cameras.width),
+        truth = torch.nn.functional.interpolate(truth.permute(2, 0, 1)[None], size=view["rgb"].shape[:2],
                                                 mode="area")[0].permute(1, 2, 0)
     return prediction_truth_depth(view, truth)
 

@@ -43,7 +43,8 @@ def rgbd_render(field: Field, renderer: VolumeRenderer, cameras: Cameras, index:
     valid = (opacity > min_opacity) & ((points >= lo) & (points <= hi)).all(-1)
     z = torch.where(valid, t * (rays.directions @ forward), torch.zeros_like(t))
     rgb = (out.rgb.cpu() / opacity.clamp(min=1e-6)[:, None]).clamp(0, 1)
-    return z.reshape(cameras.height, cameras.width), rgb.reshape(cameras.height, cameras.width, 3)
+    w, h = cameras.size_of(index)
+    return z.reshape(h, w), rgb.reshape(h, w, 3)
 
 
 def project(cameras: Cameras, index: int, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -83,8 +84,8 @@ def tsdf_mesh(field: Field, renderer: VolumeRenderer, cameras: Cameras, views: i
             ijk = voxels[part]
             points = torch.stack([axes[a][ijk[:, a]] for a in range(3)], dim=-1)
             row, column, z = project(pinholes, i, points)
-            seen = (z > 0) & (row >= 0) & (row < pinholes.height) & (column >= 0) & (column < pinholes.width)
-            row, column = row.clamp(0, pinholes.height - 1), column.clamp(0, pinholes.width - 1)
+            seen = (z > 0) & (row >= 0) & (row < depth.shape[0]) & (column >= 0) & (column < depth.shape[1])
+            row, column = row.clamp(0, depth.shape[0] - 1), column.clamp(0, depth.shape[1] - 1)
             d = depth[row, column]
             sdf = d - z
             seen &= (d > 0) & (sdf > -band)

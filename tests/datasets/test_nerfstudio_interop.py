@@ -290,7 +290,7 @@ def test_masks_and_depth_errors_name_the_frame(tmp_path):
         load_dataset(tmp_path / "ns2", "train")
 
 
-def test_frames_of_different_sizes_name_the_frame(tmp_path):
+def test_images_of_another_size_than_stated_name_the_frame(tmp_path):
     c2w = orbit_c2w(3)
     write_images(tmp_path / "ns", ["a.png", "b.png"], W, H)
     write_images(tmp_path / "ns", ["c.png"], W * 2, H)
@@ -298,8 +298,8 @@ def test_frames_of_different_sizes_name_the_frame(tmp_path):
     write_transforms(tmp_path / "ns" / "transforms.json", {"fl_x": 20.0, "frames": frames})
     with pytest.raises(DatasetError, match=r"c.png: image is 64x24 but .* is 32x24 \(transforms.json frames\[2\]"):
         load_dataset(tmp_path / "ns", "train")
-    for f, size in zip(frames, [(W, H), (W, H), (W * 2, H)]):
+    for f, size in zip(frames, [(W, H), (W * 2, H), (W, H)]):  # stated sizes that are not the images' own
         f["w"], f["h"] = size
     write_transforms(tmp_path / "ns" / "transforms.json", {"fl_x": 20.0, "frames": frames})
-    with pytest.raises(DatasetError, match=r"frames\[2\] \(c.png\) is 64x24 but frames\[0\] \(a.png\) is 32x24"):
-        read_capture(tmp_path / "ns")
+    with pytest.raises(DatasetError, match=r"b.png: image is 32x24 but transforms.json frames\[1\] .* states 64x24"):
+        load_dataset(tmp_path / "ns", "train")

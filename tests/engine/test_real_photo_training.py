@@ -62,6 +62,7 @@ def test_masked_pixels_are_never_drawn_for_training(tmp_path):
     scene = SceneData(scene.cameras, images, scene.aabb, scene.name, scene.near, masks=masks)
     config = TrainConfig(scene="procedural", steps=1, threads=1, output=str(tmp_path))
     trainer = Trainer(config, tmp_path, scene, None, progress=False)
-    rays, target, background, views = trainer.sample_batch(2000)
-    assert 450 < len(target) < 850 and len(views) == len(target) == len(rays.origins)  # about 5/16 of 2000 kept
+    batch = trainer.sample_batch(2000)
+    target = batch.target
+    assert 450 < len(target) < 850 and len(batch.image_indices) == len(target) == len(batch.origins)  # ~5/16 kept
     assert (target[:, 2] == 1).all() and (target[:, 0] == 0).all()

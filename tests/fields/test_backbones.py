@@ -60,9 +60,9 @@ def test_parameter_split_partitions_the_parameters(name):
 def test_gradients_reach_every_parameter_through_the_renderer(name, scenes, tmp_path):
     trainer = _trainer(name, scenes, tmp_path)
     trainer.renderer.update_occupancy(trainer.field, 0)
-    rays, target, background, _ = trainer.sample_batch(256)
-    out = trainer.renderer.render(trainer.field, rays.origins, rays.directions, background, training=True)
-    loss = torch.nn.functional.mse_loss(out.rgb, target)
+    batch = trainer.sample_batch(256)
+    out = trainer.renderer.render(trainer.field, batch.origins, batch.directions, batch.background, training=True)
+    loss = torch.nn.functional.mse_loss(out.rgb, batch.target)
     regularization = trainer.field.regularization()
     if regularization is not None:
         loss = loss + regularization
