@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=64, help="shapes fitted at once")
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--balanced", action=argparse.BooleanOptionalAction, default=True,
+    parser.add_argument("--balanced", action=argparse.BooleanOptionalAction, default=False,
                         help="class-weighted cross-entropy")
     parser.add_argument("--test-crops", action=argparse.BooleanOptionalAction, default=True,
                         help="average the 9 offset crops in evaluation (tri-plane models)")

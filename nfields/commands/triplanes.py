@@ -35,7 +35,7 @@ class ClassifierOptions:
     epochs: int = dataclasses.field(default=30, metadata=POSITIVE)  # training epochs
     batch: int = dataclasses.field(default=64, metadata=POSITIVE)  # shapes per step
     lr: float | None = None  # peak learning rate; None: 5e-4 transformer, 2e-3 CNN
-    balanced: bool = True  # class-weighted cross-entropy (weights 1 / class count)
+    balanced: bool = False  # class-weighted cross-entropy (weights 1 / class count; not measured on the full set)
     test_crops: bool = True  # evaluate as the mean over the 9 offset crops; --no-test-crops: the centre crop
     out: str | None = None  # report folder; None: DIR/<model>
     seed: int = 0  # random seed
@@ -48,7 +48,7 @@ class PointNetOptions:
     preset: Literal["cpu", "paper"] = "cpu"  # cpu: widths up to 128; paper: 1024
     epochs: int = dataclasses.field(default=30, metadata=POSITIVE)  # training epochs
     batch: int = dataclasses.field(default=32, metadata=POSITIVE)  # shapes per step
-    balanced: bool = True  # class-weighted cross-entropy (weights 1 / class count)
+    balanced: bool = False  # class-weighted cross-entropy (weights 1 / class count; not measured on the full set)
     # only the first N shapes of each class and split; None: all
     limit_per_class: int | None = dataclasses.field(default=None, metadata=POSITIVE)
     seed: int = 0  # random seed

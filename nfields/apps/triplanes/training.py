@@ -155,7 +155,7 @@ def split_masks(splits: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 def train_plane_classifier(fit_dir: str | Path, model: str = "transformer", preset: str = "cpu",
                            epochs: int = 30, batch: int = 64, lr: float | None = None, weight_decay: float = 1e-3,
                            seed: int = 0, out: str | Path | None = None, progress: bool = True,
-                           logger: str = "tensorboard", balanced: bool = True,
+                           logger: str = "tensorboard", balanced: bool = False,
                            test_crops: bool = True) -> TrainResult:
     """Train a transformer or CNN on the fitted tri-planes of the train split of `fit_dir`, select by val
     accuracy, score the test split, and write the report and the `logger`'s curves into `out` (default
@@ -202,7 +202,7 @@ def load_point_sets(dataset: str | Path, data_root: str | Path | None = None, n_
 def train_pointnet(dataset: str | Path, out: str | Path, preset: str = "cpu", epochs: int = 30,
                    batch: int = 32, lr: float | None = None, weight_decay: float = 1e-4, seed: int = 0,
                    data_root: str | Path | None = None, limit: int | None = None, progress: bool = True,
-                   logger: str = "tensorboard", balanced: bool = True) -> TrainResult:
+                   logger: str = "tensorboard", balanced: bool = False) -> TrainResult:
     """PointNet on the raw points of the train split (the same fixed split as `fit_dataset`), selected by val
     accuracy, scored on test; the report and the `logger`'s curves go into `out`."""
     points, labels, splits, classes = load_point_sets(dataset, data_root, seed=seed, limit=limit)
