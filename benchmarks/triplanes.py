@@ -1,5 +1,7 @@
 """Tri-plane classifiers on ModelNet10: fit every shape (resumable), train the transformer, the CNN and the
-PointNet baseline with fixed seeds, print one table and write results JSON.
+PointNet baseline with fixed seeds on one split (train; val selects the epoch; test, carved out of train when
+the data set has no test folders, is only reported), print one table with per-class test accuracy and write
+results JSON.
 
     python benchmarks/triplanes.py --out runs/triplanes-modelnet10 --threads 2
     python benchmarks/triplanes.py --out runs/tp-small --limit-per-class 20 --epochs 10   # a quick check
@@ -16,7 +18,7 @@ import torch
 
 from nfields.apps.triplanes.pipeline import fit_dataset
 from nfields.apps.triplanes.store import load_fitted
-from nfields.apps.triplanes.training import train_plane_classifier, train_pointnet
+from nfields.apps.triplanes.training import accuracy_table, per_class_accuracy, train_plane_classifier, train_pointnet
 
 
 def main() -> None:
@@ -28,6 +30,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=64, help="shapes fitted at once")
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--balanced", action=argparse.BooleanOptionalAction, default=False,
+                        help="class-weighted cross-entropy")
+    parser.add_argument("--test-crops", action=argparse.BooleanOptionalAction, default=True,
+                        help="average the 9 offset crops in evaluation (tri-plane models)")
+    parser.add_argument("--tag", default="", help="suffix of the result keys and report folders of this run")
     parser.add_argument("--transformer-preset", default="cpu", help="cpu | medium | paper")
     parser.add_argument("--pointnet-preset", default="cpu", help="cpu | paper")
     parser.add_argument("--limit-per-class", type=int, help="first N shapes of each class and split")
@@ -50,20 +57,24 @@ def main() -> None:
         results["reconstruction"] = {"shapes": len(fitted.labels), "udf_error": fitted.udf_error.mean().item(),
                                      "chamfer": fitted.chamfer.mean().item()}
     presets = {"transformer": args.transformer_preset, "cnn": "cpu", "pointnet": args.pointnet_preset}
-    keys = {m: m if p == "cpu" else f"{m}-{p}" for m, p in presets.items()}  # results and report folders
-    for model in ("transformer", "cnn"):
-        if model in stages:
-            start = time.perf_counter()
-            r = train_plane_classifier(out, model, presets[model], epochs=args.epochs, seed=args.seed,
-                                       out=out / keys[model])
-            results[keys[model]] = {"val_accuracy": r.val_accuracy, "best_epoch": r.best_epoch, "epochs": args.epochs,
-                                    "minutes": (time.perf_counter() - start) / 60}
-    if "pointnet" in stages:
+    # results keys and report folders
+    keys = {m: (m if p == "cpu" else f"{m}-{p}") + (f"-{args.tag}" if args.tag else "") for m, p in presets.items()}
+    for model in ("transformer", "cnn", "pointnet"):
+        if model not in stages:
+            continue
         start = time.perf_counter()
-        r = train_pointnet(args.dataset, out / keys["pointnet"], presets["pointnet"], epochs=args.epochs,
-                           seed=args.seed, data_root=args.data_root, limit=args.limit_per_class)
-        results[keys["pointnet"]] = {"val_accuracy": r.val_accuracy, "best_epoch": r.best_epoch,
-                                     "epochs": args.epochs, "minutes": (time.perf_counter() - start) / 60}
+        if model == "pointnet":
+            r = train_pointnet(args.dataset, out / keys[model], presets[model], epochs=args.epochs, seed=args.seed,
+                               data_root=args.data_root, limit=args.limit_per_class, balanced=args.balanced)
+        else:
+            r = train_plane_classifier(out, model, presets[model], epochs=args.epochs, seed=args.seed,
+                                       out=out / keys[model], balanced=args.balanced, test_crops=args.test_crops)
+        print(accuracy_table(r))
+        results[keys[model]] = {
+            "val_accuracy": r.val_accuracy, "test_accuracy": r.test_accuracy, "best_epoch": r.best_epoch,
+            "epochs": args.epochs, "balanced": args.balanced, "test_crops": args.test_crops and model != "pointnet",
+            "minutes": (time.perf_counter() - start) / 60,
+            "test_per_class": None if r.test_confusion is None else per_class_accuracy(r.test_confusion, r.classes)}
     (out / "results.json").write_text(json.dumps(results, indent=1))
     rows = []
     if "fit" in results:
@@ -76,9 +87,10 @@ def main() -> None:
         rows += [("mean UDF error (all shapes)", f"{rec['udf_error']:.4f}"),
                  ("mean Chamfer (all shapes)", f"{rec['chamfer']:.4f}")]
     for model in sorted(k for k in results if k.startswith(("transformer", "cnn", "pointnet"))):
-        if model in results:
-            rows.append((f"{model}: val accuracy", f"{results[model]['val_accuracy']:.3f} "
-                                                   f"({results[model]['minutes']:.1f} min)"))
+        r = results[model]
+        test = "-" if r.get("test_accuracy") is None else f"{r['test_accuracy']:.3f}"
+        rows.append((f"{model}: test accuracy (val, selects)", f"{test} ({r['val_accuracy']:.3f}; "
+                                                               f"{r['minutes']:.1f} min)"))
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
     print(f"-> {out / 'results.json'}")

@@ -35,6 +35,8 @@ class ClassifierOptions:
     epochs: int = dataclasses.field(default=30, metadata=POSITIVE)  # training epochs
     batch: int = dataclasses.field(default=64, metadata=POSITIVE)  # shapes per step
     lr: float | None = None  # peak learning rate; None: 5e-4 transformer, 2e-3 CNN
+    balanced: bool = False  # class-weighted cross-entropy (weights 1 / class count; not measured on the full set)
+    test_crops: bool = True  # evaluate as the mean over the 9 offset crops; --no-test-crops: the centre crop
     out: str | None = None  # report folder; None: DIR/<model>
     seed: int = 0  # random seed
 
@@ -46,6 +48,7 @@ class PointNetOptions:
     preset: Literal["cpu", "paper"] = "cpu"  # cpu: widths up to 128; paper: 1024
     epochs: int = dataclasses.field(default=30, metadata=POSITIVE)  # training epochs
     batch: int = dataclasses.field(default=32, metadata=POSITIVE)  # shapes per step
+    balanced: bool = False  # class-weighted cross-entropy (weights 1 / class count; not measured on the full set)
     # only the first N shapes of each class and split; None: all
     limit_per_class: int | None = dataclasses.field(default=None, metadata=POSITIVE)
     seed: int = 0  # random seed
@@ -103,7 +106,7 @@ def _train_classifier(args) -> int:
 
     o = build(ClassifierOptions, args)
     result = train_plane_classifier(o.dir, o.model, o.preset, o.epochs, o.batch, o.lr, seed=o.seed, out=o.out,
-                                    logger=shared(args)["logger"])
+                                    logger=shared(args)["logger"], balanced=o.balanced, test_crops=o.test_crops)
     out = Path(o.out) if o.out else Path(o.dir) / o.model
     _report(o.model, result, f"{out} (classifier.pt, confusion.png, per_class.json, curves.png)")
     return 0
@@ -115,7 +118,7 @@ def _train_pointnet(args) -> int:
     o = build(PointNetOptions, args)
     result = train_pointnet(o.dataset, o.out, o.preset, o.epochs, o.batch, seed=o.seed,
                             data_root=shared(args)["data_root"], limit=o.limit_per_class,
-                            logger=shared(args)["logger"])
+                            logger=shared(args)["logger"], balanced=o.balanced)
     _report("pointnet", result, o.out)
     return 0
 
@@ -125,15 +128,25 @@ def _report(model: str, result, out) -> None:
     from ..apps.triplanes.training import accuracy_table
 
     print(accuracy_table(result))
-    print(f"{model}: best validation accuracy {result.val_accuracy:.3f} (epoch {result.best_epoch}) in "
-          f"{result.seconds / 60:.1f} min -> {out}")
+    test = "no test split" if result.test_accuracy is None else f"test accuracy {result.test_accuracy:.3f}"
+    print(f"{model}: {test}; best validation accuracy {result.val_accuracy:.3f} (epoch {result.best_epoch}, it "
+          f"selected the epoch) in {result.seconds / 60:.1f} min -> {out}")
 
 
 def _classify(args) -> int:
     from ..apps.triplanes.classify import classify
 
     o = build(ClassifyOptions, args)
-    for p in classify(o.checkpoint, o.field):
+    predictions = classify(o.checkpoint, o.field)
+    for p in predictions:
         truth = f"  (true: {p.true_class})" if p.true_class else ""
         print(f"{p.source}: {p.class_name} {p.probability:.3f}{truth}")
+    known = [p for p in predictions if p.true_class]
+    if len(known) > 1:
+        per_class: dict = {}
+        for p in known:
+            per_class.setdefault(p.true_class, []).append(p.class_name == p.true_class)
+        print("\n".join(f"{name:<14}{sum(hits) / len(hits):>8.3f}{len(hits):>6}"
+                        for name, hits in sorted(per_class.items())))
+        print(f"accuracy {sum(map(sum, per_class.values())) / len(known):.3f} over {len(known)} files of known class")
     return 0

@@ -1,6 +1,7 @@
 """Tri-plane classifiers: fitting, sharding and resume, the loader, permutation invariance, classify, and a
 tiny end-to-end run on procedural shapes. Sizes are tiny (8 channels, 16 x 16 planes)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -14,7 +15,13 @@ import torch
 import trimesh
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from nfields.apps.triplanes.classifiers import ChannelTransformer, TransformerConfig
+from nfields.apps.triplanes.classifiers import (
+    ChannelTransformer,
+    TransformerConfig,
+    center_crop,
+    offset_crops,
+    stack_planes,
+)
 from nfields.apps.triplanes.classify import classify, read_planes
 from nfields.apps.triplanes.fitting import FitConfig, field_distance, fit_planes, make_decoder
 from nfields.apps.triplanes.pipeline import fit_dataset
@@ -26,7 +33,12 @@ from nfields.apps.triplanes.shapes import (
     select_split,
 )
 from nfields.apps.triplanes.store import load_fitted
-from nfields.apps.triplanes.training import CLASSIFIER_FORMAT, train_plane_classifier
+from nfields.apps.triplanes.training import (
+    CLASSIFIER_FORMAT,
+    balanced_class_weights,
+    predict,
+    train_plane_classifier,
+)
 from nfields.engine.checkpoint import atomic_torch_save, save_checkpoint
 from nfields.errors import FieldsError
 from nfields.fields import build_field
@@ -136,7 +148,76 @@ def test_loader_split_is_fixed_stratified_disjoint_and_uses_test(tmp_path):
         assert all(p.startswith(f"{kind}/test/") for p in test if p.startswith(kind))
     assert discover_shapes(dataset, seed=1) != records
     with pytest.raises(FieldsError, match="no <class>/test"):
-        select_split(discover_shapes(make_dataset(tmp_path / "no_test", 3)), "test")
+        select_split(discover_shapes(make_dataset(tmp_path / "no_test", 3), test_fraction=0), "test")
+
+
+def test_test_split_carved_from_train_is_stratified_disjoint_and_fixed(tmp_path):
+    """Without test folders, each class's train files give round(0.15 n) test and round(0.10 n) val shapes, the
+    same on every call, disjoint, and a smaller class keeps the same proportions."""
+    dataset = make_dataset(tmp_path / "data", 40)
+    for f in sorted((dataset / "torus" / "train").glob("*.pcd"))[20:]:
+        f.unlink()  # 20 tori, 40 of each other class
+    records = discover_shapes(dataset, val_fraction=0.10, test_fraction=0.15, seed=0)
+    assert records == discover_shapes(dataset, val_fraction=0.10, test_fraction=0.15, seed=0)
+    assert all(r.relpath.split("/")[1] == "train" for r in records)  # every file comes from train/
+    splits = {s: [r for r in records if r.split == s] for s in ("train", "val", "test")}
+    assert len({r.relpath for s in splits.values() for r in s}) == len(records) == 3 * 40 + 20
+    for kind, n in (("box", 40), ("cylinder", 40), ("sphere", 40), ("torus", 20)):
+        counts = {s: sum(r.class_name == kind for r in rs) for s, rs in splits.items()}
+        assert counts == {"train": n - round(0.15 * n) - round(0.10 * n), "val": round(0.10 * n),
+                          "test": round(0.15 * n)}
+    other_seed = discover_shapes(dataset, val_fraction=0.10, test_fraction=0.15, seed=1)
+    assert {r.relpath for r in other_seed if r.split == "test"} != {r.relpath for r in splits["test"]}
+
+
+def test_balanced_class_weights_equalise_each_class_share_of_the_loss():
+    labels = torch.tensor([0] * 30 + [1] * 10 + [2] * 20)
+    weights = balanced_class_weights(labels, 4)
+    counts = torch.bincount(labels, minlength=4).float()
+    share = weights * counts  # each class's total weight in the loss
+    assert torch.allclose(share[:3], share[0].expand(3)) and weights[3] == 0
+    assert torch.isclose(weights[labels].mean(), torch.tensor(1.0))  # the loss keeps its scale
+
+
+def test_offset_crops_cover_every_offset_and_predict_averages_their_probabilities():
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).reshape(2, 3, 6, 6)
+    views = offset_crops(x, 4)
+    assert len(views) == 9 and all(v.shape == (2, 3, 4, 4) for v in views)
+    assert {(int(v[0, 0, 0, 0]) // 6, int(v[0, 0, 0, 0]) % 6) for v in views} == {(i, j) for i in range(3)
+                                                                                for j in range(3)}
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16, 5))
+    averaged = predict(model, x, lambda b: offset_crops(b, 4))
+    expected = torch.stack([model(v).softmax(1) for v in views]).mean(0)
+    assert torch.allclose(averaged, expected) and torch.allclose(averaged.sum(1), torch.ones(2))
+    assert torch.allclose(predict(model, x, lambda b: [center_crop(b, 4)]), model(center_crop(x, 4)).softmax(1))
+
+
+def test_the_test_split_never_reaches_epoch_selection(tmp_path, monkeypatch):
+    """fit_classifier (which selects the epoch) sees only train and val shapes; the test shapes are scored once,
+    afterwards, by the selected model."""
+    import nfields.apps.triplanes.training as training
+
+    dataset = make_dataset(tmp_path / "data", 8, test_per_class=2)
+    out = tmp_path / "fit"
+    fit_dataset(dataset, out, "all", 32, replace(TINY, steps=5, decoder_steps=5), progress=False)
+    fitted = load_fitted(out)
+    test_planes = stack_planes(fitted.planes[torch.tensor([s == "test" for s in fitted.splits])])
+    seen = []
+    original = training.fit_classifier
+
+    def spy(model, x_train, y_train, x_val, y_val, *args, **kwargs):
+        seen.extend([x_train, x_val])
+        return original(model, x_train, y_train, x_val, y_val, *args, **kwargs)
+
+    monkeypatch.setattr(training, "fit_classifier", spy)
+    result = training.train_plane_classifier(out, "cnn", epochs=2, batch=8, progress=False, logger="none")
+    assert len(seen) == 2 and len(seen[0]) + len(seen[1]) == len(fitted.labels) - len(test_planes)
+    for x in seen:  # no test shape among the inputs of selection
+        assert not (x.flatten(1)[:, None, :] == test_planes.flatten(1)[None]).all(-1).any()
+    assert result.test_confusion.sum() == len(test_planes) == 8 and result.test_accuracy is not None
+    report = json.loads((out / "cnn" / "per_class.json").read_text())
+    assert sum(row["count"] for row in report["test_per_class"].values()) == 8
 
 
 def test_meshes_load_as_surface_points(tmp_path):

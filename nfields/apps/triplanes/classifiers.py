@@ -1,7 +1,8 @@
 """Classifiers of tri-planes: the channel-token transformer (Cardace et al. 2024) and a small CNN.
 
 Input: tri-planes (B, 3, C, R, R) stacked to (B, 3C, R, R), L2-normalised over the 3C-vector at each
-location, cropped to (B, 3C, S, S) (random resized crop in training, centre crop in evaluation).
+location, cropped to (B, 3C, S, S) (random resized crop in training; in evaluation the centre crop, as the paper does,
+or the average over every offset crop).
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ def center_crop(x: torch.Tensor, size: int = CROP) -> torch.Tensor:
     """(B, K, R, R) -> (B, K, size, size), the centre."""
     top = (x.shape[-1] - size) // 2
     return x[..., top:top + size, top:top + size]
+
+
+def offset_crops(x: torch.Tensor, size: int = CROP) -> list[torch.Tensor]:
+    """Every (B, K, size, size) crop of (B, K, R, R) at integer offsets: (R - size + 1)^2 views (9 for 30 of 32),
+    whose predictions are averaged at test time."""
+    n = x.shape[-1] - size + 1
+    return [x[..., top:top + size, left:left + size] for top in range(n) for left in range(n)]
 
 
 def random_resized_crop(x: torch.Tensor, size: int = CROP, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),

@@ -10,9 +10,9 @@ import torch
 
 from ...engine.checkpoint import load_checkpoint
 from ...errors import FieldsError
-from .classifiers import build_plane_classifier, center_crop, stack_planes
+from .classifiers import build_plane_classifier, stack_planes
 from .store import SHAPE_FORMAT, load_tagged
-from .training import CLASSIFIER_FORMAT
+from .training import CLASSIFIER_FORMAT, plane_transforms, predict
 
 RADIANCE_PLANES = "planes.planes.0"
 
@@ -77,8 +77,7 @@ def classify(checkpoint: str | Path, sources: list[str | Path]) -> list[Predicti
     model, state = load_classifier(checkpoint)
     expected = tuple(state["plane_shape"])
     planes, truths = zip(*(read_planes(s, expected) for s in sources))
-    with torch.no_grad():
-        probabilities = model(center_crop(stack_planes(torch.stack(planes)), state["crop"])).softmax(1)
-    best = probabilities.max(1)
+    _, views = plane_transforms(state["crop"], state.get("test_crops", False))  # as the classifier was scored
+    best = predict(model, stack_planes(torch.stack(planes)), views).max(1)
     return [Prediction(str(s), state["classes"][i], float(p), t)
             for s, i, p, t in zip(sources, best.indices.tolist(), best.values.tolist(), truths)]

@@ -13,9 +13,18 @@ from tqdm import tqdm
 
 from ...engine.loggers import make_logger
 from .fitting import FitConfig, fit_planes, make_decoder
-from .shapes import class_names, discover_shapes, limit_per_class, load_shapes, resolve_dataset, select_split
+from .shapes import (
+    TEST_FRACTION,
+    VAL_FRACTION,
+    class_names,
+    discover_shapes,
+    limit_per_class,
+    load_shapes,
+    resolve_dataset,
+    select_split,
+)
 from .sharding import rank_and_world, shard, wait_for_file
-from .store import DECODER_NAME, load_decoder_file, save_decoder_file, save_shape, shape_file
+from .store import DECODER_NAME, load_decoder_file, save_decoder_file, save_shape, save_split, shape_file
 
 
 @dataclass
@@ -29,8 +38,7 @@ class FitSummary:
     chamfer: float = float("nan")
 
 
-def prepare_decoder(out: Path, records, config: FitConfig, seed: int, val_fraction: float,
-                    progress: bool) -> dict:
+def prepare_decoder(out: Path, records, config: FitConfig, seed: int, fractions: dict, progress: bool) -> dict:
     """Train the shared decoder jointly with tri-planes of `batch` training shapes spread over the sorted list,
     and save it; reuse DIR/decoder.pt when it exists."""
     path = out / DECODER_NAME
@@ -46,7 +54,7 @@ def prepare_decoder(out: Path, records, config: FitConfig, seed: int, val_fracti
         print(f"training the shared decoder on {len(shapes)} shapes ({config.decoder_steps} steps)", flush=True)
     result = fit_planes([s.points for s in shapes], decoder, config, seed=seed, train_decoder=True)
     state = {"id": uuid.uuid4().hex, "config": config.to_dict(), "state": decoder.state_dict(),
-             "classes": class_names(records), "seed": seed, "val_fraction": val_fraction,
+             "classes": class_names(records), "seed": seed, **fractions,
              "udf_error": float(result.udf_error.mean()), "chamfer": float(result.chamfer.mean())}
     save_decoder_file(path, state)
     return state
@@ -54,8 +62,8 @@ def prepare_decoder(out: Path, records, config: FitConfig, seed: int, val_fracti
 
 def fit_dataset(dataset: str | Path, out: str | Path, split: str = "all", batch: int = 64,
                 config: FitConfig | None = None, data_root: str | Path | None = None, seed: int = 0,
-                val_fraction: float = 0.15, limit: int | None = None, progress: bool = True,
-                decoder_timeout: float = 3600.0, logger: str = "tensorboard") -> FitSummary:
+                val_fraction: float = VAL_FRACTION, test_fraction: float = TEST_FRACTION, limit: int | None = None,
+                progress: bool = True, decoder_timeout: float = 3600.0, logger: str = "tensorboard") -> FitSummary:
     """Fit one tri-plane per shape of `split` into OUT/shapes/<relpath>.pt, `batch` shapes at once.
 
     Shapes with a file are skipped (resume). Under torchrun (RANK, WORLD_SIZE) this process fits shapes
@@ -66,10 +74,12 @@ def fit_dataset(dataset: str | Path, out: str | Path, split: str = "all", batch:
     start = time.perf_counter()
     out = Path(out)
     config = config or FitConfig()
-    records = limit_per_class(discover_shapes(resolve_dataset(dataset, data_root), val_fraction, seed), limit)
+    fractions = {"val_fraction": val_fraction, "test_fraction": test_fraction}
+    records = limit_per_class(discover_shapes(resolve_dataset(dataset, data_root), seed=seed, **fractions), limit)
     rank, world = rank_and_world()
     if rank == 0:
-        decoder_state = prepare_decoder(out, records, config, seed, val_fraction, progress)
+        save_split(out, records, seed=seed, **fractions)
+        decoder_state = prepare_decoder(out, records, config, seed, fractions, progress)
     else:
         wait_for_file(out / DECODER_NAME, decoder_timeout)
         decoder_state = load_decoder_file(out / DECODER_NAME)

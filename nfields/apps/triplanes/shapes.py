@@ -1,8 +1,9 @@
 """Shape data sets for tri-plane fitting: discovery, a fixed stratified validation split, loading point
 clouds (PCD) and meshes (OBJ, OFF, PLY, STL), normalisation, and corrupt files reported by name.
 
-Layout: ``<dataset>/<class>/train/*`` and optionally ``<dataset>/<class>/test/*``. The validation split is
-carved out of ``train`` per class with a fixed seed; ``test`` is used only when the folders exist.
+Layout: ``<dataset>/<class>/train/*`` and optionally ``<dataset>/<class>/test/*``. Per class, a fixed seeded
+share of ``train`` becomes the validation split (it selects the classifier's epoch); the test split is the
+``test`` folders when they exist, else another fixed share of ``train`` that nothing selects on.
 """
 
 from __future__ import annotations
@@ -64,11 +65,33 @@ def resolve_dataset(dataset: str | Path = DEFAULT_DATASET, data_root: str | Path
         "as they are in the same <class>/train, <class>/test layout).")
 
 
-def discover_shapes(folder: Path, val_fraction: float = 0.15, seed: int = 0) -> list[ShapeRecord]:
-    """All shapes of a data set folder, sorted by relative path, each with its split.
+VAL_FRACTION = 0.10  # of each class's train files: selects the classifier's epoch
+TEST_FRACTION = 0.15  # of each class's train files when the data set has no test folders: reported only
 
-    Per class, ``round(val_fraction * n)`` (at least 1 when n >= 2) of the sorted ``train`` files are drawn
-    into ``val`` by a generator seeded with (seed, class index): the same files on every call and machine.
+
+def carve_splits(n: int, label: int, val_fraction: float, test_fraction: float, seed: int) -> list[str]:
+    """The split of each of a class's n sorted train files: ``round(fraction * n)`` files (at least 1 when
+    n >= 3 and the fraction is positive) go to test, then as many to val, by a permutation seeded with
+    (seed, class label), the same on every call and machine; the rest stay in train."""
+    def count(fraction: float) -> int:
+        return max(1, int(round(fraction * n))) if fraction > 0 and n >= 3 else 0
+
+    n_test, n_val = count(test_fraction), count(val_fraction)
+    splits = ["train"] * n
+    order = np.random.default_rng([seed, label]).permutation(n)
+    for i in order[:n_test]:
+        splits[i] = "test"
+    for i in order[n_test:n_test + n_val]:
+        splits[i] = "val"
+    return splits
+
+
+def discover_shapes(folder: Path, val_fraction: float = VAL_FRACTION, test_fraction: float = TEST_FRACTION,
+                    seed: int = 0) -> list[ShapeRecord]:
+    """All shapes of a data set folder, sorted by relative path, each with its split (train | val | test).
+
+    Per class, ``carve_splits`` draws val (and test, unless the class has a ``test`` folder, whose files are the
+    test split) out of the sorted ``train`` files.
     """
     folder = Path(folder)
     suffixes = POINT_SUFFIXES + MESH_SUFFIXES
@@ -79,16 +102,11 @@ def discover_shapes(folder: Path, val_fraction: float = 0.15, seed: int = 0) -> 
                            "Expected <dataset>/<class>/train/<shape>.pcd (or .obj, .off, .ply, .stl).")
     records = []
     for label, name in enumerate(classes):
-        for split in ("train", "test"):
-            files = sorted(f for f in (folder / name / split).glob("*") if f.suffix.lower() in suffixes)
-            val = set()
-            if split == "train" and len(files) >= 2 and val_fraction > 0:
-                n_val = max(1, int(round(val_fraction * len(files))))
-                rng = np.random.default_rng([seed, label])
-                val = set(rng.choice(len(files), n_val, replace=False).tolist())
-            for i, f in enumerate(files):
-                records.append(ShapeRecord(f, f.relative_to(folder).as_posix(), label, name,
-                                           "val" if i in val else split))
+        train, test = [sorted(f for f in (folder / name / split).glob("*") if f.suffix.lower() in suffixes)
+                       for split in ("train", "test")]
+        splits = carve_splits(len(train), label, val_fraction, 0.0 if test else test_fraction, seed)
+        for f, split in [*zip(train, splits), *((f, "test") for f in test)]:
+            records.append(ShapeRecord(f, f.relative_to(folder).as_posix(), label, name, split))
     if not any(r.split == "train" for r in records):
         raise DatasetError(folder, "class folders hold no shape files (.pcd, .obj, .off, .ply, .stl)")
     return sorted(records, key=lambda r: r.relpath)
@@ -107,8 +125,7 @@ def select_split(records: list[ShapeRecord], split: str) -> list[ShapeRecord]:
         return list(records)
     chosen = [r for r in records if r.split == split]
     if split == "test" and not chosen:
-        raise FieldsError("split 'test': the data set has no <class>/test folders (only train, which is split "
-                          "into train and val)")
+        raise FieldsError("split 'test': no test shapes (no <class>/test folders, and test_fraction is 0)")
     return chosen
 
 

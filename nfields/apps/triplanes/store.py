@@ -1,8 +1,10 @@
-"""Files of a tri-plane folder: DIR/decoder.pt (the shared decoder) and DIR/shapes/<relpath>.pt, one per shape
-(planes float16 (3, C, R, R), label, class, source path, split, reconstruction metrics)."""
+"""Files of a tri-plane folder: DIR/decoder.pt (the shared decoder), DIR/split.json (the train / val / test
+split) and DIR/shapes/<relpath>.pt, one per shape (planes float16 (3, C, R, R), label, class, source path,
+split, reconstruction metrics)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from .shapes import ShapeRecord
 SHAPE_FORMAT = "nfields-triplane-1"
 DECODER_FORMAT = "nfields-triplane-decoder-1"
 DECODER_NAME = "decoder.pt"
+SPLIT_NAME = "split.json"
 
 
 def shape_file(out: Path, record: ShapeRecord) -> Path:
@@ -74,6 +77,19 @@ def load_fitted(out: Path) -> FittedSet:
                      torch.tensor([s["label"] for s in states]), [s["split"] for s in states],
                      [s["relpath"] for s in states], torch.tensor([s["udf_error"] for s in states]),
                      torch.tensor([s["chamfer"] for s in states]), decoder["classes"])
+
+
+def save_split(out: Path, records: list[ShapeRecord], **settings) -> Path:
+    """DIR/split.json: the settings that drew the split, each class's count per split, and every file's split."""
+    counts: dict = {}
+    for r in records:
+        counts.setdefault(r.class_name, {}).setdefault(r.split, 0)
+        counts[r.class_name][r.split] += 1
+    path = Path(out) / SPLIT_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**settings, "counts": counts, "files": {r.relpath: r.split for r in records}},
+                               indent=1))
+    return path
 
 
 def save_decoder_file(path: Path, state: dict) -> None:
