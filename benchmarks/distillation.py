@@ -6,11 +6,15 @@ val PSNR of the distilled and the from-scratch student at equal time (the same e
 two speed-ups read off the PSNR-vs-time curves of fixed random val pixels that both runs record: the time
 the from-scratch run needs to reach the distilled student's PSNR divided by the distillation time, and the
 from-scratch run's whole time divided by the time the distillation needs to reach its final PSNR. Ablation
-rows distil --ablate's student with no level, each level alone, the default and all three. Finished runs
-are reused, so the script resumes. Usage:
+rows distil --ablate's student with no level, each level alone, the default and all three. --presets picks
+a student's preset for its distillations; --feature-ablation distils a student for --minutes in its default
+preset, then in its --presets preset with and without the feature stage (PVD's stage 1; without it, the
+point stage starts at once). Finished runs are reused, so the script resumes. Usage:
 
     python benchmarks/distillation.py --teacher runs/bench2/lego-hashgrid-20261127-143538 --minutes 3 \
         --threads 2 --scratch-minutes 30
+    python benchmarks/distillation.py --teacher RUN --students --ablate '' --feature-ablation mlp \
+        --presets mlp=small-shared --minutes 3 --threads 2
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import json
 from pathlib import Path
 
 from nfields.apps.distillation import ACTIVE_LEVELS, DEFAULT_ACTIVE, DistillConfig, distill
+from nfields.apps.distillation.losses import shares_color_decoder
+from nfields.engine.checkpoint import load_checkpoint
 from nfields.engine.config import TrainConfig
 from nfields.engine.evaluation import evaluate
 from nfields.engine.runs import load_run
@@ -71,24 +77,53 @@ def scratch_run(student: str, args, given: dict[str, str]) -> Path:
     return folder
 
 
-def distilled_run(student: str, active: tuple[str, ...], minutes: float, views: int, args) -> Path:
+def distilled_run(student: str, active: tuple[str, ...], minutes: float, views: int, args,
+                  preset: str | None = None, feature_stage: bool = True) -> Path:
+    """A distillation of `minutes` (reused when finished); without the feature stage, its share of the run
+    goes to the point stage (the stages' second boundary is kept)."""
     label = "+".join(active) or "none"
-    folder = Path(args.out) / f"distilled-{student}-{label}-{minutes:g}min"
+    name = f"{student}-{preset}" if preset else student
+    folder = Path(args.out) / f"distilled-{name}-{label}-{minutes:g}min{'' if feature_stage else '-no-features'}"
     if not (folder / "metrics.json").exists():
         settings = DistillConfig(teacher=args.teacher, student=student, active=active)
-        distill(settings, time_budget=minutes, output=str(folder), threads=args.threads,
+        if not feature_stage:
+            settings.stages = (0.0, settings.stages[1])
+        distill(settings, time_budget=minutes, output=str(folder), preset=preset, threads=args.threads,
                 data_root=args.data_root, final_eval_views=views)
     return folder
+
+
+def feature_stage_ablation(student: str, args) -> list[dict]:
+    """The student distilled for --minutes in its default preset, then in its --presets preset with and without
+    the feature stage (PVD's stage 1)."""
+    preset = args.presets.get(student)
+    runs = ((None, True), (preset, True), (preset, False)) if preset else ((None, True), (None, False))
+    rows = []
+    for form, feature_stage in runs:
+        folder = distilled_run(student, DEFAULT_ACTIVE, args.minutes, args.views, args, form, feature_stage)
+        metrics = json.loads((folder / "metrics.json").read_text())
+        copied = load_checkpoint(folder / "checkpoint.pt")["distillation"]["copied"]
+        ran = feature_stage and shares_color_decoder(load_run(folder).field, copied)  # as the distiller decides
+        rows.append({"preset": form or "default", "feature_stage": ran,
+                     "copied": sorted({n.split(".")[0] for n in copied}),
+                     "psnr": snapshot_psnr(folder, args.minutes, args.views),
+                     "curve_psnr": history(folder)[-1]["val_psnr"], "vs_teacher": metrics["psnr_vs_teacher"],
+                     "steps": metrics["step"], "run": str(folder)})
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", required=True, help="a trained lego run (e.g. hashgrid, 10 minutes)")
-    parser.add_argument("--students", nargs="+", default=["mlp", "tensorf-vm", "triplane", "rbf"])
+    parser.add_argument("--students", nargs="*", default=["mlp", "tensorf-vm", "triplane", "rbf"])
     parser.add_argument("--minutes", type=float, default=3.0, help="distillation budget (training time)")
     parser.add_argument("--scratch-minutes", type=float, default=3.0, help="from-scratch budget")
     parser.add_argument("--scratch", nargs="*", default=[], metavar="STUDENT=RUN",
                         help="existing from-scratch runs (with a checkpoint kept at --minutes) to reuse")
+    parser.add_argument("--presets", nargs="*", default=[], metavar="STUDENT=PRESET",
+                        help="a student's preset for its distillations (e.g. mlp=small-shared: the hash grid's heads)")
+    parser.add_argument("--feature-ablation", default="", metavar="STUDENT",
+                        help="distil STUDENT for --minutes with and without the feature stage ('' for none)")
     parser.add_argument("--ablate", default="mlp", help="student of the active-learning ablation ('' for none)")
     parser.add_argument("--ablate-minutes", type=float, default=2.0, help="budget of each ablation run")
     parser.add_argument("--views", type=int, default=4, help="evenly spaced val views scored")
@@ -97,11 +132,12 @@ def main() -> None:
     parser.add_argument("--out", default="runs/distill")
     args = parser.parse_args()
     given = dict(item.split("=", 1) for item in args.scratch)
+    args.presets = dict(item.split("=", 1) for item in args.presets)
     teacher_psnr = json.loads((Path(args.teacher) / "metrics.json").read_text())["psnr"]
 
     rows = []
     for student in args.students:
-        distilled = distilled_run(student, DEFAULT_ACTIVE, args.minutes, args.views, args)
+        distilled = distilled_run(student, DEFAULT_ACTIVE, args.minutes, args.views, args, args.presets.get(student))
         scratch = scratch_run(student, args, given)
         d_metrics = json.loads((distilled / "metrics.json").read_text())
         d_curve, s_curve = history(distilled), history(scratch)
@@ -135,9 +171,11 @@ def main() -> None:
             ablations.append({"active": "+".join(active) or "none", "curve_psnr": history(folder)[-1]["val_psnr"],
                               "vs_teacher": metrics["psnr_vs_teacher"], "steps": metrics["step"]})
 
+    features = feature_stage_ablation(args.feature_ablation, args) if args.feature_ablation else []
+
     Path(args.out, "distillation.json").write_text(json.dumps(
-        {"teacher": args.teacher, "teacher_psnr": teacher_psnr, "minutes": args.minutes, "rows": rows,
-         "ablations": ablations}, indent=2) + "\n")
+        {"teacher": args.teacher, "teacher_psnr": teacher_psnr, "minutes": args.minutes, "presets": args.presets,
+         "rows": rows, "ablations": ablations, "feature_stage_ablation": features}, indent=2) + "\n")
     print(f"\nteacher {args.teacher}: val PSNR {teacher_psnr:.2f}; budget {args.minutes:g} min, "
           f"{args.threads} threads; "
           f"PSNR over {args.views} val views")
@@ -161,6 +199,13 @@ def main() -> None:
         print("| levels | val PSNR | vs teacher | steps |\n|---|---|---|---|")
         for a in ablations:
             print(f"| {a['active']} | {a['curve_psnr']:.2f} | {a['vs_teacher']:.2f} | {a['steps']} |")
+    if features:
+        print(f"\nfeature-stage ablation ({args.feature_ablation}, {args.minutes:g} min each)")
+        print(f"| preset | copied from the teacher | feature stage | val PSNR ({args.views} views) | curve PSNR "
+              "| vs teacher | steps |\n|---|---|---|---|---|---|---|")
+        for f in features:
+            print(f"| {f['preset']} | {', '.join(f['copied']) or 'nothing'} | {'on' if f['feature_stage'] else 'off'} "
+                  f"| {f['psnr']:.2f} | {f['curve_psnr']:.2f} | {f['vs_teacher']:.2f} | {f['steps']} |")
 
 
 if __name__ == "__main__":

@@ -42,7 +42,9 @@ class Field(nn.Module):
 
     `parameter_roles` names the field's modules or parameters (dotted paths) with their role: "features"
     (grids, planes, encoders) or "decoder" (MLPs, bases); every parameter lies under exactly one of them.
-    The roles give `parameter_split`, the default `param_groups` and what distillation copies.
+    A backbone whose config picks its modules sets them per instance in its constructor (mlp's "shared" heads).
+    The roles give `parameter_split`, the default `param_groups` and what distillation copies: each decoder
+    module whose name and shapes match the teacher's (PVD's shared heads).
     `color_decoder_modules` names the colour decoder's modules (none by default).
 
     Optional hooks, with defaults that do nothing, let a backbone steer its own training:
@@ -64,7 +66,7 @@ class Field(nn.Module):
 
     name: ClassVar[str]
     Config: ClassVar[type[FieldConfig]]
-    parameter_roles: ClassVar[dict[str, str]]
+    parameter_roles: dict[str, str]  # on the class, or per instance (see above)
     color_decoder_modules: ClassVar[tuple[str, ...]] = ()
     trains_in_half_precision: ClassVar[bool] = False  # its reference trains under float16 (mixed precision on CUDA)
 

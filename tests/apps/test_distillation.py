@@ -131,6 +131,38 @@ def test_student_gets_the_teachers_colour_decoder_where_shapes_match():
     assert not shares_color_decoder(mlp, copy_compatible_tensors(mlp, teacher))
 
 
+def test_shared_head_mlp_student_takes_the_hash_grids_heads_and_computes_as_they_do():
+    teacher = build_field("hashgrid", AABB)
+    torch.manual_seed(0)
+    for p in teacher.parameters():  # a teacher whose heads differ from any fresh initialisation
+        p.data.normal_(0.0, 0.3)
+    student = build_field("mlp", AABB, "small-shared")
+    copied = copy_compatible_tensors(student, teacher)
+    assert sorted({n.split(".")[0] for n in copied}) == ["color_mlp", "density_mlp"]  # PVD: D_sigma and D_c
+    teacher_state = teacher.state_dict()
+    for name in copied:
+        assert torch.equal(student.state_dict()[name], teacher_state[name]), name
+    assert not any(n.startswith("trunk_mlp") for n in copied)
+    assert shares_color_decoder(student, copied)
+    # Same heads, same function: the teacher's encoding through the student's density head gives the teacher's
+    # density and feature, and any feature gives the teacher's colour (SH directions first, as the hash grid's).
+    x = torch.rand(64, 3) * 3 - 1.5
+    d = torch.nn.functional.normalize(torch.randn(64, 3), dim=-1)
+    sigma, features = teacher.density(x)
+    assert torch.allclose(student.density_mlp(teacher.encode(x)), features)
+    assert torch.allclose(student.color(features, d), teacher.color(features, d))
+    assert student.config.density_bias == teacher.config.density_bias  # the same log-density convention
+    own = build_field("mlp", AABB, "small")
+    assert not shares_color_decoder(own, copy_compatible_tensors(own, teacher))  # its own heads: nothing fits
+
+
+def test_mlp_heads_must_be_own_or_shared():
+    from nfields.fields.mlp import MLPConfig
+
+    with pytest.raises(ValueError, match="'heads' must be one of own, shared, got 'both'"):
+        build_field("mlp", AABB, config={**vars(MLPConfig()), "heads": "both"})
+
+
 # ----- virtual poses -----
 def _ring_cameras(n=12, radius=4.0, elevation=30.0):
     eyes = []
@@ -283,3 +315,39 @@ def test_resuming_a_training_run_as_a_distillation_names_the_checkpoint(trained_
     _settings(trained_procedural_run).save(run / SETTINGS_NAME)
     with pytest.raises(FieldsError, match=r"run/checkpoint.pt: not a distillation checkpoint"):
         resume_distillation(run, {"steps": 300}, progress=False)
+
+
+def _stage_losses(teacher_run, tmp_path, preset, stages, steps=60):
+    """Each stage's step losses and logged feature losses for a hash -> mlp (`preset`) distillation."""
+    from nfields.apps.distillation.distiller import student_config
+    from nfields.engine.runs import load_run
+    from nfields.engine.scenes import load_scene
+
+    teacher = load_run(teacher_run, device="cpu")
+    settings = _settings(teacher_run, student="mlp", stages=stages, active=())
+    config = student_config(teacher, "mlp", preset, steps, None, tmp_path / preset, None, 0, "cpu", [])
+    distiller = Distiller(config, settings, tmp_path / preset, teacher, load_scene(config, "train"),
+                          load_scene(config, "val"), progress=False)
+    losses: dict[str, list[float]] = {}
+    logged: list[float] = []
+    while not distiller.done():
+        stage = distiller.stage()
+        losses.setdefault(stage, []).append(distiller.train_step().loss)
+        if "distill/features" in distiller.log_scalars():
+            logged.append(distiller.log_scalars()["distill/features"])
+    return distiller, losses, logged
+
+
+def test_feature_stage_runs_for_hash_to_shared_head_mlp_and_the_ablation_skips_it(trained_procedural_run,
+                                                                                  tmp_path):
+    distiller, losses, logged = _stage_losses(trained_procedural_run, tmp_path, "small-shared", (0.5, 0.75))
+    assert "feature stage on" in distiller.describe() and "color_mlp, density_mlp" in distiller.describe()
+    assert list(losses) == ["features", "points", "rgb"] and len(losses["features"]) == 30
+    assert logged == pytest.approx(losses["features"])  # the feature loss is what the run logs
+    head, tail = sum(logged[:5]) / 5, sum(logged[-5:]) / 5
+    assert tail < 0.5 * head, (head, tail)
+    # Ablation: the first boundary at 0 skips the stage; an mlp with its own heads never has it.
+    _, losses, logged = _stage_losses(trained_procedural_run, tmp_path, "small-shared", (0.0, 0.75), steps=8)
+    assert "features" not in losses and not logged
+    distiller, losses, _ = _stage_losses(trained_procedural_run, tmp_path, "small", (0.5, 0.75), steps=8)
+    assert "features" not in losses and "no feature stage" in distiller.describe()
