@@ -11,6 +11,7 @@ from torch import nn
 from .base import Field, FieldConfig, mlp, trunc_exp
 from .coordinate import CoordinateNetwork, PositionalEncoder
 from .encodings import positional_encoding, positional_encoding_dim
+from .optimizer_spec import NERFACC_MLP_SCHEDULE, OptimizerSpec, ParamGroupSpec
 
 
 @dataclass
@@ -25,6 +26,10 @@ class MLPConfig(FieldConfig):
     density_bias: float = -1.0
     cpu_preset: ClassVar[str] = "small"
     gpu_preset: ClassVar[str] = "nerf"
+    # NerfAcc's NeRF MLP (examples/train_mlp_nerf.py, also CAM's baseline): Adam 5e-4 with torch's betas and eps,
+    # no weight decay, x0.33 at 1/2, 3/4, 5/6 and 9/10 of training.
+    optimizer: ClassVar[OptimizerSpec] = OptimizerSpec(groups=(ParamGroupSpec("field", 5e-4),),
+                                                       schedule=NERFACC_MLP_SCHEDULE)
 
     @classmethod
     def presets(cls, bound: float = 1.5) -> dict[str, "MLPConfig"]:

@@ -292,7 +292,7 @@ def student_config(teacher: LoadedRun, student: str, preset: str | None, steps: 
                           "time_budget": time_budget, "output": str(output), "threads": threads, "seed": seed,
                           "device": device, "snapshot_minutes": list(snapshot_minutes),
                           "samples_per_step": samples_per_step, "overwrite": overwrite, "check_sync": check_sync,
-                          "eval_every": TrainConfig.eval_every,
+                          "eval_every": TrainConfig.eval_every, "optimizer": None,
                           "final_eval_views": final_eval_views or base.final_eval_views})
 
 
