@@ -54,8 +54,9 @@ class RBFConfig(FieldConfig):
     density_activation: str = "softplus"  # softplus: scale * softplus(o + shift); exp: exp(o + shift)
     density_shift: float = -10.0
     distance_scale: float = 25.0
-    # GNF's NeRF setting (on TensoRF's trainer): Adam, betas (0.9, 0.99), 2e-2 for the encoder and the RBF units'
-    # centres and precisions, 1e-3 for the rest (the output layers), x0.1 over training.
+    # GNF's NeRF setting (as ../shared/docs/methods-backbones.md, section 4, reads it): Adam, betas (0.9, 0.99),
+    # 2e-2 for the encoder and the RBF units' centres and precisions, 1e-3 for the rest (the output layers),
+    # exponential decay to 0.1x over training (TensoRF's trainer, which GNF's NeRF code builds on).
     optimizer: ClassVar[OptimizerSpec] = OptimizerSpec(
         groups=(ParamGroupSpec("decoder", 1e-3),
                 ParamGroupSpec("features and RBF units", 2e-2,

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..engine.config import TrainConfig, read_config_json
+from ..engine.config import RECORDED_FIELDS, TrainConfig, read_config_json
 from ..errors import FieldsError
 from .options import add_options, build, given
 from .shared import ViewerAddress
@@ -26,7 +26,7 @@ class TrainOptions:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a radiance field on a scene")
-    add_options(p, TrainConfig, exclude=("optimizer",))  # recorded by the run, not given
+    add_options(p, TrainConfig, exclude=RECORDED_FIELDS)
     add_options(p, TrainOptions)
     add_options(p, ViewerAddress, prefix="view")
     p.set_defaults(handler=run)

@@ -14,6 +14,8 @@ from ..fields import OptimizerSpec, ParamGroupSpec, Schedule, UnknownFieldError,
 from .devices import check_device_name
 from .loggers import LOGGERS
 
+RECORDED_FIELDS = ("optimizer",)  # TrainConfig fields the run writes, not given on the command line
+
 
 @dataclass
 class TrainConfig:
