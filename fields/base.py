@@ -13,6 +13,10 @@ from .optimizer_spec import OptimizerSpec
 ROLES = ("features", "decoder")
 
 
+class SavedConfigError(ValueError):
+    """A checkpoint's field configuration that this version cannot rebuild the field from."""
+
+
 @dataclass
 class FieldConfig:
     """Base of the backbones' configuration dataclasses: named presets, the preset a device type uses

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Field, FieldConfig
+from .base import Field, FieldConfig, SavedConfigError
 from .coordinate import CoordinateNetwork, FourierFeatures
 from .encodings import positional_encoding, positional_encoding_dim
 from .grids import MultiPlaneGrid
@@ -112,8 +112,13 @@ class CAMConfig(FieldConfig):
     optimizer: ClassVar[OptimizerSpec] = OptimizerSpec(
         groups=(ParamGroupSpec("decoder", 5e-4), ParamGroupSpec("features", 5e-3, roles=("features",))),
         schedule=NERFACC_MLP_SCHEDULE)
-    # Before the reference trunk: a density bias, and a grid scale of the trainer's single learning rate.
-    retired_fields: ClassVar[tuple[str, ...]] = ("density_bias", "grid_lr_scale")
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> CAMConfig:
+        if "density_bias" in saved:  # saved before the reference trunk, whose weights would load with other meanings
+            raise SavedConfigError("this cam checkpoint predates CAM's reference trunk (ReLU density, encoding of "
+                                   "world coordinates, skip); it cannot be rebuilt: train it again")
+        return super().from_saved(saved)
 
     @classmethod
     def presets(cls, bound: float = 1.5) -> dict[str, CAMConfig]:

@@ -14,6 +14,7 @@ from nfields.engine.runs import CHECKPOINT_NAME, CONFIG_NAME
 from nfields.engine.trainer import Trainer
 from nfields.errors import FieldsError
 from nfields.fields import FIELDS, OptimizerSpec, ParamGroupSpec, Schedule, build_field
+from nfields.fields.base import SavedConfigError
 
 AABB = torch.tensor([-1.5, -1.5, -1.5, 1.5, 1.5, 1.5])
 # What config.json held before the specs (instant-ngp's optimiser, the defaults then).
@@ -103,3 +104,12 @@ def test_a_run_from_before_the_specs_resumes_with_its_optimizer_state(name, tmp_
     assert len(resumed.optimizer.param_groups) == len(saved["param_groups"]) >= 2
     assert resumed.optimizer.param_groups[0]["initial_lr"] == pytest.approx(1e-2 * (10 if name == "cam" else 1))
     resumed.train_step()
+
+
+def test_older_saved_field_configs_load_or_say_why_not():
+    current = build_field("tensorf-vm", AABB).config_dict()
+    tensorf = current | {"factor_lr_scale": 2.0, "network_lr_scale": 0.1}
+    assert build_field("tensorf-vm", AABB, config=tensorf).config_dict() == current
+    cam = build_field("cam", AABB).config_dict() | {"density_bias": -1.0, "grid_lr_scale": 10.0}
+    with pytest.raises(SavedConfigError, match="predates CAM's reference trunk"):
+        build_field("cam", AABB, config=cam)
