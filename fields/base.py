@@ -8,16 +8,31 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from .optimizer_spec import OptimizerSpec
+
 ROLES = ("features", "decoder")
+
+
+class SavedConfigError(ValueError):
+    """A checkpoint's field configuration that this version cannot rebuild the field from."""
 
 
 @dataclass
 class FieldConfig:
-    """Base of the backbones' configuration dataclasses: named presets, and the preset a device type uses
-    by default (`cpu_preset` on the CPU, `gpu_preset` elsewhere)."""
+    """Base of the backbones' configuration dataclasses: named presets, the preset a device type uses
+    by default (`cpu_preset` on the CPU, `gpu_preset` elsewhere), and the optimiser of the backbone's
+    reference (`optimizer`, every backbone declares its own). `retired_fields`: fields older checkpoints
+    saved that no longer exist (dropped when they load)."""
 
     cpu_preset: ClassVar[str] = "cpu"
     gpu_preset: ClassVar[str] = "published"
+    optimizer: ClassVar[OptimizerSpec]
+    retired_fields: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> "FieldConfig":
+        """The config a checkpoint saved (`Field.config_dict()`), older ones included."""
+        return cls(**{k: v for k, v in saved.items() if k not in cls.retired_fields})
 
     @classmethod
     def presets(cls, bound: float = 1.5) -> dict[str, "FieldConfig"]:
@@ -43,8 +58,8 @@ class Field(nn.Module):
     `parameter_roles` names the field's modules or parameters (dotted paths) with their role: "features"
     (grids, planes, encoders) or "decoder" (MLPs, bases); every parameter lies under exactly one of them.
     A backbone whose config picks its modules sets them per instance in its constructor (mlp's "shared" heads).
-    The roles give `parameter_split`, the default `param_groups` and what distillation copies: each decoder
-    module whose name and shapes match the teacher's (PVD's shared heads).
+    The roles give `parameter_split`, the optimiser's groups (`param_groups`) and what distillation copies:
+    each decoder module whose name and shapes match the teacher's (PVD's shared heads).
     `color_decoder_modules` names the colour decoder's modules (none by default).
 
     Optional hooks, with defaults that do nothing, let a backbone steer its own training:
@@ -57,7 +72,6 @@ class Field(nn.Module):
       the box (6,) the occupancy grid finds occupied; the field fits its own box (`aabb`) to it, has zero
       density outside, and returns True when it re-created its parameters (e.g. cropped grids). The box is
       the `aabb` buffer, saved with the state;
-    - `param_groups(lr, weight_decay)`: the optimiser groups (e.g. per-role learning rates);
     - `appearance_feature(features)`: the per-point feature the colour decoder reads; distillation matches
       it between fields that share the colour decoder (`color_decoder_names()`).
     - `coordinate_network(dim, n_out)`: the backbone's encoder and a small head as a plain coordinate
@@ -105,16 +119,19 @@ class Field(nn.Module):
                              f"it needs exactly one of {', '.join(ROLES)}")
         return roles[0]
 
-    def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
-        """Optimiser groups, each named (the logs' learning-rate curves). Default: weight decay on the decoder's
-        weight matrices, none on the rest."""
-        decayed = {n: p.ndim == 2 and self.parameter_role(n) == "decoder" for n, p in self.named_parameters()}
-        decay = [p for n, p in self.named_parameters() if decayed[n]]
-        others = [p for n, p in self.named_parameters() if not decayed[n]]
-        groups = [{"name": "field", "params": others, "lr": lr, "weight_decay": 0.0}]
-        if decay:
-            groups.append({"name": "decoder weights", "params": decay, "lr": lr, "weight_decay": weight_decay})
-        return groups
+    def param_groups(self, spec: OptimizerSpec) -> list[dict]:
+        """Adam's groups (named: the logs' learning-rate curves) from `spec`: each parameter in the last group
+        that claims it (by role, module and shape); groups left empty are dropped."""
+        members: list[list[nn.Parameter]] = [[] for _ in spec.groups]
+        for name, p in self.named_parameters():
+            role = self.parameter_role(name)
+            claimed = [i for i, g in enumerate(spec.groups) if g.claims(name, role, p.ndim)]
+            if not claimed:
+                raise ValueError(f"{type(self).__name__}: no optimiser group of {type(self.config).__name__}"
+                                 f".optimizer claims parameter '{name}' (role {role})")
+            members[claimed[-1]].append(p)
+        return [{"name": g.name, "params": params, "lr": g.lr, "weight_decay": g.weight_decay}
+                for g, params in zip(spec.groups, members) if params]
 
     def regularization(self) -> torch.Tensor | None:
         """Scalar loss term added to the photometric loss, or None."""

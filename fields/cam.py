@@ -2,23 +2,28 @@
 (optionally) normalised, then scaled and shifted by scalars interpolated from small grids:
 h' = gamma(x) * Norm(h) + beta(x). Gamma starts at 1 and beta at 0, so CAM starts as the plain MLP.
 
-Radiance fields follow the NerfAcc static-scene variant (grids over position, a tri-plane per
-modulated layer) with its two known bugs fixed: the planes are summed, not multiplied (zero-initialised
-beta planes multiplied together never train), and the grids really get their 10x learning rate.
+Radiance fields follow the NerfAcc static-scene variant (CAM_nerfacc/examples/radiance_fields/mlp.py): NeRF's
+MLP (Xavier-uniform weights, zero biases, the encoded input re-joined after hidden layer `skip_layer`, ReLU
+density, a bottleneck feature and one 128-wide colour layer) on sin(2^k x) of world coordinates, with a
+tri-plane per modulated layer over the box. Its two known bugs are fixed: the planes are summed, not
+multiplied (zero-initialised beta planes multiplied together never train), and the grids really get their
+10x learning rate.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Field, FieldConfig, trunc_exp
+from .base import Field, FieldConfig, SavedConfigError
 from .coordinate import CoordinateNetwork, FourierFeatures
 from .encodings import positional_encoding, positional_encoding_dim
 from .grids import MultiPlaneGrid
+from .optimizer_spec import NERFACC_MLP_SCHEDULE, OptimizerSpec, ParamGroupSpec
 
 
 class CoordinateModulation(nn.Module):
@@ -38,27 +43,36 @@ class CoordinateModulation(nn.Module):
 
 
 class ModulatedMLP(nn.Module):
-    """ReLU MLP (N, n_in) -> (N, width) with CAM after every hidden linear layer.
+    """ReLU MLP (N, n_in) -> (N, out_dim) with CAM after every hidden linear layer, before its activation.
 
     normalization: "none" (NerfAcc), or "layer" (per-sample layer norm without affine, the image task).
+    skip_layer: the input is concatenated to the output of hidden layer skip_layer (NerfAcc's, and NeRF's,
+    skip: layers i with i % skip_layer == 0, i > 0); 0: never. out_dim is width, plus n_in when the last
+    layer is one of them.
     """
 
     def __init__(self, n_in: int, width: int, depth: int, coord_dim: int, grid_resolution: int,
-                 normalization: str = "none"):
+                 normalization: str = "none", skip_layer: int = 0):
         super().__init__()
         if normalization not in ("none", "layer"):
             raise ValueError(f"CAM normalization must be 'none' or 'layer', got '{normalization}'")
         self.normalization = normalization
-        self.layers_mlp = nn.ModuleList(nn.Linear(n_in if i == 0 else width, width) for i in range(depth))
+        self.skips = {i for i in range(1, depth) if skip_layer > 0 and i % skip_layer == 0}
+        dims = [n_in] + [width + (n_in if i in self.skips else 0) for i in range(depth)]
+        self.out_dim = dims[-1]
+        self.layers_mlp = nn.ModuleList(nn.Linear(dims[i], width) for i in range(depth))
         self.modulation = CoordinateModulation(coord_dim, depth, grid_resolution)
 
-    def forward(self, h: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         gamma, beta = self.modulation(coords.detach())
+        h = x
         for i, layer in enumerate(self.layers_mlp):
             h = layer(h)
             if self.normalization == "layer":
                 h = F.layer_norm(h, h.shape[-1:], eps=1e-5)
             h = torch.relu(gamma[:, i:i + 1] * h + beta[:, i:i + 1])
+            if i in self.skips:
+                h = torch.cat([h, x], dim=-1)
         return h
 
 
@@ -84,23 +98,35 @@ class CAMCoordinateNetwork(CoordinateNetwork):
 
 @dataclass
 class CAMConfig(FieldConfig):
-    position_frequencies: int = 10
+    position_frequencies: int = 10  # sin(2^k x), k < 10, of world coordinates (box centre at 0)
     direction_frequencies: int = 4
-    width: int = 128
-    depth: int = 4
-    grid_resolution: int = 128  # per tri-plane side, one gamma/beta pair per hidden layer
+    width: int = 256
+    depth: int = 8
+    skip_layer: int = 4  # the encoded position re-joins after hidden layer 4 (0: never)
+    grid_resolution: int = 512  # per tri-plane side, one gamma/beta pair per hidden layer
     normalization: str = "none"
-    feature_width: int = 64
-    color_width: int = 64
-    density_bias: float = -1.0
-    grid_lr_scale: float = 10.0
+    feature_width: int = 256  # the bottleneck feature fed to the colour layer
+    color_width: int = 128
+    # CAM_nerfacc's train_mlp_nerf.py: Adam (torch's betas and eps), 5e-4 for the network and 5e-3 for the grids
+    # (its name filter misses the grids, which the fix applies), no weight decay; NerfAcc's steps x0.33.
+    optimizer: ClassVar[OptimizerSpec] = OptimizerSpec(
+        groups=(ParamGroupSpec("decoder", 5e-4), ParamGroupSpec("features", 5e-3, roles=("features",))),
+        schedule=NERFACC_MLP_SCHEDULE)
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> CAMConfig:
+        if "density_bias" in saved:  # saved before the reference trunk, whose weights would load with other meanings
+            raise SavedConfigError("this cam checkpoint predates CAM's reference trunk (ReLU density, encoding of "
+                                   "world coordinates, skip); it cannot be rebuilt: train it again")
+        return super().from_saved(saved)
 
     @classmethod
     def presets(cls, bound: float = 1.5) -> dict[str, CAMConfig]:
         return {
-            # NerfAcc static CAM: 8 x 256 trunk, tri-planes of 512^2 per layer over position.
-            "published": cls(width=256, depth=8, grid_resolution=512, feature_width=256, color_width=128),
-            "cpu": cls(),
+            # NerfAcc static CAM: 8 x 256 trunk with a skip after layer 4, tri-planes of 512^2 per layer.
+            "published": cls(),
+            # CPU: the same network at half the depth and width (skip after layer 2), planes of 128^2.
+            "cpu": cls(width=128, depth=4, skip_layer=2, grid_resolution=128, feature_width=128, color_width=64),
         }
 
 
@@ -115,31 +141,28 @@ class CAMField(Field):
         super().__init__(aabb, config)
         c = config
         self.trunk_mlp = ModulatedMLP(positional_encoding_dim(3, c.position_frequencies), c.width, c.depth, 3,
-                                      c.grid_resolution, c.normalization)
-        self.density_head = nn.Linear(c.width, 1 + c.feature_width)
+                                      c.grid_resolution, c.normalization, c.skip_layer)
+        self.density_head = nn.Linear(self.trunk_mlp.out_dim, 1 + c.feature_width)  # sigma and bottleneck layers
         n_dir = positional_encoding_dim(3, c.direction_frequencies)
         self.color_mlp = nn.Sequential(
             nn.Linear(c.feature_width + n_dir, c.color_width), nn.ReLU(inplace=True), nn.Linear(c.color_width, 3)
         )
+        for module in self.modules():  # NerfAcc's MLP initialisation
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
 
     def density(self, positions):
-        x = self.normalize(positions) * 2 - 1
-        h = self.trunk_mlp(positional_encoding(x, self.config.position_frequencies), x)
+        unit = self.normalize(positions)  # [0, 1]^3 over the box (contracted when unbounded)
+        box = unit * 2 - 1
+        centred = (unit - 0.5) * (self.aabb[3:] - self.aabb[:3])  # world units about the box centre
+        h = self.trunk_mlp(positional_encoding(centred, self.config.position_frequencies, base=1.0), box)
         out = self.density_head(h)
-        return trunc_exp(out[:, 0] + self.config.density_bias), out[:, 1:]
+        return torch.relu(out[:, 0]), out[:, 1:]
 
     def color(self, features, directions):
-        encoded = positional_encoding(directions, self.config.direction_frequencies)
+        encoded = positional_encoding(directions, self.config.direction_frequencies, base=1.0)
         return torch.sigmoid(self.color_mlp(torch.cat([features, encoded], dim=-1)))
-
-    def param_groups(self, lr, weight_decay):
-        named = dict(self.named_parameters())
-        split = self.parameter_split()
-        return [
-            {"name": "features", "params": [named[n] for n in split["features"]], "lr": lr * self.config.grid_lr_scale,
-             "weight_decay": 0.0},
-            {"name": "decoder", "params": [named[n] for n in split["decoder"]], "lr": lr, "weight_decay": weight_decay},
-        ]
 
     @classmethod
     def coordinate_network(cls, dim, n_out):

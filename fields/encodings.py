@@ -6,12 +6,10 @@ import torch
 
 
 def positional_encoding(x: torch.Tensor, n_frequencies: int, include_input: bool = True,
-                        times_pi: bool = True) -> torch.Tensor:
-    """NeRF's encoding: [x, sin(2^k pi x), cos(2^k pi x)] for k < n_frequencies. (N, D) -> (N, D*(2K+1)).
-    times_pi=False: frequencies 2^k, as TensoRF's `positional_encoding` (models/tensorBase.py)."""
-    freqs = 2.0 ** torch.arange(n_frequencies, dtype=x.dtype, device=x.device)
-    if times_pi:
-        freqs = freqs * torch.pi
+                        base: float = torch.pi) -> torch.Tensor:
+    """NeRF's encoding: [x, sin(2^k base x), cos(2^k base x)] for k < n_frequencies. (N, D) -> (N, D*(2K+1)).
+    base pi: NeRF's paper on [-1, 1]; base 1: NeRF's and NerfAcc's code on world coordinates."""
+    freqs = (2.0 ** torch.arange(n_frequencies, dtype=x.dtype, device=x.device)) * base
     scaled = (x[..., None, :] * freqs[:, None]).flatten(-2)  # (N, K*D)
     parts = [x] if include_input else []
     parts += [torch.sin(scaled), torch.cos(scaled)]

@@ -49,7 +49,7 @@ def build_field(name: str, aabb: torch.Tensor, preset: str | None = None, config
     cls = field_class(name)
     bound = float((aabb[3:] - aabb[:3]).max() / 2)
     if config is not None:
-        field_config = cls.Config(**config)
+        field_config = cls.Config.from_saved(config)
     else:
         presets = cls.Config.presets(bound)
         preset = preset or default_preset(name, "cpu")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -27,6 +28,7 @@ from .base import Field, FieldConfig, mlp, softplus_density
 from .coordinate import with_mlp_head
 from .encodings import positional_encoding
 from .grids import LINE_AXES, PLANE_AXES, line_coords, plane_coords, resize, sample_lines, sample_planes
+from .optimizer_spec import OptimizerSpec, ParamGroupSpec, Schedule
 
 
 @dataclass
@@ -50,8 +52,13 @@ class TensoRFConfig(FieldConfig):
     box: list[float] | None = None  # the field's box (6,) once shrunk; None: the scene box
     l1_weight: float = 8e-5
     l1_weight_rest: float = 4e-5
-    factor_lr_scale: float = 2.0  # factors at 2x the trainer's lr (TensoRF: 0.02 with 1e-3 for networks)
-    network_lr_scale: float = 0.1
+    # TensoRF (apchenstu/TensoRF, opt.py and train.py): Adam, betas (0.9, 0.99), lr_init 0.02 for the factors and
+    # lr_basis 1e-3 for the basis matrix and MLP, no weight decay, x lr_decay_target_ratio 0.1 over training.
+    optimizer: ClassVar[OptimizerSpec] = OptimizerSpec(
+        groups=(ParamGroupSpec("features", 2e-2, roles=("features",)),
+                ParamGroupSpec("decoder", 1e-3, roles=("decoder",))),
+        betas=(0.9, 0.99), schedule=Schedule(final_ratio=0.1))
+    retired_fields: ClassVar[tuple[str, ...]] = ("factor_lr_scale", "network_lr_scale")  # per-role lr scales
 
     @classmethod
     def presets(cls, bound: float = 1.5) -> dict[str, TensoRFConfig]:
@@ -192,8 +199,8 @@ class _TensoRF(Field):
     def color(self, features, directions):
         c = self.config
         feature = self.appearance(features)
-        inputs = [positional_encoding(feature, c.feature_frequencies, times_pi=False),
-                  positional_encoding(directions, c.view_frequencies, times_pi=False)]
+        inputs = [positional_encoding(feature, c.feature_frequencies, base=1.0),
+                  positional_encoding(directions, c.view_frequencies, base=1.0)]
         return torch.sigmoid(self.color_mlp(torch.cat(inputs, dim=-1)))
 
     # ----- training hooks -----
@@ -243,17 +250,6 @@ class _TensoRF(Field):
         if not weight:
             return None
         return weight * sum(f.abs().mean() for f in self.density_factors())
-
-    def param_groups(self, lr, weight_decay):
-        split = self.parameter_split()
-        named = dict(self.named_parameters())
-        return [
-            {"name": "features", "params": [named[n] for n in split["features"]],
-             "lr": lr * self.config.factor_lr_scale, "weight_decay": 0.0},
-            {"name": "decoder", "params": [named[n] for n in split["decoder"]],
-             "lr": lr * self.config.network_lr_scale, "weight_decay": weight_decay},
-        ]
-
 
 
 class TensoRFVMField(_TensoRF):

@@ -4,6 +4,7 @@ small decoder emitting [log-density, 15 features], with the hash model's SH colo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -11,6 +12,8 @@ from .base import Field, FieldConfig, mlp, trunc_exp
 from .coordinate import with_mlp_head
 from .encodings import positional_encoding, positional_encoding_dim, spherical_harmonics
 from .grids import MultiPlaneGrid
+from .hashgrid import HashGridConfig
+from .optimizer_spec import OptimizerSpec
 
 
 @dataclass
@@ -27,6 +30,9 @@ class TriplaneConfig(FieldConfig):
     color_hidden: int = 2
     sh_degree: int = 4
     density_bias: float = -1.0
+    # instant-ngp's, whose decoders and density this backbone shares: triplane_processing's Adam 1e-4 fits one
+    # shape's occupancy planes over thousands of epochs, and no tri-plane reference trains a radiance field here.
+    optimizer: ClassVar[OptimizerSpec] = HashGridConfig.optimizer
 
     @classmethod
     def presets(cls, bound: float = 1.5) -> dict[str, TriplaneConfig]:

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..engine.config import TrainConfig, read_config_json
+from ..engine.config import RECORDED_FIELDS, TrainConfig, read_config_json
 from ..errors import FieldsError
 from .options import add_options, build, given
 from .shared import ViewerAddress
@@ -26,7 +26,7 @@ class TrainOptions:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a radiance field on a scene")
-    add_options(p, TrainConfig)
+    add_options(p, TrainConfig, exclude=RECORDED_FIELDS)
     add_options(p, TrainOptions)
     add_options(p, ViewerAddress, prefix="view")
     p.set_defaults(handler=run)
@@ -40,6 +40,12 @@ def train_config(args) -> TrainConfig:
     if file:
         base = read_config_json(Path(file).expanduser(), TrainConfig, "config file does not exist")
         base.pop("output", None)
+        # The file's optimiser is resolved again (the backbone's, with its lr scale and overrides and the flags'); a
+        # file from before backbones declared theirs holds absolute rates for instant-ngp's, which do not apply.
+        if "optimizer" not in base:
+            for name in ("lr", "weight_decay", "warmup_steps", "decay_at", "decay_factor"):
+                base.pop(name, None)
+        base.pop("optimizer", None)
     flags = given(args, TrainConfig)
     if "steps" not in flags and flags.get("time_budget"):
         flags["steps"] = 0

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from dataclasses import field as dataclass_field
 from pathlib import Path
 
 from ..datasets import DatasetError, detect_format
 from ..datasets.scene_type import SCENE_TYPE_CHOICES
 from ..errors import FieldsError
+from ..fields import OptimizerSpec, ParamGroupSpec, Schedule, UnknownFieldError, field_class
 from .devices import check_device_name
 from .loggers import LOGGERS
+
+RECORDED_FIELDS = ("optimizer",)  # TrainConfig fields the run writes, not given on the command line
 
 
 @dataclass
@@ -38,12 +41,15 @@ class TrainConfig:
     samples_per_step: int | None = None  # target samples per step; None: 2^16 on CPU, 2^18 on CUDA
     initial_rays: int = 1024  # rays in the first step
     max_rays: int = 1 << 16  # most rays in a step
-    # Optimiser (instant-ngp): Adam 1e-2, betas (0.9, 0.99), eps 1e-15, L2 1e-6 on MLP weights.
-    lr: float = 1e-2  # learning rate
-    weight_decay: float = 1e-6  # L2 on MLP weights
-    warmup_steps: int = 100  # steps of linear learning-rate warm-up
-    decay_at: list[float] = dataclass_field(default_factory=lambda: [0.5, 0.75, 0.9])  # fractions of training
-    decay_factor: float = 0.33  # lr multiplier at each of decay_at
+    # Optimiser: each backbone's own, from its reference (its config's `optimizer`: groups and rates, betas, eps,
+    # weight decay, schedule). A scale, not a rate, since backbones train groups at different rates.
+    lr: float = dataclass_field(default=1.0, metadata={"min": 0})  # multiplies every learning rate of the backbone
+    weight_decay: float | None = None  # L2 of the groups the backbone decays; None: the backbone's
+    warmup_steps: int | None = None  # steps of linear learning-rate warm-up; None: the backbone's
+    decay_at: list[float] | None = None  # fractions of training where the lr steps down; None: the backbone's
+    decay_factor: float | None = None  # lr multiplier at each of decay_at; None: the backbone's
+    # the optimiser the run uses, recorded in config.json when training starts (the backbone's with the above)
+    optimizer: dict | None = None
     loss: str = "huber"  # huber (delta 0.1, instant-ngp) | mse
     # random background colours in training: RGBA images learn transparency, unbounded scenes opacity
     random_background: bool = True
@@ -142,6 +148,13 @@ class TrainConfig:
                                            or self.downscale < 1):
             raise FieldsError(f"config: 'downscale' must be a positive integer or null (chosen by size), "
                               f"got {self.downscale!r}")
+        if not self.lr > 0:
+            raise FieldsError(f"config: 'lr' scales the backbone's learning rates and must be positive, got {self.lr}")
+        if self.optimizer is not None:
+            try:
+                OptimizerSpec.from_dict(self.optimizer, "config: 'optimizer'")
+            except ValueError as err:
+                raise FieldsError(str(err)) from None
         if self.logger not in LOGGERS:
             raise FieldsError(f"config: 'logger' must be one of {', '.join(LOGGERS)}, got '{self.logger}'")
         if isinstance(self.log_every, bool) or not isinstance(self.log_every, int) or self.log_every < 1:
@@ -163,6 +176,27 @@ class TrainConfig:
         self.cone_angle, self.steps_per_diagonal = self.marching(device_type)
         self.render_alpha_threshold, self.render_early_stop, self.render_occupancy_threshold = \
             self.render_culling(device_type)
+        self.resolve_optimizer()
+
+    def resolve_optimizer(self) -> None:
+        """Record the optimiser in `optimizer` (once): the backbone's declared one, its rates x `lr`, with the
+        schedule and weight decay given here in place of its own."""
+        if self.optimizer is not None:
+            return
+        try:
+            spec = field_class(self.field).Config.optimizer.scaled(self.lr)
+        except UnknownFieldError as err:
+            raise FieldsError(f"config: 'field': {err}") from None
+        if self.weight_decay is not None:
+            spec = spec.with_weight_decay(self.weight_decay)
+        given = {"warmup_steps": self.warmup_steps, "decay_at": self.decay_at, "decay_factor": self.decay_factor}
+        given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items() if v is not None}
+        self.optimizer = replace(spec, schedule=replace(spec.schedule, **given)).to_dict()
+
+    def optimizer_spec(self) -> OptimizerSpec:
+        """The run's optimiser (resolved first when not yet recorded)."""
+        self.resolve_optimizer()
+        return OptimizerSpec.from_dict(self.optimizer, "config: 'optimizer'")
 
     def marching(self, device_type: str) -> tuple[float, int]:
         """Unbounded scenes' cone angle and steps per box diagonal (the fields, or their defaults for the device)."""
@@ -191,7 +225,34 @@ class TrainConfig:
         if "scene_type" not in data:  # a run from before scene types: its data read as it was then
             data["scene_type"] = format_scene_type(data.get("data"))
         data.setdefault("steps_per_diagonal", 1024)  # runs from before it marched with instant-ngp's steps
+        if "optimizer" not in data:  # a run from before backbones declared their optimisers: its absolute rate
+            data = legacy_optimizer(data)
         return cls(**data)
+
+
+# Before backbones declared their optimisers, every run used instant-ngp's Adam at one absolute rate `lr`, which
+# these backbones scaled per role (features, decoder); the rest kept two groups, the decoder's weight matrices
+# (with L2) and everything else.
+LEGACY_ROLE_SCALES = {"tensorf-vm": (2.0, 0.1), "tensorf-cp": (2.0, 0.1), "cam": (10.0, 1.0)}
+
+
+def legacy_optimizer(data: dict) -> dict:
+    """The config.json fields `data` of an older run with `optimizer` set to what that run trained with (the
+    same groups, so its checkpoint's optimiser state loads) and `lr` a scale of 1."""
+    lr, decay = data.get("lr", 1e-2), data.get("weight_decay", 1e-6)
+    if data.get("field") in LEGACY_ROLE_SCALES:
+        features, decoder = LEGACY_ROLE_SCALES[data["field"]]
+        groups = (ParamGroupSpec("features", lr * features, roles=("features",)),
+                  ParamGroupSpec("decoder", lr * decoder, roles=("decoder",), weight_decay=decay))
+    else:
+        groups = (ParamGroupSpec("field", lr),
+                  ParamGroupSpec("decoder weights", lr, roles=("decoder",), matrices_only=True, weight_decay=decay))
+    schedule = Schedule(warmup_steps=data.get("warmup_steps", 100),
+                        decay_at=tuple(data.get("decay_at", (0.5, 0.75, 0.9))),
+                        decay_factor=data.get("decay_factor", 0.33))
+    spec = OptimizerSpec(groups, betas=(0.9, 0.99), eps=1e-15, schedule=schedule)
+    return {**data, "lr": 1.0, "weight_decay": None, "warmup_steps": None, "decay_at": None, "decay_factor": None,
+            "optimizer": spec.to_dict()}
 
 
 # Before scene types, raw captures were normalised by their format: LLFF forward-facing (NDC), instant-ngp in

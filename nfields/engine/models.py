@@ -8,6 +8,7 @@ import torch
 
 from ..errors import FieldsError
 from ..fields import Field, UnknownFieldError, build_field, default_preset
+from ..fields.base import SavedConfigError
 from ..renderers import VolumeRenderer
 from .config import TrainConfig
 
@@ -21,6 +22,8 @@ def make_model(field_name: str, aabb: torch.Tensor, near: float, config: TrainCo
         field = build_field(field_name, aabb, preset=preset, config=field_config, unbounded=unbounded)
     except UnknownFieldError as err:
         raise FieldsError(f"--field / --preset: {err}") from None
+    except SavedConfigError as err:
+        raise FieldsError(f"checkpoint: {err}") from None
     cone_angle, steps_per_diagonal = config.marching(device.type)
     diagonal = math.sqrt(3) * float((aabb[3:] - aabb[:3]).max())
     culling = {}

@@ -31,12 +31,6 @@ from .scenes import load_scene, resolution_line, resolve_downscale
 from .training_log import StepFigures, TrainingLog
 
 
-def lr_factor(config: TrainConfig, step: int, progress: float) -> float:
-    """Linear warm-up from 0.01, then x decay_factor at each fraction of training in decay_at."""
-    warm = min(1.0, 0.01 + 0.99 * step / max(config.warmup_steps, 1))
-    return warm * config.decay_factor ** sum(progress >= p for p in config.decay_at)
-
-
 @dataclass
 class Batch:
     """One step's rays: origins, directions (R, 3), target colours (R, 3), backgrounds (R, 3), the
@@ -104,6 +98,7 @@ class Trainer:
             if self.fits_photos and config.uses_appearance(train_scene.has_alpha) else None
         self.camera_offsets = CameraOffsets(n_images).to(self.device) \
             if self.fits_photos and config.camera_refinement else None
+        self.lr_schedule = config.optimizer_spec().schedule
         self.optimizer = self.make_optimizer()
         self.precision = Precision(uses_mixed_precision(config.mixed_precision, self.device,
                                                         self.field.trains_in_half_precision), self.device)
@@ -123,16 +118,16 @@ class Trainer:
                 torch.manual_seed(self.sampling_seed())
 
     def make_optimizer(self) -> torch.optim.Adam:
-        """Adam over the field's parameter groups (also after the field re-creates its parameters), the
-        per-image appearance and the camera offsets."""
-        groups = self.field.param_groups(self.config.lr, self.config.weight_decay)
+        """Adam over the field's parameter groups, from the run's optimiser spec (also after the field re-creates
+        its parameters), plus the per-image appearance and the camera offsets (Adam as instant-ngp's)."""
+        spec = self.config.optimizer_spec()
+        groups = self.field.param_groups(spec)
+        own = {"weight_decay": 0.0, "betas": (0.9, 0.99), "eps": 1e-15}
         if self.appearance is not None:
-            groups.append({"params": list(self.appearance.parameters()), "lr": self.config.appearance_lr,
-                           "weight_decay": 0.0})
+            groups.append({"params": list(self.appearance.parameters()), "lr": self.config.appearance_lr, **own})
         if self.camera_offsets is not None:
-            groups.append({"params": list(self.camera_offsets.parameters()), "lr": self.config.camera_lr,
-                           "weight_decay": 0.0})
-        optimizer = torch.optim.Adam(groups, lr=self.config.lr, betas=(0.9, 0.99), eps=1e-15)
+            groups.append({"params": list(self.camera_offsets.parameters()), "lr": self.config.camera_lr, **own})
+        optimizer = torch.optim.Adam(groups, betas=spec.betas, eps=spec.eps)
         for group in optimizer.param_groups:
             group["initial_lr"] = group["lr"]
         return optimizer
@@ -248,8 +243,9 @@ class Trainer:
         recreated = self.field.shrink_due(self.step) and self.field.shrink_to(self.renderer.occupied_box())
         if self.field.on_training_progress(self.step) or recreated:
             self.optimizer = self.make_optimizer()
+        factor = self.lr_schedule.factor(self.step, self.progress_fraction())
         for group in self.optimizer.param_groups:
-            group["lr"] = group["initial_lr"] * lr_factor(self.config, self.step, self.progress_fraction())
+            group["lr"] = group["initial_lr"] * factor
 
     def update_occupancy(self) -> None:
         self.renderer.update_occupancy(self.field, self.step, self.ranks.merge_cells if self.ranks else None)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from nfields.cli import build_parser, main
-from nfields.engine.config import TrainConfig
+from nfields.engine.config import RECORDED_FIELDS, TrainConfig
 
 
 def _subparsers(parser: argparse.ArgumentParser):
@@ -32,7 +32,8 @@ def trained(monkeypatch):
 def test_every_train_config_field_has_a_flag():
     train = dict(_subparsers(build_parser()))["train"]
     dests = {action.dest for action in train._actions}
-    assert {f.name for f in dataclasses.fields(TrainConfig)} <= dests
+    assert {f.name for f in dataclasses.fields(TrainConfig)} - set(RECORDED_FIELDS) <= dests
+    assert not set(RECORDED_FIELDS) & dests  # written by the run
 
 
 def test_help_of_every_subcommand_shows_the_defaults():

@@ -52,7 +52,7 @@ def test_parameter_split_partitions_the_parameters(name):
     assert split["features"] and split["decoder"]
     assert set(split["features"]).isdisjoint(split["decoder"])
     assert set(split["features"]) | set(split["decoder"]) == names
-    grouped = sum(len(g["params"]) for g in field.param_groups(1e-2, 1e-6))
+    grouped = sum(len(g["params"]) for g in field.param_groups(field.Config.optimizer))
     assert grouped == len(names)
 
 

@@ -1,10 +1,12 @@
-"""Parameter roles declared by each backbone give exactly the optimiser groups, feature/decoder split and
-colour decoder of the substring rules they replace ("mlp" in a name meant decoder); configs share one base."""
+"""Parameter roles declared by each backbone give exactly the feature/decoder split and colour decoder of the
+substring rules they replace ("mlp" in a name meant decoder), and an older run's optimiser (`legacy_optimizer`) the
+groups it trained with; configs share one base."""
 
 import pytest
 import torch
 
-from nfields.fields import FIELDS, build_field, default_preset, preset_names
+from nfields.engine.config import legacy_optimizer
+from nfields.fields import FIELDS, OptimizerSpec, build_field, default_preset, preset_names
 from nfields.fields.base import ROLES, FieldConfig, within
 
 AABB = torch.tensor([-1.5, -1.5, -1.5, 1.5, 1.5, 1.5])
@@ -26,13 +28,13 @@ def _old_split(field) -> dict[str, list[str]]:
 
 
 def _old_groups(field, lr: float, weight_decay: float) -> list[tuple[list[str], float, float]]:
-    """(names, lr, weight decay) per optimiser group before roles."""
-    split, c = _old_split(field), field.config
+    """(names, lr, weight decay) per optimiser group before roles (TensoRF's factor and network scales 2 and
+    0.1, CAM's grid scale 10)."""
+    split = _old_split(field)
     if field.name.startswith("tensorf"):
-        return [(split["features"], lr * c.factor_lr_scale, 0.0),
-                (split["decoder"], lr * c.network_lr_scale, weight_decay)]
+        return [(split["features"], lr * 2.0, 0.0), (split["decoder"], lr * 0.1, weight_decay)]
     if field.name == "cam":
-        return [(split["features"], lr * c.grid_lr_scale, 0.0), (split["decoder"], lr, weight_decay)]
+        return [(split["features"], lr * 10.0, 0.0), (split["decoder"], lr, weight_decay)]
     named = list(field.named_parameters())
     decay = [n for n, p in named if p.ndim == 2 and "mlp" in n]
     groups = [([n for n, _ in named if n not in decay], lr, 0.0)]
@@ -50,9 +52,10 @@ def test_roles_give_the_groups_split_and_colour_decoder_of_the_substring_rules(n
         assert len(holders) == 1 and field.parameter_roles[holders[0]] in ROLES, (n, holders)
     assert field.parameter_split() == _old_split(field)
     for lr, weight_decay in ((1e-2, 1e-6), (3e-3, 0.0)):
+        saved = legacy_optimizer({"field": name, "lr": lr, "weight_decay": weight_decay})["optimizer"]
         groups = [([names[id(p)] for p in g["params"]], g["lr"], g["weight_decay"])
-                  for g in field.param_groups(lr, weight_decay)]
-        assert groups == _old_groups(field, lr, weight_decay)
+                  for g in field.param_groups(OptimizerSpec.from_dict(saved))]
+        assert groups == pytest.approx(_old_groups(field, lr, weight_decay))
     assert field.color_decoder_names() == [n for n, _ in field.named_parameters() if n.startswith("color_mlp.")]
 
 

@@ -95,7 +95,7 @@ def test_unbounded_fields_do_not_shrink():
 
 def test_tensorf_encoding_has_no_pi():
     x = torch.tensor([[0.3]])
-    encoded = positional_encoding(x, 2, times_pi=False)
+    encoded = positional_encoding(x, 2, base=1.0)
     expected = torch.tensor([[0.3, 0.3, 0.6]]).sin(), torch.tensor([[0.3, 0.6]]).cos()
     torch.testing.assert_close(encoded, torch.cat([x, expected[0][:, 1:], expected[1]], dim=-1))
     torch.testing.assert_close(positional_encoding(x, 1)[:, 1], torch.sin(torch.pi * x[:, 0]))

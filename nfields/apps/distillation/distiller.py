@@ -288,12 +288,14 @@ def student_config(teacher: LoadedRun, student: str, preset: str | None, steps: 
     if samples_per_step is None and resolve_device(device).type == "cpu":
         samples_per_step = CPU_SAMPLES_PER_STEP
     base = teacher.config
-    return TrainConfig(**{**vars(base), "field": student, "preset": preset, "steps": steps or 0,
+    config = TrainConfig(**{**vars(base), "field": student, "preset": preset, "steps": steps or 0,
                           "time_budget": time_budget, "output": str(output), "threads": threads, "seed": seed,
                           "device": device, "snapshot_minutes": list(snapshot_minutes),
                           "samples_per_step": samples_per_step, "overwrite": overwrite, "check_sync": check_sync,
-                          "eval_every": TrainConfig.eval_every,
+                          "eval_every": TrainConfig.eval_every, "optimizer": None,
                           "final_eval_views": final_eval_views or base.final_eval_views})
+    config.resolve_optimizer()  # the student backbone's own, recorded in its config.json
+    return config
 
 
 def distill(settings: DistillConfig, steps: int | None = None, time_budget: float | None = None,
