@@ -17,7 +17,8 @@ from .base import Field, FieldConfig, softplus_density, trunc_exp
 from .coordinate import CoordinateNetwork
 from .encodings import spherical_harmonics
 from .grids import MultiPlaneGrid
-from .optimizer_spec import OptimizerSpec, ParamGroupSpec, Schedule
+from .hashgrid import HashGridConfig
+from .optimizer_spec import OptimizerSpec
 
 
 class GaussianRBFLayer(nn.Module):
@@ -54,14 +55,11 @@ class RBFConfig(FieldConfig):
     density_activation: str = "softplus"  # softplus: scale * softplus(o + shift); exp: exp(o + shift)
     density_shift: float = -10.0
     distance_scale: float = 25.0
-    # GNF's NeRF setting (as ../shared/docs/methods-backbones.md, section 4, reads it): Adam, betas (0.9, 0.99),
-    # 2e-2 for the encoder and the RBF units' centres and precisions, 1e-3 for the rest (the output layers),
-    # exponential decay to 0.1x over training (TensoRF's trainer, which GNF's NeRF code builds on).
-    optimizer: ClassVar[OptimizerSpec] = OptimizerSpec(
-        groups=(ParamGroupSpec("decoder", 1e-3),
-                ParamGroupSpec("features and RBF units", 2e-2,
-                               modules=("encoder", "rbf_mlp.centres", "rbf_mlp.log_precisions"))),
-        betas=(0.9, 0.99), schedule=Schedule(final_ratio=0.1))
+    # instant-ngp's Adam (as hashgrid), on which the CPU preset was tuned (lego val 30.15 dB in 10 minutes).
+    # GNF's NeRF setting (../shared/docs/methods-backbones.md, section 4: Adam (0.9, 0.99), 2e-2 for the encoder
+    # and the RBF units, 1e-3 for the output layers, exponential decay to 0.1x) trained slower on a CPU budget:
+    # lego val 20.45 dB against 22.00 after 500 steps (docs/backbones.md, "Optimisers").
+    optimizer: ClassVar[OptimizerSpec] = HashGridConfig.optimizer
 
     @classmethod
     def presets(cls, bound: float = 1.5) -> dict[str, RBFConfig]:
