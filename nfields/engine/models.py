@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 
@@ -14,16 +15,18 @@ from .config import TrainConfig
 
 
 def make_model(field_name: str, aabb: torch.Tensor, near: float, config: TrainConfig, device: torch.device,
-               field_config: dict | None = None, unbounded: bool = False) -> tuple[Field, VolumeRenderer]:
+               field_config: dict | None = None, unbounded: bool = False,
+               checkpoint: Path | None = None) -> tuple[Field, VolumeRenderer]:
     """A field and its renderer over `aabb` (6,). An unbounded scene gets a contracting field and the
-    renderer's cascaded grids and cone step (config.cascades, config.cone_angle)."""
+    renderer's cascaded grids and cone step (config.cascades, config.cone_angle). checkpoint: the file
+    `field_config` was saved in (named by its errors)."""
     try:
         preset = config.preset or default_preset(field_name, device.type)
         field = build_field(field_name, aabb, preset=preset, config=field_config, unbounded=unbounded)
     except UnknownFieldError as err:
         raise FieldsError(f"--field / --preset: {err}") from None
     except SavedConfigError as err:
-        raise FieldsError(f"checkpoint: {err}") from None
+        raise FieldsError(f"{checkpoint or 'checkpoint'}: {err}") from None
     cone_angle, steps_per_diagonal = config.marching(device.type)
     diagonal = math.sqrt(3) * float((aabb[3:] - aabb[:3]).max())
     culling = {}

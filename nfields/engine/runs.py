@@ -40,7 +40,8 @@ def load_run(folder: str | Path, device: str = "auto", checkpoint: str = CHECKPO
     dev = resolve_device(device)
     aabb = state["renderer"]["aabb"]
     field, renderer = make_model(state["field_name"], aabb, state.get("near", 0.0), config, dev,
-                                 field_config=state["field_config"], unbounded=state.get("unbounded", False))
+                                 field_config=state["field_config"], unbounded=state.get("unbounded", False),
+                                 checkpoint=folder / checkpoint)
     try:
         field.load_state_dict(state["field"])
         renderer.load_state_dict(state["renderer"])

@@ -92,7 +92,8 @@ class Trainer:
         # A resumed field is rebuilt from its saved configuration (e.g. TensoRF's upsampled resolution).
         self.field, self.renderer = make_model(config.field, train_scene.aabb, train_scene.near, config, self.device,
                                                field_config=state["field_config"] if state else None,
-                                               unbounded=not train_scene.bounded)
+                                               unbounded=not train_scene.bounded,
+                                               checkpoint=run_dir / CHECKPOINT_NAME if state else None)
         n_images = len(train_scene.cameras)
         self.appearance = PerImageAppearance(n_images).to(self.device) \
             if self.fits_photos and config.uses_appearance(train_scene.has_alpha) else None

@@ -4,12 +4,15 @@ with the groups they trained with."""
 
 import json
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
 
 from nfields.datasets import make_procedural_scene
 from nfields.engine.config import TrainConfig
+from nfields.engine.models import make_model
 from nfields.engine.runs import CHECKPOINT_NAME, CONFIG_NAME
 from nfields.engine.trainer import Trainer
 from nfields.errors import FieldsError
@@ -113,3 +116,7 @@ def test_older_saved_field_configs_load_or_say_why_not():
     cam = build_field("cam", AABB).config_dict() | {"density_bias": -1.0, "grid_lr_scale": 10.0}
     with pytest.raises(SavedConfigError, match="predates CAM's reference trunk"):
         build_field("cam", AABB, config=cam)
+    checkpoint = Path("runs/old-cam") / CHECKPOINT_NAME  # the file is named in the user's error
+    with pytest.raises(FieldsError, match=f"^{re.escape(str(checkpoint))}: this cam checkpoint predates"):
+        make_model("cam", AABB, 0.0, TrainConfig(field="cam"), torch.device("cpu"), field_config=cam,
+                   checkpoint=checkpoint)
