@@ -12,7 +12,7 @@ from .base import Field, FieldConfig, mlp, trunc_exp
 from .coordinate import with_mlp_head
 from .encodings import spherical_harmonics
 from .hash_encoding import HashGridGeometry, hash_encode
-from .optimizer_spec import OptimizerSpec, ParamGroupSpec, Schedule
+from .optimizer_spec import INSTANT_NGP_OPTIMIZER, OptimizerSpec
 
 
 @dataclass
@@ -28,12 +28,7 @@ class HashGridConfig(FieldConfig):
     color_hidden: int = 2
     sh_degree: int = 4
     density_bias: float = -1.0  # sigma = exp(raw + bias), as nerfacc's trunc_exp(x - 1)
-    # instant-ngp (nerfacc's train_ngp_nerf_occ.py the same): Adam 1e-2, betas (0.9, 0.99), eps 1e-15, L2 1e-6 on
-    # the MLPs' weight matrices; linear warm-up from 0.01x over 100 steps, x0.33 at 1/2, 3/4 and 9/10 of training.
-    optimizer: ClassVar[OptimizerSpec] = OptimizerSpec(
-        groups=(ParamGroupSpec("field", 1e-2),
-                ParamGroupSpec("decoder weights", 1e-2, roles=("decoder",), matrices_only=True, weight_decay=1e-6)),
-        betas=(0.9, 0.99), eps=1e-15, schedule=Schedule(warmup_steps=100, decay_at=(0.5, 0.75, 0.9), decay_factor=0.33))
+    optimizer: ClassVar[OptimizerSpec] = INSTANT_NGP_OPTIMIZER  # instant-ngp's Adam
 
     @classmethod
     def presets(cls, bound: float = 1.5) -> dict[str, "HashGridConfig"]:

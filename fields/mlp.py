@@ -12,8 +12,7 @@ from torch import nn
 from .base import Field, FieldConfig, mlp, trunc_exp
 from .coordinate import CoordinateNetwork, PositionalEncoder
 from .encodings import positional_encoding, positional_encoding_dim, spherical_harmonics
-from .hashgrid import HashGridConfig
-from .optimizer_spec import OptimizerSpec
+from .optimizer_spec import INSTANT_NGP_OPTIMIZER, OptimizerSpec
 
 HEADS = ("own", "shared")
 
@@ -43,7 +42,7 @@ class MLPConfig(FieldConfig):
     # instant-ngp's Adam (as hashgrid). The reference, NerfAcc's examples/train_mlp_nerf.py (Adam 5e-4, x0.33 at
     # 1/2, 3/4, 5/6, 9/10), trains far slower on a CPU budget: lego val 15.36 dB against 20.17 after 500 steps
     # (docs/backbones.md, "Optimisers").
-    optimizer: ClassVar[OptimizerSpec] = HashGridConfig.optimizer
+    optimizer: ClassVar[OptimizerSpec] = INSTANT_NGP_OPTIMIZER
 
     @classmethod
     def presets(cls, bound: float = 1.5) -> dict[str, "MLPConfig"]:

@@ -90,3 +90,12 @@ def _build(cls: type, data: dict, source: str):
     if unknown:
         raise ValueError(f"{source}: unknown field(s) {', '.join(unknown)}")
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+# instant-ngp (nerfacc's train_ngp_nerf_occ.py the same): Adam 1e-2, betas (0.9, 0.99), eps 1e-15, L2 1e-6 on the
+# MLPs' weight matrices; linear warm-up from 0.01x over 100 steps, x0.33 at 1/2, 3/4 and 9/10 of training. The hash
+# grid's, and the one the backbones whose reference rates train slower on a CPU budget keep (docs/backbones.md).
+INSTANT_NGP_OPTIMIZER = OptimizerSpec(
+    groups=(ParamGroupSpec("field", 1e-2),
+            ParamGroupSpec("decoder weights", 1e-2, roles=("decoder",), matrices_only=True, weight_decay=1e-6)),
+    betas=(0.9, 0.99), eps=1e-15, schedule=Schedule(warmup_steps=100, decay_at=(0.5, 0.75, 0.9), decay_factor=0.33))

@@ -17,8 +17,7 @@ from .base import Field, FieldConfig, softplus_density, trunc_exp
 from .coordinate import CoordinateNetwork
 from .encodings import spherical_harmonics
 from .grids import MultiPlaneGrid
-from .hashgrid import HashGridConfig
-from .optimizer_spec import OptimizerSpec
+from .optimizer_spec import INSTANT_NGP_OPTIMIZER, OptimizerSpec
 
 
 class GaussianRBFLayer(nn.Module):
@@ -59,7 +58,7 @@ class RBFConfig(FieldConfig):
     # GNF's NeRF setting (../shared/docs/methods-backbones.md, section 4: Adam (0.9, 0.99), 2e-2 for the encoder
     # and the RBF units, 1e-3 for the output layers, exponential decay to 0.1x) trained slower on a CPU budget:
     # lego val 20.45 dB against 22.00 after 500 steps (docs/backbones.md, "Optimisers").
-    optimizer: ClassVar[OptimizerSpec] = HashGridConfig.optimizer
+    optimizer: ClassVar[OptimizerSpec] = INSTANT_NGP_OPTIMIZER
 
     @classmethod
     def presets(cls, bound: float = 1.5) -> dict[str, RBFConfig]:

@@ -12,8 +12,7 @@ from .base import Field, FieldConfig, mlp, trunc_exp
 from .coordinate import with_mlp_head
 from .encodings import positional_encoding, positional_encoding_dim, spherical_harmonics
 from .grids import MultiPlaneGrid
-from .hashgrid import HashGridConfig
-from .optimizer_spec import OptimizerSpec
+from .optimizer_spec import INSTANT_NGP_OPTIMIZER, OptimizerSpec
 
 
 @dataclass
@@ -32,7 +31,7 @@ class TriplaneConfig(FieldConfig):
     density_bias: float = -1.0
     # instant-ngp's, whose decoders and density this backbone shares: triplane_processing's Adam 1e-4 fits one
     # shape's occupancy planes over thousands of epochs, and no tri-plane reference trains a radiance field here.
-    optimizer: ClassVar[OptimizerSpec] = HashGridConfig.optimizer
+    optimizer: ClassVar[OptimizerSpec] = INSTANT_NGP_OPTIMIZER
 
     @classmethod
     def presets(cls, bound: float = 1.5) -> dict[str, TriplaneConfig]:
