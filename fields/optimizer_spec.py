@@ -1,10 +1,29 @@
 """A backbone's optimiser, declared in its config: Adam parameter groups with absolute learning rates, Adam's
 betas and eps, and a learning-rate schedule over the fraction of training (so a time-budgeted run maps it onto
-its minutes as a step-limited run onto its steps). The trainer builds torch's Adam from it."""
+its minutes as a step-limited run onto its steps). The trainer builds torch's Adam from it (`adam`)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
+
+import torch
+
+
+def adam(groups: list[dict], **options) -> torch.optim.Adam:
+    """torch's Adam over `groups`, fused where torch has the fused form for the parameters' device (CPU since torch
+    2.4, CUDA): one pass over each parameter instead of a dozen, 8x faster on a 2-core CPU for a hash table's 4M
+    parameters (benchmarks/adam.py). The same update rule; the float rounding differs in the last bits."""
+    try:
+        return torch.optim.Adam(groups, fused=True, **options)
+    except RuntimeError:  # an older torch or a device without the fused form
+        return torch.optim.Adam(groups, **options)
+
+
+def keep_fused(optimizer: torch.optim.Optimizer) -> None:
+    """After `load_state_dict` of a checkpoint saved by an unfused Adam (whose groups say fused=False): fused again
+    when the optimiser was built fused."""
+    for group in optimizer.param_groups:
+        group["fused"] = optimizer.defaults.get("fused")
 
 
 @dataclass(frozen=True)

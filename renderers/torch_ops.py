@@ -25,13 +25,16 @@ class PackedSamples:
         return self.ray_indices.shape[0]
 
     def select(self, mask: torch.Tensor) -> "PackedSamples":
+        """The samples at indices (C,) or where a bool mask (S,) is set."""
+        if mask.dtype == torch.bool:
+            mask = mask.nonzero().squeeze(1)  # once, not once per tensor
         return PackedSamples(self.ray_indices[mask], self.t_starts[mask], self.t_ends[mask])
 
     def midpoints(self, origins: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Positions (S, 3) at interval midpoints and the sample directions (S, 3)."""
-        d = directions[self.ray_indices]
+        d = directions.index_select(0, self.ray_indices)  # index_select: several times faster than d[indices]
         t = (0.5 * (self.t_starts + self.t_ends))[:, None]
-        return origins[self.ray_indices] + t * d, d
+        return origins.index_select(0, self.ray_indices) + t * d, d
 
 
 def ray_aabb_intersect(origins: torch.Tensor, directions: torch.Tensor, aabb: torch.Tensor):

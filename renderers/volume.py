@@ -68,6 +68,22 @@ def crop_samples(samples: PackedSamples, origins: torch.Tensor, directions: torc
     return samples.select(((positions >= crop[:3]) & (positions <= crop[3:])).all(-1))
 
 
+def in_sample_order(keep: torch.Tensor, rounds: list, empty) -> tuple[torch.Tensor, torch.Tensor]:
+    """Densities (K,) and features (K, F) of the K kept samples (keep (S,) bool) in sample order, from rounds of
+    (sample indices (C,), densities (C,), features (C, F)); `empty()` gives (densities, features) of no sample."""
+    if not rounds:
+        return empty()
+    rank = torch.cumsum(keep, 0) - 1  # where each kept sample lands
+    count, first_features = int(rank[-1]) + 1, rounds[0][2]
+    sigmas = first_features.new_empty(count, dtype=rounds[0][1].dtype)
+    features = first_features.new_empty(count, first_features.shape[1])
+    for indices, sigma, feature in rounds:
+        slots = rank[indices]
+        sigmas[slots] = sigma
+        features[slots] = feature
+    return sigmas, features
+
+
 class VolumeRenderer(nn.Module):
     """Renders any Field (density(x) -> sigma, feature; color(feature, d) -> rgb) along rays.
 
@@ -149,45 +165,44 @@ class VolumeRenderer(nn.Module):
         return torch.where(far > near, torch.minimum(t_max, far + self.max_step), t_min)
 
     @torch.no_grad()
-    def densities_until_opaque(self, field, samples, positions: torch.Tensor, n_rays: int, first_round: int = 16,
-                               training: bool = True):
-        """Densities of the samples in front of each ray's termination point, in rounds.
+    def densities_until_opaque(self, field, samples: PackedSamples, origins: torch.Tensor, directions: torch.Tensor,
+                               first_round: int = 16, training: bool = True, keep_values: bool = True):
+        """Densities of the samples of rays (R, 3) in front of each ray's termination point, in rounds.
 
         Round r evaluates each live ray's next samples (16, 32, 64, ... of them), carrying the optical
         depth so far; a ray stops once its transmittance falls below the early-stop transmittance. Samples behind
-        that point are never evaluated. Returns keep (S,) bool (transmittance before the sample >= the early-stop
-        transmittance and opacity >= the alpha threshold, those of `culling(training)`), sigmas (S,) and features
-        (S, F), valid where keep is set.
+        that point are never evaluated (nor their positions computed). Returns keep (S,) bool (transmittance before
+        the sample >= the early-stop transmittance and opacity >= the alpha threshold, those of
+        `culling(training)`) and, with keep_values, the densities (K,) and features (K, F) of the K kept samples
+        in sample order (else None, None).
         """
         alpha_threshold, early_stop_eps = self.culling(training)
-        ops = ops_for(positions.device)
-        device = positions.device
+        ops = ops_for(origins.device)
+        device, n_rays = origins.device, origins.shape[0]
         offsets = ops.sample_offsets(samples.ray_indices, n_rays)
         depth = torch.zeros(n_rays, dtype=torch.float64, device=device)
         alive = torch.ones(n_rays, dtype=torch.bool, device=device)
         keep = torch.zeros(len(samples), dtype=torch.bool, device=device)
-        sigmas = torch.zeros(len(samples), device=device)
-        features = None
+        rounds = []  # per round: indices (C,) of its kept samples, their densities (C,) and features (C, F)
         first, size = 0, first_round
         while True:
             chosen = torch_ops.round_samples(offsets, alive, first, size)
             if len(chosen) == 0:
                 break
-            sigma, feature = field.density(positions[chosen])
             chosen_samples = samples.select(chosen)
+            sigma, feature = field.density(chosen_samples.midpoints(origins, directions)[0])
             visible = ops.termination_round(sigma, chosen_samples, depth, alive, early_stop_eps)
             if alpha_threshold > 0:
                 thickness = sigma * (chosen_samples.t_ends - chosen_samples.t_starts)
                 visible &= thickness >= -math.log1p(-alpha_threshold)
             keep[chosen] = visible
-            sigmas[chosen] = sigma
-            if features is None:
-                features = feature.new_zeros(len(samples), feature.shape[1])
-            features[chosen] = feature
+            if keep_values:
+                seen = visible.nonzero().squeeze(1)
+                rounds.append((chosen[seen], sigma[seen], feature[seen]))
             first, size = first + size, size * 2
-        if features is None:
-            features = field.density(positions[:0])[1]
-        return keep, sigmas, features
+        if not keep_values:
+            return keep, None, None
+        return keep, *in_sample_order(keep, rounds, lambda: field.density(origins[:0]))
 
     def visible_samples(self, field, origins: torch.Tensor, directions: torch.Tensor, jitter: bool,
                         keep_densities: bool = True, training: bool = True,
@@ -198,14 +213,11 @@ class VolumeRenderer(nn.Module):
         cull as training does, else as evaluation renders do (the render_* settings). crop: an optional box (6,):
         the field counts as empty outside it (see `march`)."""
         samples = self.march(origins, directions, jitter=jitter, training=training, crop=crop)
-        positions, dirs = samples.midpoints(origins, directions)
-        keep, sigmas, features = self.densities_until_opaque(field, samples, positions, origins.shape[0],
-                                                             training=training)
-        if keep_densities:
-            sigmas, features = sigmas[keep], features[keep]
-        else:
-            sigmas = features = None
-        return VisibleSamples(samples.select(keep), positions[keep], dirs[keep], sigmas, features, origins.shape[0])
+        keep, sigmas, features = self.densities_until_opaque(field, samples, origins, directions, training=training,
+                                                             keep_values=keep_densities)
+        visible = samples.select(keep)
+        positions, visible_directions = visible.midpoints(origins, directions)
+        return VisibleSamples(visible, positions, visible_directions, sigmas, features, origins.shape[0])
 
     def shade(self, field, visible: VisibleSamples, background: torch.Tensor, reuse_densities: bool = False,
               training: bool = True) -> Shading:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from ..cuda.dispatch import prepare_kernels
 from ..datasets import SceneData, composite_over
 from ..errors import FieldsError
+from ..fields.optimizer_spec import adam, keep_fused
 from ..interrupts import sigterm_as_interrupt
 from ..renderers import RenderOutput
 from ..renderers.appearance import PerImageAppearance
@@ -128,7 +129,7 @@ class Trainer:
             groups.append({"params": list(self.appearance.parameters()), "lr": self.config.appearance_lr, **own})
         if self.camera_offsets is not None:
             groups.append({"params": list(self.camera_offsets.parameters()), "lr": self.config.camera_lr, **own})
-        optimizer = torch.optim.Adam(groups, betas=spec.betas, eps=spec.eps)
+        optimizer = adam(groups, betas=spec.betas, eps=spec.eps)
         for group in optimizer.param_groups:
             group["initial_lr"] = group["lr"]
         return optimizer
@@ -177,6 +178,7 @@ class Trainer:
                 if module is not None and saved is not None:
                     module.load_state_dict(saved)
             self.optimizer.load_state_dict(state["optimizer"])
+            keep_fused(self.optimizer)
         except (RuntimeError, ValueError, KeyError) as err:
             raise FieldsError(f"{path}: checkpoint does not fit this run's field configuration "
                               f"({str(err).splitlines()[0]})") from None

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from ...errors import FieldsError
 from ...fields import UnknownFieldError, field_class
+from ...fields.optimizer_spec import adam
 
 
 def build_coordinate_network(field: str, dim: int, n_out: int) -> torch.nn.Module:
@@ -29,7 +30,7 @@ def make_optimizer(network, lr: float | None = None, decoder_lr: float | None = 
     split = network.parameter_split()
     groups = [{"params": [named[n] for n in split["features"]], "lr": lr},
               {"params": [named[n] for n in split["decoder"]], "lr": decoder_lr}]
-    return torch.optim.Adam([g for g in groups if g["params"]], betas=(0.9, 0.99), eps=1e-15)
+    return adam([g for g in groups if g["params"]], betas=(0.9, 0.99), eps=1e-15)
 
 
 def fit_loop(network: torch.nn.Module, loss_fn: Callable[[int], torch.Tensor], optimizer: torch.optim.Optimizer,

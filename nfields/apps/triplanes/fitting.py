@@ -20,6 +20,7 @@ from scipy.spatial import cKDTree
 from torch import nn
 
 from ...fields.grids import PLANE_AXES, sample_planes
+from ...fields.optimizer_spec import adam
 
 TRUNCATION = 0.1  # distances beyond this are all "far" (target 0)
 # Query points per shape (the paper's 100k / 250k / 200k / 25k / 25k): on the surface, Gaussian noise
@@ -114,7 +115,7 @@ def fit_planes(point_sets: list[np.ndarray], decoder: nn.Module, config: FitConf
     if train_decoder:
         groups.append({"params": list(decoder.parameters()), "lr": config.decoder_lr})
     decoder.requires_grad_(train_decoder)
-    optimiser = torch.optim.Adam(groups)
+    optimiser = adam(groups)
     steps = config.decoder_steps if train_decoder else config.steps
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, [g["lr"] for g in groups], total_steps=steps,
                                                     pct_start=0.1)
