@@ -1,7 +1,7 @@
 """Compiles the native kernels with torch.utils.cpp_extension on first use, into a cache, and loads them.
 
 One build serves every later process: the build folder is keyed by everything that changes the binary (the
-sources, flags, Python and torch versions, the compiler, and what `-march=native` means on this CPU), the
+sources, flags, Python and torch versions, the compiler, and what its `-march` means on this CPU), the
 sources are copied into it so that the compile command names no checkout, and a finished build is imported
 directly, without asking ninja again. An OS lock (flock, released when its process dies) guards each folder:
 a torch `lock` file found while holding it was left by an interrupted build and is removed; a process that
@@ -37,14 +37,25 @@ CPU_SOURCES = ["cpu_ops.cpp"]
 CUDA_SOURCES = ["cuda_ops.cpp", "march.cu", "composite.cu", "hash_encode.cu", "occupancy.cu", "plane_sample.cu"]
 # Hopper (sm_90) and the generations before it; PTX for newer cards.
 CUDA_ARCHS = ["70", "75", "80", "86", "89", "90"]
-CPU_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp"]
+# The instruction sets the CPU build may use: this CPU's (native) unless $FIELDS_KERNEL_MARCH names another gcc
+# -march, e.g. x86-64-v3 (AVX2 + FMA, no AVX-512) to build and measure what an AVX2-only machine runs.
+DEFAULT_MARCH = "native"
 CUDA_FLAGS = ["-O3", "--fmad=false"] + [
     f"-gencode=arch=compute_{a},code=sm_{a}" for a in CUDA_ARCHS
 ] + ["-gencode=arch=compute_90,code=compute_90"]
-CPU_BUILD = {"extra_cflags": CPU_FLAGS, "extra_ldflags": ["-fopenmp"]}
 CUDA_BUILD = {"extra_cflags": ["-O3"], "extra_cuda_cflags": CUDA_FLAGS}
 DURATION = {"cpu": "one to two minutes on 2 cores", "cuda": "several minutes"}
 DONE = "built"  # written into the build folder once the extension has been built and imported
+
+
+def cpu_march() -> str:
+    return os.environ.get("FIELDS_KERNEL_MARCH", DEFAULT_MARCH)
+
+
+def cpu_build() -> dict:
+    """The CPU build's flags: -ffp-contract=off (no fused multiply-adds, so sample positions round as in the twin)."""
+    return {"extra_cflags": ["-O3", f"-march={cpu_march()}", "-ffp-contract=off", "-fopenmp"],
+            "extra_ldflags": ["-fopenmp"]}
 
 
 @dataclass(frozen=True)
@@ -84,9 +95,9 @@ def source_digest(sources: dict[str, bytes] | None = None) -> str:
 
 
 @functools.cache
-def toolchain(cxx: str) -> dict[str, str]:
-    """The compiler (resolved path and version) and the instruction sets `-march=native` selects with it here."""
-    probe = subprocess.run([cxx, "-march=native", "-E", "-v", "-x", "c++", os.devnull, "-o", os.devnull],
+def toolchain(cxx: str, march: str = DEFAULT_MARCH) -> dict[str, str]:
+    """The compiler (resolved path and version) and the instruction sets `-march=<march>` selects with it here."""
+    probe = subprocess.run([cxx, f"-march={march}", "-E", "-v", "-x", "c++", os.devnull, "-o", os.devnull],
                            capture_output=True, text=True, timeout=60)
     version = next((line.strip() for line in probe.stderr.splitlines() if " version " in line), "unknown")
     target = [token for token in probe.stderr.split() if token.startswith(("-m", "+"))]  # gcc -m…, clang +feature
@@ -97,7 +108,7 @@ def build_key(kind: str, flags: dict, sources: dict[str, bytes] | None = None) -
     """(key, what it hashes): the sources, flags, Python, torch, compiler and CPU. The environment reaches a build
     only through these: CXX through the resolved compiler, CC and CUDA_HOME (the CUDA build's) named here."""
     inputs = {"sources": source_digest(sources), "kind": kind, "flags": flags, "python": sys.version.split()[0],
-              "torch": torch.__version__, **toolchain(compiler() or "c++")}
+              "torch": torch.__version__, **toolchain(compiler() or "c++", cpu_march())}
     if kind == "cuda":
         from torch.utils.cpp_extension import CUDA_HOME
 
@@ -208,7 +219,7 @@ def _load(name: str, sources: list[str], kind: str, **flags) -> BuildResult:
 def cpu_kernels() -> BuildResult:
     if compiler() is None:
         return BuildResult(None, "no C++ compiler found (set CXX or install g++)")
-    return _load("fields_cpu_kernels", CPU_SOURCES, "cpu", **CPU_BUILD)
+    return _load("fields_cpu_kernels", CPU_SOURCES, "cpu", **cpu_build())
 
 
 @functools.cache

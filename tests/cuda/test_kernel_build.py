@@ -39,7 +39,7 @@ def _command(env: dict, *args: str, timeout: float) -> subprocess.CompletedProce
 
 def _cpu_folder(monkeypatch, cache):
     monkeypatch.setenv("FIELDS_KERNEL_CACHE", str(cache))
-    return build.cache_dir("cpu", build.build_key("cpu", build.CPU_BUILD)[0])
+    return build.cache_dir("cpu", build.build_key("cpu", build.cpu_build())[0])
 
 
 @pytest.mark.slow  # a full CPU build: 80-150 s wall time on a shared 2-core machine

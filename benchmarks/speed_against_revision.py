@@ -1,0 +1,93 @@
+"""Training speed and quality of this checkout against an earlier revision, side by side in one session.
+
+Each checkout trains lego for the same wall-clock budget with the README's command (`fields train --scene lego
+--time-budget M --threads T`), one after the other on the same machine; the table gives steps, steps per second
+(both aim at the same samples per step), held-out PSNR (the run's own final evaluation on 10 val views), seconds
+per 400x400 view, and the ratios. `--isa avx2` runs both on the code paths of an AVX2-only CPU (ATen, MKL and
+oneDNN capped at AVX2, the native kernels built with -march=x86-64-v3): what the project's weaker 2-core machines
+run, measured on a stronger one.
+
+    python benchmarks/speed_against_revision.py --before 040d046 --minutes 10 --isa avx2 --out /tmp/speed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+             "FIELDS_KERNEL_MARCH": "x86-64-v3", "FIELDS_CPU_ISA": "avx2"}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cpu_line() -> str:
+    """The CPU's model and its vector extensions, from /proc/cpuinfo."""
+    model, flags = "unknown CPU", set()
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    vector = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "amx_tile") if f in flags]
+    return f"{model}, {os.cpu_count()} cores, {' '.join(vector)}"
+
+
+def checkout_python(revision: str, folder: Path) -> str:
+    """A Python whose `nfields` is `revision` of this repository: a worktree installed into its own venv."""
+    if not folder.exists():
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(folder), revision], check=True)
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(folder / ".venv")], check=True)
+        # A wheel, not an editable install: this checkout's own (seen through --system-site-packages) would mix in.
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                        str(folder / "wheel"), str(folder)], check=True)
+        wheel = next((folder / "wheel").glob("nfields-*.whl"))
+        subprocess.run([str(folder / ".venv/bin/pip"), "install", "-q", "--no-deps", str(wheel)], check=True)
+    return str(folder / ".venv/bin/python")
+
+
+def train(python: str, out: Path, minutes: float, threads: int, env: dict) -> dict:
+    """One time-budgeted lego run (kept: a second call only reads it); its steps, training seconds and final
+    evaluation."""
+    if not (out / "metrics.json").exists():
+        subprocess.run([python, "-m", "nfields.cli", "train", "--scene", "lego", "--time-budget", str(minutes),
+                        "--threads", str(threads), "--output", str(out), "--logger", "none"],
+                       env={**os.environ, **env}, check=True, cwd=REPO)  # finds ../shared/data as the README says
+    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {"steps": int(state["step"]), "seconds": float(state["train_seconds"]), "psnr": metrics["psnr"],
+            "view_s": metrics["seconds_per_view"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--before", required=True, help="the earlier revision (commit, tag or branch)")
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--isa", choices=["native", "avx2"], default="native")
+    parser.add_argument("--out", type=Path, default=Path("runs/speed"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = AVX2_ONLY if args.isa == "avx2" else {}
+    pythons = {f"before ({args.before})": checkout_python(args.before, args.out / "before-checkout"),
+               "after (this checkout)": sys.executable}
+    rows = {label: train(python, args.out / label.split()[0], args.minutes, args.threads, env)
+            for label, python in pythons.items()}
+    print(f"lego, {args.minutes:g} minutes, {args.threads} threads, {args.isa} code paths; {cpu_line()}")
+    for label, r in rows.items():
+        print(f"  {label:28s} {r['steps']:6d} steps {r['steps'] / r['seconds']:6.2f} steps/s "
+              f"val {r['psnr']:.2f} dB, {r['view_s']:.2f} s per 400x400 view")
+    before, after = rows.values()
+    print(f"  after/before: steps/s x{(after['steps'] / after['seconds']) / (before['steps'] / before['seconds']):.2f}"
+          f", PSNR {after['psnr'] - before['psnr']:+.2f} dB, render x{before['view_s'] / after['view_s']:.2f} faster")
+
+
+if __name__ == "__main__":
+    main()
