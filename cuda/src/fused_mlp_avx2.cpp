@@ -13,9 +13,9 @@
 namespace fields::mlp {
 namespace {
 
-struct Avx2 {  // tiles of up to 8 accumulators (4 rows x 2 vectors, 8 x 1) + 2 weight vectors: of 16 ymm registers
+struct Avx2 {  // tiles of up to 12 accumulators (4 rows x 3 vectors, ...) + 3 weight vectors: of 16 ymm registers
   using T = __m256;
-  static constexpr int W = 8, ACC = 8, NV = 2;
+  static constexpr int W = 8, ACC = 12, NV = 3;
   static T zero() { return _mm256_setzero_ps(); }
   static T load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, T v) { _mm256_storeu_ps(p, v); }

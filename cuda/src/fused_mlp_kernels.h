@@ -38,13 +38,21 @@ inline void tile(int K, const float* a, int64_t a_row, int64_t a_k, const float*
     }
 }
 
+// Rows per tile for a budget of accumulators per column of vectors: a power of two, so that tiles divide the
+// padded rows (a multiple of kPad).
+constexpr int rows_per_tile(int budget) {
+  int rows = 1;
+  while (rows * 2 <= budget && rows * 2 <= kPad) rows *= 2;
+  return rows;
+}
+
 // The product over M rows (a multiple of kPad) and `cols` columns (a multiple of kPad): column panels of
 // up to V::NV vectors (the panel of B stays in L1 across the row tiles); a narrower panel takes more rows
 // per tile, up to V::ACC accumulators.
 template <class V>
 void product(int M, int cols, int K, const float* a, int64_t a_row, int64_t a_k, const float* b, int64_t b_k,
              float* c, int64_t c_row, bool accumulate, bool relu, const float* mask) {
-  static_assert(V::NV <= 4 && kPad % (V::ACC / V::NV) == 0, "tiles must divide the padded rows");
+  static_assert(V::NV <= 4 && V::ACC >= V::NV, "a tile holds at most 4 vectors per row");
   const int n_vectors = cols / V::W;
   for (int j0 = 0; j0 < n_vectors; j0 += V::NV) {
     const int nv = std::min(V::NV, n_vectors - j0);
@@ -56,11 +64,11 @@ void product(int M, int cols, int K, const float* a, int64_t a_row, int64_t a_k,
                         mask ? mask + r * c_row + j0 * V::W : nullptr);
     };
     using std::integral_constant;
-    constexpr int one = std::min(kPad, V::ACC), two = std::min(kPad, V::ACC / 2), wide = V::ACC / V::NV;
-    if (nv == 1) run(integral_constant<int, one>{}, integral_constant<int, 1>{});
-    else if (nv == 2) run(integral_constant<int, two>{}, integral_constant<int, 2>{});
-    else if (nv == 3) run(integral_constant<int, wide>{}, integral_constant<int, (V::NV >= 3 ? 3 : 1)>{});
-    else run(integral_constant<int, wide>{}, integral_constant<int, V::NV>{});
+    constexpr int NV = V::NV;
+    if (nv == 1) run(integral_constant<int, rows_per_tile(V::ACC)>{}, integral_constant<int, 1>{});
+    else if (nv == 2) run(integral_constant<int, rows_per_tile(V::ACC / 2)>{}, integral_constant<int, 2>{});
+    else if (nv == 3) run(integral_constant<int, rows_per_tile(V::ACC / 3)>{}, integral_constant<int, (NV >= 3 ? 3 : 1)>{});
+    else run(integral_constant<int, rows_per_tile(V::ACC / NV)>{}, integral_constant<int, NV>{});
   }
 }
 
