@@ -62,7 +62,7 @@ def main() -> None:
     with profile() as prof:
         for _ in range(args.steps):
             with record_function("step"):
-                samples += trainer.train_step()[2]
+                samples += trainer.train_step().samples
     totals = {e.key: e.cpu_time_total / args.steps / 1000 for e in prof.key_averages()}
     phases = ["march", "early termination", "density (gradients)", "color", "occupancy update", "adam"]
     step = totals["step"]
