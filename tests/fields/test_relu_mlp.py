@@ -9,7 +9,7 @@ from torch import nn
 from nfields.cuda import build
 from nfields.cuda.dispatch import kernels_for
 from nfields.fields.base import mlp
-from nfields.fields.relu_mlp import ReluMLP
+from nfields.fields.relu_mlp import ReluMLP, cpu_isa
 
 ISAS = ["avx512", "avx2", "generic"]
 # (n_in, width, n_hidden, n_out): the hash grid's density and colour MLPs, then other mlp() calls' forms
@@ -115,3 +115,15 @@ def test_state_dict_keys_are_nn_sequentials():
     module = mlp(32, 64, 2, 3)
     plain = nn.Sequential(*module)
     assert isinstance(module, ReluMLP) and list(module.state_dict()) == list(plain.state_dict())
+
+
+def test_auto_runs_pytorch_on_a_cpu_without_avx2(monkeypatch):
+    class NoAvx:
+        @staticmethod
+        def mlp_isas():
+            return ["generic"]
+
+    monkeypatch.delenv("FIELDS_CPU_ISA", raising=False)
+    assert cpu_isa(NoAvx) is None
+    monkeypatch.setenv("FIELDS_CPU_ISA", "generic")
+    assert cpu_isa(NoAvx) == "generic"
