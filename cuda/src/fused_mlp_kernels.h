@@ -57,8 +57,8 @@ void product(int M, int cols, int K, const float* a, int64_t a_row, int64_t a_k,
   for (int j0 = 0; j0 < n_vectors; j0 += V::NV) {
     const int nv = std::min(V::NV, n_vectors - j0);
     const float* bj = b + j0 * V::W;
-    auto run = [&](auto rows_per_tile, auto vectors) {
-      constexpr int MR = decltype(rows_per_tile)::value, NV = decltype(vectors)::value;
+    auto run = [&](auto rows, auto vectors) {  // integral_constants: the tile's shape
+      constexpr int MR = decltype(rows)::value, NV = decltype(vectors)::value;
       for (int r = 0; r < M; r += MR)
         tile<V, MR, NV>(K, a + r * a_row, a_row, a_k, bj, b_k, c + r * c_row + j0 * V::W, c_row, accumulate, relu,
                         mask ? mask + r * c_row + j0 * V::W : nullptr);
