@@ -8,11 +8,13 @@ Workloads:
 - cone-step marching through 5 occupancy cascades (unbounded scenes): rays from cameras inside the scene box
   in every direction, through blob-shaped occupancy at every level;
 - feature-plane sampling forward + backward (summed tri-plane, 16 channels at 256^2, as the triplane
-  backbone's finest level; and one TensoRF-VM appearance plane set, 24 channels at 200^2).
+  backbone's finest level; and one TensoRF-VM appearance plane set, 24 channels at 200^2);
+- the fused MLP (CPU only) forward + backward, gradients to the input and the weights, on the hash grid's
+  density (32 -> 64 -> 16) and colour (32 -> 64 -> 64 -> 3) shapes, each instruction-set path this CPU runs.
 References: the PyTorch twins the tests check the kernels against, and nerfacc's pure-PyTorch compositing
 (`render_weight_from_density` on padded (rays, samples) batches: its packed form needs CUDA).
 
-    python benchmarks/kernels.py --threads 2 [--run runs/lego-hashgrid-...] [--device cpu|cuda]
+    python benchmarks/kernels.py --threads 2 [--run runs/lego-hashgrid-...] [--device cpu|cuda] [--only mlp]
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from nfields.cuda.dispatch import kernels_for
 from nfields.datasets.cameras import Cameras, orbit_poses
 from nfields.datasets.procedural import procedural_sdf
 from nfields.engine.runs import load_run
+from nfields.fields.base import mlp
 from nfields.fields.grids import sample_planes_torch
 from nfields.fields.hash_encoding import HashGridGeometry, hash_encode_torch
 from nfields.fields.hashgrid import HashGridConfig
@@ -200,6 +203,19 @@ def plane_case(channels: int, resolution: int, sum_planes: bool, device, n_point
                     "pytorch twin": run(twin)}, repeats, device)
 
 
+def mlp_case(n_in: int, width: int, n_hidden: int, n_out: int, n_points: int, repeats: int):
+    torch.manual_seed(0)
+    net = mlp(n_in, width, n_hidden, n_out)
+    weights = [m.weight for m in net[::2]]
+    x = torch.randn(n_points, n_in, requires_grad=True)  # as in training: the encoding's output needs gradients
+    grad = torch.randn(n_points, n_out)
+    kernels = kernels_for("cpu")
+    candidates = {f"native {isa}": lambda isa=isa: functions.fused_mlp(kernels, x, weights, isa).backward(grad)
+                  for isa in kernels.mlp_isas()}
+    return compare({**candidates, "pytorch twin": lambda: torch.nn.Sequential.forward(net, x).backward(grad)},
+                   repeats, torch.device("cpu"))
+
+
 def print_rows(title: str, count: int, unit: str, results: dict[str, float]) -> None:
     base = results["pytorch twin"]
     print(f"\n{title}  ({count:,} {unit} per batch)")
@@ -216,28 +232,33 @@ def main() -> None:
     parser.add_argument("--rays", type=int, default=8192)
     parser.add_argument("--points", type=int, default=1 << 16, help="hash-encoding batch (a training step's samples)")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--only", choices=["march", "hash", "cascade", "plane", "mlp"], help="one workload only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if kernels_for(device) is None:
         raise SystemExit(f"no native kernels for {device}: run `fields doctor` to see why")
     print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    scene = RunScene(args.run, device) if args.run else ProceduralScene(device)
-    label = f"run {args.run}" if args.run else "procedural scene"
-    n_samples, both, march, comp = march_composite_case(scene, device, args.rays, args.repeats)
-    print_rows(f"march + composite fwd/bwd, {label}", n_samples, "samples", both)
-    print_rows("  of which marching", n_samples, "samples", march)
-    print_rows("  of which compositing fwd/bwd", n_samples, "samples", comp)
-    for preset in ("cpu", "published"):
+    if args.only in (None, "march"):
+        scene = RunScene(args.run, device) if args.run else ProceduralScene(device)
+        label = f"run {args.run}" if args.run else "procedural scene"
+        n_samples, both, march, comp = march_composite_case(scene, device, args.rays, args.repeats)
+        print_rows(f"march + composite fwd/bwd, {label}", n_samples, "samples", both)
+        print_rows("  of which marching", n_samples, "samples", march)
+        print_rows("  of which compositing fwd/bwd", n_samples, "samples", comp)
+    for preset in ("cpu", "published") if args.only in (None, "hash") else ():
         print_rows(f"hash encoding fwd+bwd, preset {preset}", args.points, "points",
                    hash_case(preset, device, args.points, args.repeats))
-    n_samples, results = cascade_case(device, args.rays, args.repeats)
-    print_rows("cascaded cone-step marching (5 cascades, unbounded)", n_samples, "samples", results)
-    for channels, resolution, summed in ((16, 256, True), (24, 200, False)):
+    if args.only in (None, "cascade"):
+        n_samples, results = cascade_case(device, args.rays, args.repeats)
+        print_rows("cascaded cone-step marching (5 cascades, unbounded)", n_samples, "samples", results)
+    for channels, resolution, summed in ((16, 256, True), (24, 200, False)) if args.only in (None, "plane") else ():
         kind = "summed tri-plane" if summed else "3 separate planes"
         print_rows(f"plane sampling fwd+bwd, {kind}, {channels} channels at {resolution}^2", args.points, "points",
                    plane_case(channels, resolution, summed, device, args.points, args.repeats))
-
+    for shape in ((32, 64, 1, 16), (32, 64, 2, 3)) if args.only in (None, "mlp") and device.type == "cpu" else ():
+        print_rows(f"fused MLP fwd+bwd, {' -> '.join(map(str, [shape[0]] + [shape[1]] * shape[2] + [shape[3]]))}",
+                   args.points, "rows", mlp_case(*shape, args.points, args.repeats))
 
 if __name__ == "__main__":
     main()

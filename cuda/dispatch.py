@@ -16,7 +16,10 @@ import torch
 
 from . import build
 
-OPERATIONS = ("march_rays", "march_rays_cascaded", "composite", "hash_encode", "plane_sample", "occupancy_update")
+OPERATIONS = ("march_rays", "march_rays_cascaded", "composite", "hash_encode", "plane_sample", "occupancy_update",
+              "mlp")
+# Operations with a CPU kernel only; on a GPU, PyTorch runs them (tiny-cuda-nn's fused MLP is the GPU counterpart).
+CPU_ONLY = ("mlp",)
 _BUILDS = {"cpu": build.cpu_kernels, "cuda": build.cuda_kernels}
 
 
@@ -68,5 +71,9 @@ def report(devices: tuple[str, ...] = ("cpu", "cuda")) -> list[tuple[str, str, s
     rows = []
     for device in devices:
         choice = choose(device)
-        rows += [(device, op, choice.backend, choice.reason) for op in OPERATIONS]
+        for op in OPERATIONS:
+            if op in CPU_ONLY and device != "cpu":
+                rows.append((device, op, "pytorch", f"no native kernel for {device} devices"))
+            else:
+                rows.append((device, op, choice.backend, choice.reason))
     return rows

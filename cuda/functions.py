@@ -86,3 +86,30 @@ class PlaneSample(torch.autograd.Function):
 def plane_sample(kernels: ModuleType, planes: torch.Tensor, coords: torch.Tensor, sum_planes: bool) -> torch.Tensor:
     """planes (P, C, H, W) at coords (P, N, 2) in [-1, 1] -> (N, C) summed over planes, or (P, N, C)."""
     return PlaneSample.apply(kernels, planes, coords, sum_planes)
+
+
+class FusedMLP(torch.autograd.Function):
+    """Native fused bias-free ReLU MLP (CPU); gradients flow to the input and every weight."""
+
+    @staticmethod
+    def forward(ctx, kernels, isa, save, x, *weights):
+        y, *hidden = kernels.mlp_forward(x, list(weights), save, isa)
+        ctx.save_for_backward(x, *weights, *hidden)
+        ctx.kernels, ctx.isa, ctx.n_layers = kernels, isa, len(weights)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_y):
+        x, *saved = ctx.saved_tensors
+        weights, hidden = saved[: ctx.n_layers], saved[ctx.n_layers:]
+        grad_x, *grad_weights = ctx.kernels.mlp_backward(grad_y.contiguous(), x, hidden, weights,
+                                                         ctx.needs_input_grad[3], ctx.isa)
+        return None, None, None, grad_x if ctx.needs_input_grad[3] else None, *grad_weights
+
+
+def fused_mlp(kernels: ModuleType, x: torch.Tensor, weights: list[torch.Tensor], isa: str) -> torch.Tensor:
+    """x (N, n_in) float32 through bias-free linear layers weights[l] (out, in) with ReLU between -> (N, n_out).
+    isa: "auto", "avx512", "avx2" or "generic" (the vector instructions the kernel uses)."""
+    save = torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights))
+    return FusedMLP.apply(kernels, isa, save, x.contiguous(), *(w.contiguous() for w in weights))

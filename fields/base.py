@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .optimizer_spec import OptimizerSpec
+from .relu_mlp import ReluMLP
 
 ROLES = ("features", "decoder")
 
@@ -218,11 +219,12 @@ def softplus_density(raw: torch.Tensor, shift: float, scale: float) -> torch.Ten
     return scale * torch.nn.functional.softplus(raw + shift)
 
 
-def mlp(n_in: int, width: int, n_hidden: int, n_out: int, bias: bool = False) -> nn.Sequential:
-    """ReLU MLP with `n_hidden` hidden layers of `width` (tiny-cuda-nn's MLPs have no biases)."""
+def mlp(n_in: int, width: int, n_hidden: int, n_out: int, bias: bool = False) -> ReluMLP:
+    """ReLU MLP with `n_hidden` hidden layers of `width` (tiny-cuda-nn's MLPs have no biases); bias-free
+    ones run on the fused CPU kernel where it is available (see relu_mlp.py)."""
     layers, dim = [], n_in
     for _ in range(n_hidden):
         layers += [nn.Linear(dim, width, bias=bias), nn.ReLU(inplace=True)]
         dim = width
     layers.append(nn.Linear(dim, n_out, bias=bias))
-    return nn.Sequential(*layers)
+    return ReluMLP(*layers)

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "composite.h"
+#include "fused_mlp.h"
 #include "hash_encode.h"
 #include "march.h"
 #include "plane_sample.h"
@@ -372,6 +373,97 @@ torch::Tensor occupancy_update(torch::Tensor occs, torch::Tensor indices, torch:
   return binary;
 }
 
+// Fused bias-free ReLU MLP (fused_mlp.h). weights[l]: nn.Linear's (out, in). Returns {y (N, n_out)} and,
+// when save_hidden, the post-ReLU hidden activations (N, width) that mlp_backward takes.
+fields::mlp::Plan mlp_plan(const torch::Tensor& x, const std::vector<torch::Tensor>& weights) {
+  check_cpu_float(x, "mlp input");
+  TORCH_CHECK(x.dim() == 2, "mlp input must be (N, n_in)");
+  TORCH_CHECK(!weights.empty(), "mlp needs at least one weight");
+  std::vector<int> dims{(int)x.size(1)};
+  for (const auto& w : weights) {
+    check_cpu_float(w, "mlp weight");
+    TORCH_CHECK(w.dim() == 2 && w.size(1) == dims.back(), "mlp weight ", dims.size() - 1, " must be (out, ",
+                dims.back(), "), got ", w.sizes());
+    dims.push_back((int)w.size(0));
+  }
+  return fields::mlp::Plan(dims);
+}
+
+std::vector<float*> float_pointers(std::vector<torch::Tensor>& tensors) {
+  std::vector<float*> pointers;
+  for (auto& t : tensors) pointers.push_back(t.data_ptr<float>());
+  return pointers;
+}
+
+std::vector<torch::Tensor> packed_weights(const fields::mlp::Plan& plan, const std::vector<torch::Tensor>& weights) {
+  std::vector<const float*> w;
+  for (const auto& t : weights) w.push_back(t.data_ptr<float>());
+  auto forward_w = torch::empty({plan.weight_floats}, torch::kFloat32);
+  auto backward_w = torch::empty({plan.weight_floats}, torch::kFloat32);
+  fields::mlp::pack_weights(plan, w.data(), forward_w.data_ptr<float>(), backward_w.data_ptr<float>());
+  return {forward_w, backward_w};
+}
+
+std::vector<torch::Tensor> mlp_forward(torch::Tensor x, std::vector<torch::Tensor> weights, bool save_hidden,
+                                       std::string isa_name) {
+  const auto plan = mlp_plan(x, weights);
+  const auto isa = fields::mlp::choose_isa(isa_name);  // an unknown name: ValueError
+  const int64_t n = x.size(0), n_blocks = (n + fields::mlp::kBlockRows - 1) / fields::mlp::kBlockRows;
+  const auto packed = packed_weights(plan, weights);
+  const float* forward_w = packed[0].data_ptr<float>();
+  std::vector<torch::Tensor> out{torch::empty({n, plan.dims.back()}, torch::kFloat32)};
+  for (int l = 1; save_hidden && l < plan.n_layers(); ++l) out.push_back(torch::empty({n, plan.dims[l]}, torch::kFloat32));
+  auto hidden = float_pointers(out);
+  const float* xp = x.data_ptr<float>();
+  at::parallel_for(0, n_blocks, 1, [&](int64_t lo, int64_t hi) {
+    std::vector<float> scratch(plan.scratch_floats());
+    fields::mlp::forward_rows(isa, plan, forward_w, xp, lo * fields::mlp::kBlockRows,
+                              std::min(n, hi * fields::mlp::kBlockRows), hidden[0],
+                              save_hidden ? hidden.data() + 1 : nullptr, scratch.data());
+  });
+  return out;
+}
+
+// {grad_x (empty unless need_grad_x), grad_weights...} from grad_y (N, n_out) and mlp_forward's saved state.
+// Row blocks are split into one contiguous chunk per thread, each with its own weight-gradient sums.
+std::vector<torch::Tensor> mlp_backward(torch::Tensor grad_y, torch::Tensor x, std::vector<torch::Tensor> hidden,
+                                        std::vector<torch::Tensor> weights, bool need_grad_x, std::string isa_name) {
+  const auto plan = mlp_plan(x, weights);
+  const auto isa = fields::mlp::choose_isa(isa_name);  // an unknown name: ValueError
+  check_cpu_float(grad_y, "mlp grad_y");
+  TORCH_CHECK((int)hidden.size() == plan.n_layers() - 1, "mlp_backward needs mlp_forward's hidden activations");
+  for (int l = 0; l + 1 < plan.n_layers(); ++l) {
+    check_cpu_float(hidden[l], "mlp hidden activation");
+    TORCH_CHECK(hidden[l].sizes() == torch::IntArrayRef({x.size(0), plan.dims[l + 1]}), "mlp hidden ", l, " shape");
+  }
+  const int64_t n = x.size(0), n_blocks = (n + fields::mlp::kBlockRows - 1) / fields::mlp::kBlockRows;
+  TORCH_CHECK(grad_y.sizes() == torch::IntArrayRef({n, plan.dims.back()}), "mlp grad_y must be (N, n_out)");
+  auto packed = packed_weights(plan, weights);
+  const int64_t n_chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n_blocks));
+  auto grad_w_chunks = torch::zeros({n_chunks, plan.weight_floats}, torch::kFloat32);
+  auto grad_x = need_grad_x ? torch::empty_like(x) : torch::Tensor();
+  std::vector<const float*> h;
+  for (const auto& t : hidden) h.push_back(t.data_ptr<float>());
+  at::parallel_for(0, n_chunks, 1, [&](int64_t lo, int64_t hi) {
+    std::vector<float> scratch(plan.scratch_floats());
+    for (int64_t c = lo; c < hi; ++c)
+      fields::mlp::backward_rows(isa, plan, packed[1].data_ptr<float>(), grad_y.data_ptr<float>(),
+                                 x.data_ptr<float>(), h.data(), std::min(n, c * n_blocks / n_chunks * fields::mlp::kBlockRows),
+                                 std::min(n, (c + 1) * n_blocks / n_chunks * fields::mlp::kBlockRows),
+                                 need_grad_x ? grad_x.data_ptr<float>() : nullptr, grad_w_chunks[c].data_ptr<float>(),
+                                 scratch.data());
+  });
+  std::vector<torch::Tensor> out{need_grad_x ? grad_x : torch::empty({0}, torch::kFloat32)};
+  for (const auto& w : weights) out.push_back(torch::empty_like(w));
+  std::vector<const float*> chunks;
+  for (int64_t c = 0; c < n_chunks; ++c) chunks.push_back(grad_w_chunks[c].data_ptr<float>());
+  auto grads = float_pointers(out);
+  fields::mlp::add_weight_grads(plan, chunks.data(), (int)n_chunks, grads.data() + 1);
+  return out;
+}
+
+std::vector<std::string> mlp_isas() { return fields::mlp::supported_isas(); }
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -385,5 +477,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("hash_encode_backward", &hash_encode_backward, "gradient of the hash table");
   m.def("plane_sample_forward", &plane_sample_forward, "bilinear feature-plane lookup");
   m.def("plane_sample_backward", &plane_sample_backward, "gradient of the feature planes");
+  m.def("mlp_forward", &mlp_forward, "fused bias-free ReLU MLP");
+  m.def("mlp_backward", &mlp_backward, "gradients of the fused MLP");
+  m.def("mlp_isas", &mlp_isas, "the fused MLP's instruction-set paths this CPU runs, best first");
   m.def("occupancy_update", &occupancy_update, "occupancy-grid EMA update and binarisation");
 }

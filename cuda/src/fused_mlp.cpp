@@ -1,0 +1,133 @@
+// The fused MLP's plan, weight packing, gradient reduction, ISA choice and generic (plain C++) path.
+#include "fused_mlp.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+
+#include "fused_mlp_kernels.h"
+
+namespace fields::mlp {
+
+#if defined(__x86_64__) || defined(__i386__)
+#define FIELDS_MLP_X86 1
+void forward_rows_avx512(const Plan&, const float*, const float*, int64_t, int64_t, float*, float* const*, float*);
+void backward_rows_avx512(const Plan&, const float*, const float*, const float*, const float* const*, int64_t,
+                          int64_t, float*, float*, float*);
+void forward_rows_avx2(const Plan&, const float*, const float*, int64_t, int64_t, float*, float* const*, float*);
+void backward_rows_avx2(const Plan&, const float*, const float*, const float*, const float* const*, int64_t, int64_t,
+                        float*, float*, float*);
+#else
+#define FIELDS_MLP_X86 0
+#endif
+
+namespace {
+
+// Four floats as a GCC/Clang vector extension: the compiler's own instructions for the build's target
+// (SSE on a plain x86-64 build, NEON on ARM), no intrinsics.
+struct Generic {
+  typedef float T __attribute__((vector_size(16)));
+  static constexpr int W = 4, ACC = 8, NV = 2;
+  static T zero() { return T{}; }
+  static T load(const float* p) {
+    T t;
+    std::memcpy(&t, p, sizeof t);
+    return t;
+  }
+  static void store(float* p, T t) { std::memcpy(p, &t, sizeof t); }
+  static T set1(float s) { return T{} + s; }
+  static T fma(T a, T b, T c) { return a * b + c; }
+  static T relu(T t) { return t > 0.0f ? t : T{}; }
+  static T keep_where_positive(T t, T m) { return m > 0.0f ? t : T{}; }
+};
+
+}  // namespace
+
+namespace {
+
+bool cpu_has(Isa isa) {
+#if FIELDS_MLP_X86
+  if (isa == Isa::avx512) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+  if (isa == Isa::avx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+  return isa == Isa::generic;
+}
+
+}  // namespace
+
+Plan::Plan(std::vector<int> widths) : dims(std::move(widths)) {
+  if (dims.size() < 2) throw std::invalid_argument("fused MLP: needs at least one layer");
+  for (int d : dims) {
+    if (d <= 0) throw std::invalid_argument("fused MLP: every width must be positive");
+    pad.push_back(padded(d));
+    max_pad = std::max(max_pad, pad.back());
+  }
+  for (int l = 0; l < n_layers(); ++l) {
+    weight_offset.push_back(weight_floats);
+    weight_floats += (int64_t)pad[l] * pad[l + 1];
+  }
+}
+
+void pack_weights(const Plan& p, const float* const* weights, float* forward_w, float* backward_w) {
+  std::fill(forward_w, forward_w + p.weight_floats, 0.0f);
+  std::fill(backward_w, backward_w + p.weight_floats, 0.0f);
+  for (int l = 0; l < p.n_layers(); ++l) {
+    const int n_in = p.dims[l], n_out = p.dims[l + 1];
+    float *fw = forward_w + p.weight_offset[l], *bw = backward_w + p.weight_offset[l];
+    for (int o = 0; o < n_out; ++o)
+      for (int i = 0; i < n_in; ++i) {
+        const float w = weights[l][(int64_t)o * n_in + i];
+        fw[(int64_t)i * p.pad[l + 1] + o] = w;
+        bw[(int64_t)o * p.pad[l] + i] = w;
+      }
+  }
+}
+
+void add_weight_grads(const Plan& p, const float* const* grad_w, int count, float* const* weight_grads) {
+  for (int l = 0; l < p.n_layers(); ++l) {
+    const int n_in = p.dims[l], n_out = p.dims[l + 1];
+    for (int o = 0; o < n_out; ++o)
+      for (int i = 0; i < n_in; ++i) {
+        float sum = 0.0f;
+        for (int c = 0; c < count; ++c) sum += grad_w[c][p.weight_offset[l] + (int64_t)i * p.pad[l + 1] + o];
+        weight_grads[l][(int64_t)o * n_in + i] = sum;
+      }
+  }
+}
+
+Isa choose_isa(const std::string& name) {
+  if (name.empty() || name == "auto") return cpu_has(Isa::avx512) ? Isa::avx512 : cpu_has(Isa::avx2) ? Isa::avx2 : Isa::generic;
+  const Isa isa = name == "avx512" ? Isa::avx512 : name == "avx2" ? Isa::avx2 : Isa::generic;
+  if (isa == Isa::generic && name != "generic")
+    throw std::invalid_argument("FIELDS_CPU_ISA='" + name + "': expected auto, avx512, avx2 or generic");
+  if (!cpu_has(isa)) throw std::invalid_argument("FIELDS_CPU_ISA='" + name + "': this CPU does not support it");
+  return isa;
+}
+
+std::vector<std::string> supported_isas() {
+  std::vector<std::string> names;
+  for (auto [isa, name] : {std::pair{Isa::avx512, "avx512"}, {Isa::avx2, "avx2"}, {Isa::generic, "generic"}})
+    if (cpu_has(isa)) names.push_back(name);
+  return names;
+}
+
+void forward_rows(Isa isa, const Plan& p, const float* forward_w, const float* x, int64_t r0, int64_t r1, float* y,
+                  float* const* hidden, float* scratch) {
+#if FIELDS_MLP_X86
+  if (isa == Isa::avx512) return forward_rows_avx512(p, forward_w, x, r0, r1, y, hidden, scratch);
+  if (isa == Isa::avx2) return forward_rows_avx2(p, forward_w, x, r0, r1, y, hidden, scratch);
+#endif
+  forward_rows_impl<Generic>(p, forward_w, x, r0, r1, y, hidden, scratch);
+}
+
+void backward_rows(Isa isa, const Plan& p, const float* backward_w, const float* grad_y, const float* x,
+                   const float* const* hidden, int64_t r0, int64_t r1, float* grad_x, float* grad_w, float* scratch) {
+#if FIELDS_MLP_X86
+  if (isa == Isa::avx512) return backward_rows_avx512(p, backward_w, grad_y, x, hidden, r0, r1, grad_x, grad_w, scratch);
+  if (isa == Isa::avx2) return backward_rows_avx2(p, backward_w, grad_y, x, hidden, r0, r1, grad_x, grad_w, scratch);
+#endif
+  backward_rows_impl<Generic>(p, backward_w, grad_y, x, hidden, r0, r1, grad_x, grad_w, scratch);
+}
+
+}  // namespace fields::mlp

@@ -1,0 +1,59 @@
+// Fully fused CPU MLP (bias-free linear layers, ReLU between, none after the last): tiny-cuda-nn's
+// FullyFusedMLP form (NVlabs/tiny-cuda-nn, src/fully_fused_mlp.cu) run per block of rows on a CPU, the
+// block's activations kept in cache. Torch-free: plain pointers, row-major float32.
+//
+// Layer l maps dims[l] -> dims[l + 1]; its weight is nn.Linear's (dims[l + 1], dims[l]). Every width is
+// padded to a multiple of 16 in the packed weights and the block scratch (zeros), so the vector loops have
+// no remainders. A caller runs `forward_rows` / `backward_rows` on disjoint row ranges in parallel, each
+// with its own scratch (and, for backward, its own weight-gradient accumulator), then `add_weight_grads`.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fields::mlp {
+
+enum class Isa { generic, avx2, avx512 };
+
+constexpr int kPad = 16;         // widths are padded to this many floats
+constexpr int kBlockRows = 64;   // rows per block: a block's activations stay in L1/L2
+
+inline int padded(int n) { return (n + kPad - 1) / kPad * kPad; }
+
+// Sizes and buffer offsets of an MLP with `dims` (n_layers + 1 widths: input, hidden..., output).
+struct Plan {
+  std::vector<int> dims, pad;            // widths and padded widths
+  std::vector<int64_t> weight_offset;    // layer l's packed (pad[l] * pad[l + 1]) floats start here
+  int64_t weight_floats = 0;             // size of one packed weight buffer
+  int max_pad = 0;
+
+  explicit Plan(std::vector<int> widths);
+  int n_layers() const { return (int)dims.size() - 1; }
+  // Floats of per-range scratch forward/backward need (three block-sized activation buffers).
+  int64_t scratch_floats() const { return 3 * (int64_t)kBlockRows * max_pad; }
+};
+
+// Packs weights[l] (dims[l + 1], dims[l]) into `forward_w` (per layer pad[l] x pad[l + 1]: transposed, input
+// major) and `backward_w` (per layer pad[l + 1] x pad[l]: nn.Linear's layout), zero-padded.
+void pack_weights(const Plan& plan, const float* const* weights, float* forward_w, float* backward_w);
+
+// y (rows, dims.back()) of rows [r0, r1) of x (N, dims[0]); when `hidden` is not null, hidden[l]
+// (N, dims[l + 1]) receives the post-ReLU activations of hidden layer l (what backward needs).
+void forward_rows(Isa isa, const Plan& plan, const float* forward_w, const float* x, int64_t r0, int64_t r1,
+                  float* y, float* const* hidden, float* scratch);
+
+// Rows [r0, r1): grad_x (N, dims[0]) when not null, and weight gradients added into `grad_w`, laid out
+// as `forward_w` (per layer pad[l] x pad[l + 1], transposed; zero it first).
+void backward_rows(Isa isa, const Plan& plan, const float* backward_w, const float* grad_y, const float* x,
+                   const float* const* hidden, int64_t r0, int64_t r1, float* grad_x, float* grad_w,
+                   float* scratch);
+
+// weight_grads[l] (dims[l + 1], dims[l]) = the sum of the `count` transposed accumulators `grad_w`.
+void add_weight_grads(const Plan& plan, const float* const* grad_w, int count, float* const* weight_grads);
+
+// The ISA to run: `name` is "" or "auto" (the best this CPU supports), "avx512", "avx2" or "generic";
+// throws std::invalid_argument naming an unknown or unsupported choice.
+Isa choose_isa(const std::string& name);
+std::vector<std::string> supported_isas();
+
+}  // namespace fields::mlp

@@ -1,0 +1,50 @@
+"""The backbones' small MLPs: an nn.Sequential of linear layers with ReLU between, run on the CPU by the fused
+native kernel (cuda/src/fused_mlp.h: each block of rows through every layer in cache, forward and backward)
+when the layout is the one it supports (bias-free, tiny-cuda-nn's form) and the input is float32 outside
+autocast; otherwise, and with FIELDS_KERNELS=torch, by nn.Sequential's own forward (the PyTorch twin).
+$FIELDS_CPU_ISA (auto, avx512, avx2 or generic, read per call) picks the kernel's vector instructions; "auto"
+takes the best this CPU has, and PyTorch where it has neither AVX path (the generic loops are no match for
+PyTorch's matrix products)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+from ..cuda import functions
+from ..cuda.dispatch import kernels_for
+
+
+def cpu_isa(kernels) -> str | None:
+    """The kernel path $FIELDS_CPU_ISA asks for, or None for PyTorch (auto on a CPU without AVX2)."""
+    isa = os.environ.get("FIELDS_CPU_ISA", "auto").lower()
+    if isa == "auto" and kernels.mlp_isas()[0] == "generic":
+        return None
+    return isa
+
+
+class ReluMLP(nn.Sequential):
+    """Linear, ReLU, ..., Linear (no output activation): (..., n_in) -> (..., n_out). The children are
+    nn.Sequential's, so checkpoints keep their state_dict keys."""
+
+    def fusable(self, x: torch.Tensor) -> bool:
+        """Whether the fused kernel computes exactly this module on x."""
+        layers = list(self)
+        return (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+                and len(layers) % 2 == 1
+                and all(isinstance(m, nn.ReLU) for m in layers[1::2])
+                and all(isinstance(m, nn.Linear) and m.bias is None and m.weight.dtype == torch.float32
+                        and m.weight.device.type == "cpu" for m in layers[::2]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernels = kernels_for(x.device) if self.fusable(x) else None
+        isa = cpu_isa(kernels) if kernels is not None else None
+        if isa is None:
+            return super().forward(x)
+        weights = [m.weight for m in list(self)[::2]]
+        if x.dim() == 2:
+            return functions.fused_mlp(kernels, x, weights, isa)
+        y = functions.fused_mlp(kernels, x.reshape(-1, x.shape[-1]), weights, isa)
+        return y.reshape(*x.shape[:-1], y.shape[-1])

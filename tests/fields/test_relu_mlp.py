@@ -1,0 +1,129 @@
+"""The fused CPU MLP kernel against nn.Sequential (its PyTorch twin): values and gradients of the input and
+every weight, on each instruction-set path this CPU runs, for the shapes the backbones build; and the cases
+where the module must fall back to the twin."""
+
+import pytest
+import torch
+from torch import nn
+
+from nfields.cuda import build
+from nfields.cuda.dispatch import kernels_for
+from nfields.fields.base import mlp
+from nfields.fields.relu_mlp import ReluMLP, cpu_isa
+
+ISAS = ["avx512", "avx2", "generic"]
+# (n_in, width, n_hidden, n_out): the hash grid's density and colour MLPs, then other mlp() calls' forms
+SHAPES = [(32, 64, 1, 16), (32, 64, 2, 3), (32, 64, 0, 1), (27, 128, 3, 3), (39, 64, 2, 16), (5, 128, 1, 1)]
+
+
+def _kernels():
+    kernels = kernels_for("cpu")
+    if kernels is None:
+        pytest.fail(f"cpu kernels did not build: {build.cpu_kernels().reason}")
+    return kernels
+
+
+@pytest.fixture(params=ISAS)
+def isa(request, monkeypatch):
+    if request.param not in _kernels().mlp_isas():
+        pytest.skip(f"this CPU does not run the {request.param} path")
+    monkeypatch.setenv("FIELDS_CPU_ISA", request.param)
+    return request.param
+
+
+def _fused(y) -> bool:
+    """Whether y (a tensor, or a tensor's grad_fn) came out of the fused kernel."""
+    return type(getattr(y, "grad_fn", y)).__name__ == "FusedMLPBackward"
+
+
+def _grads(module: nn.Module, x: torch.Tensor, grad_y: torch.Tensor, forward) -> tuple[torch.Tensor, ...]:
+    x = x.clone().requires_grad_()
+    y = forward(x)
+    weights = [m.weight for m in module[::2]]
+    return (y, *torch.autograd.grad(y, [x, *weights], grad_y))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("n", [197, 64])  # a partial row block, one whole block
+def test_fused_mlp_matches_the_twin(isa, shape, n):
+    torch.manual_seed(0)
+    module = mlp(*shape)
+    x, grad_y = torch.randn(n, shape[0]), torch.randn(n, shape[3])
+    fused = _grads(module, x, grad_y, module)
+    twin = _grads(module, x, grad_y, lambda x: nn.Sequential.forward(module, x))
+    assert _fused(fused[0]) and not _fused(twin[0])
+    for name, a, b in zip(["y", "grad x"] + [f"grad W{i}" for i in range(shape[2] + 1)], fused, twin):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_fused_mlp_of_zero_rows(isa):
+    module = mlp(32, 64, 2, 3)
+    x = torch.zeros(0, 32, requires_grad=True)
+    y = module(x)
+    assert _fused(y) and y.shape == (0, 3)
+    y.sum().backward()
+    assert x.grad.shape == (0, 32)
+    assert all(torch.equal(m.weight.grad, torch.zeros_like(m.weight)) for m in module[::2])
+
+
+def test_fused_mlp_without_gradients_keeps_no_activations(isa):
+    torch.manual_seed(1)
+    module = mlp(32, 64, 2, 16)
+    x = torch.randn(300, 32)
+    with torch.no_grad():
+        y = module(x)
+    assert y.grad_fn is None
+    torch.testing.assert_close(y, nn.Sequential.forward(module, x), rtol=1e-5, atol=1e-5)
+    weights = [m.weight.detach() for m in module[::2]]
+    assert len(_kernels().mlp_forward(x, weights, False, isa)) == 1  # the output only
+    assert len(_kernels().mlp_forward(x, weights, True, isa)) == 3  # and the two hidden activations
+
+
+def test_fused_mlp_gradients_to_the_weights_only_and_batch_dimensions(isa):
+    torch.manual_seed(2)
+    module = mlp(32, 64, 1, 16)
+    x, grad_y = torch.randn(3, 50, 32), torch.randn(3, 50, 16)
+    y = module(x)
+    assert _fused(y.grad_fn.next_functions[0][0]) and y.shape == (3, 50, 16)
+    y.backward(grad_y)
+    twin = _grads(module, x.reshape(-1, 32), grad_y.reshape(-1, 16), lambda x: nn.Sequential.forward(module, x))
+    for m, expected in zip(module[::2], twin[2:]):
+        torch.testing.assert_close(m.weight.grad, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_unsupported_layouts_and_inputs_run_the_twin(monkeypatch):
+    _kernels()
+    x = torch.randn(10, 32, requires_grad=True)
+    assert _fused(mlp(32, 64, 1, 3)(x))
+    assert not _fused(mlp(32, 64, 1, 3, bias=True)(x))
+    assert not _fused(mlp(32, 64, 1, 3).double()(x.double()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not _fused(mlp(32, 64, 1, 3)(x))
+    monkeypatch.setenv("FIELDS_KERNELS", "torch")
+    assert not _fused(mlp(32, 64, 1, 3)(x))
+
+
+def test_an_unknown_isa_is_a_clear_error(monkeypatch):
+    _kernels()
+    monkeypatch.setenv("FIELDS_CPU_ISA", "sse9")
+    with pytest.raises(ValueError, match="FIELDS_CPU_ISA='sse9'"):
+        mlp(32, 64, 1, 3)(torch.randn(4, 32))
+
+
+def test_state_dict_keys_are_nn_sequentials():
+    torch.manual_seed(3)
+    module = mlp(32, 64, 2, 3)
+    plain = nn.Sequential(*module)
+    assert isinstance(module, ReluMLP) and list(module.state_dict()) == list(plain.state_dict())
+
+
+def test_auto_runs_pytorch_on_a_cpu_without_avx2(monkeypatch):
+    class NoAvx:
+        @staticmethod
+        def mlp_isas():
+            return ["generic"]
+
+    monkeypatch.delenv("FIELDS_CPU_ISA", raising=False)
+    assert cpu_isa(NoAvx) is None
+    monkeypatch.setenv("FIELDS_CPU_ISA", "generic")
+    assert cpu_isa(NoAvx) == "generic"
