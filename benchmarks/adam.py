@@ -7,23 +7,14 @@ against its default foreach form, side by side in one process, with the ratio.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
 import torch
+from machine import cpu_line  # benchmarks/machine.py
 
 from nfields.fields import field_class
 from nfields.fields.optimizer_spec import adam
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            model = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    return f"{model}, ATen {torch.backends.cpu.get_cpu_capability()}"
 
 
 def step_seconds(optimizer: torch.optim.Optimizer) -> float:
@@ -57,7 +48,7 @@ def main() -> None:
         for name, optimizer in optimizers.items():
             times[name].append(step_seconds(optimizer))
     n_params = sum(p.numel() for p in field.parameters())
-    print(f"{args.field} ({args.preset}): {n_params / 1e6:.2f} M parameters, {args.threads} threads, {cpu_name()}")
+    print(f"{args.field} ({args.preset}): {n_params / 1e6:.2f} M parameters, {args.threads} threads, {cpu_line()}")
     medians = {name: statistics.median(t) for name, t in times.items()}
     for name, seconds in medians.items():
         print(f"  {name:28s} {1000 * seconds:7.2f} ms/step")

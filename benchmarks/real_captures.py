@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import shutil
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import torch
+from machine import cpu_line  # benchmarks/machine.py
 
 from nfields.datasets import capture_scene, read_capture
 from nfields.datasets.data_root import default_data_roots
@@ -127,7 +127,7 @@ def main() -> None:
     data_root = find_data_root(args.data_root)
     out = Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True)
-    print(f"CPU: {cpu_name()}; {args.threads} threads; {args.minutes:g} min of training per row")
+    print(f"CPU: {cpu_line()}; {args.threads} threads; {args.minutes:g} min of training per row")
     results = {}
     for row in args.rows:
         capture, overrides = ROWS[row]
@@ -148,14 +148,6 @@ def find_data_root(given: str | None) -> Path:
             return root
     raise SystemExit(f"real/beer and nerf_synthetic/lego not found under {', '.join(map(str, roots))}: "
                      "point --data-root at the project's shared data folder")
-
-
-def cpu_name() -> str:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-                 platform.processor())
-    flags = next((line for line in info.splitlines() if line.startswith("flags")), "")
-    return f"{model} ({'AVX-512' if 'avx512f' in flags else 'AVX2' if 'avx2' in flags else 'no AVX2'})"
 
 
 def print_table(results: dict) -> None:

@@ -20,24 +20,11 @@ import sys
 from pathlib import Path
 
 import torch
+from machine import cpu_line  # benchmarks/machine.py
 
 AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
              "FIELDS_KERNEL_MARCH": "x86-64-v3", "FIELDS_CPU_ISA": "avx2"}
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cpu_line() -> str:
-    """The CPU's model and its vector extensions, from /proc/cpuinfo."""
-    model, flags = "unknown CPU", set()
-    with open("/proc/cpuinfo") as info:
-        for line in info:
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    vector = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "amx_tile") if f in flags]
-    return f"{model}, {os.cpu_count()} cores, {' '.join(vector)}"
 
 
 def checkout_python(revision: str, folder: Path) -> str:
