@@ -3,8 +3,9 @@
     python benchmarks/profile_step.py RUN [--steps 16] [--threads 2]
 
 RUN is a run folder (e.g. from `fields train --output RUN`); its checkpoint sets the realistic
-state (occupancy grid, ray count). Phases are disjoint: `early termination` and `occupancy update`
-include the gradient-free density calls they make; `backward + rest` (backward pass, compositing,
+state (occupancy grid, ray count). Phases are disjoint: `march` is the rounds of marching, `early termination`
+the rest of the gradient-free pass that decides which samples count (its density calls included), `occupancy
+update` includes its density calls; `backward + rest` (backward pass, compositing,
 loss, batch sampling) is the step minus the phases.
 """
 
@@ -19,6 +20,7 @@ from torch.profiler import profile, record_function
 from nfields.engine.config import TrainConfig
 from nfields.engine.scenes import load_scene
 from nfields.engine.trainer import Trainer
+from nfields.renderers.marching import RayMarch
 
 _open_phases: list[str] = []
 
@@ -52,8 +54,8 @@ def main() -> None:
     for _ in range(3):
         trainer.train_step()
     renderer, field = trainer.renderer, trainer.field
-    renderer.march = labelled("march", renderer.march)
-    renderer.densities_until_opaque = labelled("early termination", renderer.densities_until_opaque)
+    RayMarch.next = labelled("march", RayMarch.next)  # rounds of marching, inside early termination
+    renderer.march_until_opaque = labelled("early termination", renderer.march_until_opaque)
     renderer.update_occupancy = labelled("occupancy update", renderer.update_occupancy)
     field.density = labelled("density (gradients)", field.density, only_at_top=True)
     field.color = labelled("color", field.color)
@@ -64,6 +66,7 @@ def main() -> None:
             with record_function("step"):
                 samples += trainer.train_step().samples
     totals = {e.key: e.cpu_time_total / args.steps / 1000 for e in prof.key_averages()}
+    totals["early termination"] -= totals.get("march", 0)  # its rounds of marching are the march phase
     phases = ["march", "early termination", "density (gradients)", "color", "occupancy update", "adam"]
     step = totals["step"]
     print(f"{config.field} on {config.scene}: {step:.0f} ms/step, {samples / args.steps:.0f} samples/step, "

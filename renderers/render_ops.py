@@ -19,18 +19,32 @@ from .torch_ops import PackedSamples
 @dataclass(frozen=True)
 class RenderOps:
     ray_aabb_intersect: Callable
-    march_rays: Callable
-    march_rays_cascaded: Callable
+    march_round: Callable
+    march_round_cascaded: Callable
     sample_offsets: Callable
     composite: Callable
     termination_round: Callable
     occupancy_update: Callable
 
+    def march_rays(self, origins, directions, t_min, t_max, binary, aabb, step_size, offsets, coarse_binary=None,
+                   mips=None) -> PackedSamples:
+        """Every sample of whole rays, constant step (`torch_ops.march_round` in one round)."""
+        first = torch.zeros(len(origins), dtype=torch.long, device=origins.device)
+        return self.march_round(origins, directions, t_min, t_max, binary, aabb, step_size, offsets, first, 0,
+                                coarse_binary, mips)[0]
+
+    def march_rays_cascaded(self, origins, directions, t_min, t_max, binaries, aabbs, dt_min, dt_max, cone,
+                            offsets) -> PackedSamples:
+        """Every sample of whole rays, cone step (`torch_ops.march_round_cascaded` in one round)."""
+        starts = torch_ops.cone_starts(t_min, offsets, dt_min, dt_max, cone)
+        return self.march_round_cascaded(origins, directions, starts, t_max, binaries, aabbs, dt_min, dt_max, cone,
+                                         0)[0]
+
 
 TORCH_OPS = RenderOps(
     ray_aabb_intersect=torch_ops.ray_aabb_intersect,
-    march_rays=torch_ops.march_rays,
-    march_rays_cascaded=torch_ops.march_rays_cascaded,
+    march_round=torch_ops.march_round,
+    march_round_cascaded=torch_ops.march_round_cascaded,
     sample_offsets=torch_ops.sample_offsets,
     composite=torch_ops.composite,
     termination_round=torch_ops.termination_round,
@@ -42,21 +56,23 @@ TORCH_OPS = RenderOps(
 def kernel_ops(kernels: ModuleType) -> RenderOps:
     """RenderOps whose marching, compositing and occupancy update run in `kernels` (CPU or CUDA build)."""
 
-    def march_rays(origins, directions, t_min, t_max, binary, aabb, step_size, offsets, coarse_binary=None,
-                   mips=None):
+    def march_round(origins, directions, t_min, t_max, binary, aabb, step_size, offsets, first_steps, max_samples,
+                    coarse_binary=None, mips=None):
         # The native marcher skips empty space through the grid's mip pyramid (`torch_ops.occupancy_mips`,
         # built here when not given), not through the twin's coarse grid.
         mips = torch_ops.occupancy_mips(binary) if mips is None else mips
-        ray_indices, t_starts, t_ends = kernels.march_rays(
+        ray_indices, t_starts, t_ends, next_steps = kernels.march_rays(
             origins.contiguous(), directions.contiguous(), t_min.contiguous(), t_max.contiguous(),
-            offsets.contiguous(), binary.contiguous(), mips, aabb, float(step_size))
-        return PackedSamples(ray_indices, t_starts, t_ends)
+            offsets.contiguous(), first_steps.contiguous(), binary.contiguous(), mips, aabb, float(step_size),
+            int(max_samples))
+        return PackedSamples(ray_indices, t_starts, t_ends), next_steps
 
-    def march_rays_cascaded(origins, directions, t_min, t_max, binaries, aabbs, dt_min, dt_max, cone, offsets):
-        ray_indices, t_starts, t_ends = kernels.march_rays_cascaded(
-            origins.contiguous(), directions.contiguous(), t_min.contiguous(), t_max.contiguous(),
-            offsets.contiguous(), binaries.contiguous(), aabbs, float(dt_min), float(dt_max), float(cone))
-        return PackedSamples(ray_indices, t_starts, t_ends)
+    def march_round_cascaded(origins, directions, t_starts, t_max, binaries, aabbs, dt_min, dt_max, cone,
+                             max_samples):
+        ray_indices, starts, ends, t_next = kernels.march_rays_cascaded(
+            origins.contiguous(), directions.contiguous(), t_starts.contiguous(), t_max.contiguous(),
+            binaries.contiguous(), aabbs, float(dt_min), float(dt_max), float(cone), int(max_samples))
+        return PackedSamples(ray_indices, starts, ends), t_next
 
     def sample_offsets(ray_indices, n_rays: int):
         return kernels.sample_offsets(ray_indices.contiguous(), n_rays)
@@ -75,8 +91,8 @@ def kernel_ops(kernels: ModuleType) -> RenderOps:
 
     return RenderOps(
         ray_aabb_intersect=torch_ops.ray_aabb_intersect,
-        march_rays=march_rays,
-        march_rays_cascaded=march_rays_cascaded,
+        march_round=march_round,
+        march_round_cascaded=march_round_cascaded,
         sample_offsets=sample_offsets,
         composite=composite,
         termination_round=termination_round,

@@ -62,7 +62,7 @@ def grid_lookup(binary: torch.Tensor, aabb: torch.Tensor, positions: torch.Tenso
 
 
 def coarse_grid(binary: torch.Tensor, factor: int = 2) -> torch.Tensor:
-    """A conservative coarse grid for `march_rays`: max-pooled by `factor`, then dilated by one cell,
+    """A conservative coarse grid for `march_round`: max-pooled by `factor`, then dilated by one cell,
     so a coarse cell is occupied when any fine cell in it or its 26 neighbours is."""
     if any(n % factor for n in binary.shape):
         raise ValueError(f"grid resolution {tuple(binary.shape)} must be a multiple of the coarse factor {factor}")
@@ -89,45 +89,50 @@ def _enumerate(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return owner, local
 
 
-def march_rays(
-    origins: torch.Tensor,
-    directions: torch.Tensor,
-    t_min: torch.Tensor,
-    t_max: torch.Tensor,
-    binary: torch.Tensor,
-    aabb: torch.Tensor,
-    step_size: float,
-    offsets: torch.Tensor,
-    coarse_binary: torch.Tensor | None = None,
-    mips: list[torch.Tensor] | None = None,
-) -> PackedSamples:
-    """Uniform steps through occupied cells of a binary grid (X, Y, Z) spanning `aabb`.
+def march_round(origins: torch.Tensor, directions: torch.Tensor, t_min: torch.Tensor, t_max: torch.Tensor,
+                binary: torch.Tensor, aabb: torch.Tensor, step_size: float, offsets: torch.Tensor,
+                first_steps: torch.Tensor, max_samples: int, coarse_binary: torch.Tensor | None = None,
+                mips: list[torch.Tensor] | None = None) -> tuple[PackedSamples, torch.Tensor]:
+    """Uniform steps through occupied cells of a binary grid (X, Y, Z) spanning `aabb`, one round of them.
 
     Step k of ray r spans [t_min + (k + u_r) dt, t_min + (k + 1 + u_r) dt) with u_r = offsets[r]
     in [0, 1) (0 at evaluation, random in training); it is kept when it ends by t_max and its
-    midpoint lies in an occupied cell. `coarse_binary` (from `coarse_grid`) only skips empty space
-    faster, K steps at a time (K dt no longer than a coarse cell): the result is the same without it.
-    `mips` (`occupancy_mips`) is the native marcher's skipping structure, unused here.
+    midpoint lies in an occupied cell. The round marches each ray from step first_steps[r] (R,) long on and
+    keeps its first max_samples samples (all when max_samples <= 0). Returns the samples and the step (R,) long
+    after each ray's last one, where its next round starts (its number of steps when it ran out first).
+    `coarse_binary` (from `coarse_grid`) only skips empty space faster, K steps at a time (K dt no longer than
+    a coarse cell): the result is the same without it. `mips` (`occupancy_mips`) is the native marcher's
+    skipping structure, unused here.
     """
     n_steps = ((t_max - t_min) / step_size - offsets).floor().clamp(min=0).long()
+    first = torch.minimum(first_steps, n_steps)
     t_base = t_min + offsets * step_size
     if coarse_binary is not None:
         coarse_cell = float(((aabb[3:] - aabb[:3]) / torch.tensor(coarse_binary.shape, device=aabb.device)).min())
         k_per = max(1, int(coarse_cell / step_size))
-        ray, j = _enumerate((n_steps + k_per - 1) // k_per)
-        t_mid = t_base[ray] + (j * k_per + 0.5 * k_per) * step_size
+        ray, j = _enumerate((n_steps - first + k_per - 1) // k_per)
+        k0 = first[ray] + j * k_per
+        t_mid = t_base[ray] + (k0 + 0.5 * k_per) * step_size
         hit = grid_lookup(coarse_binary, aabb, origins[ray] + t_mid[:, None] * directions[ray])
-        ray, j = ray[hit], j[hit]
+        ray, k0 = ray[hit], k0[hit]
         ray = ray.repeat_interleave(k_per)
-        k = (j[:, None] * k_per + torch.arange(k_per, device=j.device)).view(-1)
+        k = (k0[:, None] + torch.arange(k_per, device=k0.device)).view(-1)
         valid = k < n_steps[ray]
         ray, k = ray[valid], k[valid]
     else:
-        ray, k = _enumerate(n_steps)
+        ray, local = _enumerate(n_steps - first)
+        k = first[ray] + local
     t0 = t_base[ray] + k * step_size
     occupied = grid_lookup(binary, aabb, origins[ray] + (t0 + 0.5 * step_size)[:, None] * directions[ray])
-    t0 = t0[occupied]
-    return PackedSamples(ray[occupied], t0, t0 + step_size)
+    ray, k, t0 = ray[occupied], k[occupied], t0[occupied]
+    next_steps = n_steps.clone()
+    if max_samples > 0:
+        counts = torch.bincount(ray, minlength=len(origins))
+        rank = torch.arange(len(ray), device=ray.device) - (torch.cumsum(counts, 0) - counts)[ray]
+        next_steps[ray[rank == max_samples - 1]] = k[rank == max_samples - 1] + 1
+        kept = rank < max_samples
+        ray, t0 = ray[kept], t0[kept]
+    return PackedSamples(ray, t0, t0 + step_size), next_steps
 
 
 def cascade_lookup(binaries: torch.Tensor, aabbs: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -146,40 +151,54 @@ def cascade_lookup(binaries: torch.Tensor, aabbs: torch.Tensor, positions: torch
     return binaries.reshape(-1)[flat]
 
 
-def march_rays_cascaded(origins: torch.Tensor, directions: torch.Tensor, t_min: torch.Tensor, t_max: torch.Tensor,
-                        binaries: torch.Tensor, aabbs: torch.Tensor, dt_min: float, dt_max: float, cone: float,
-                        offsets: torch.Tensor) -> PackedSamples:
-    """instant-ngp's cone step through cascaded grids (unbounded scenes).
+def cone_step(t: torch.Tensor, dt_min: float, dt_max: float, cone: float) -> torch.Tensor:
+    """instant-ngp's cone step at distances t (R,): clamp(t * cone, dt_min, dt_max), in float32."""
+    as_f32 = functools.partial(torch.tensor, dtype=torch.float32, device=t.device)
+    return torch.minimum(torch.maximum(t * as_f32(cone), as_f32(dt_min)), as_f32(dt_max))
+
+
+def cone_starts(t_min: torch.Tensor, offsets: torch.Tensor, dt_min: float, dt_max: float,
+                cone: float) -> torch.Tensor:
+    """Where the cone-step marcher's rays start (R,): t_min + u_r dt(t_min), u_r = offsets[r] in [0, 1)."""
+    return t_min + offsets * cone_step(t_min, dt_min, dt_max, cone)
+
+
+def march_round_cascaded(origins: torch.Tensor, directions: torch.Tensor, t_starts: torch.Tensor,
+                         t_max: torch.Tensor, binaries: torch.Tensor, aabbs: torch.Tensor, dt_min: float,
+                         dt_max: float, cone: float, max_samples: int) -> tuple[PackedSamples, torch.Tensor]:
+    """instant-ngp's cone step through cascaded grids (unbounded scenes), one round of it.
 
     Steps are dt(t) = clamp(t * cone, dt_min, dt_max): constant near the camera, growing with distance.
-    Ray r starts at t_min + u_r dt(t_min), u_r = offsets[r]; a step [t, t + dt) is kept when it ends by
-    t_max and its midpoint lies in an occupied cell of the finest cascade holding it (`cascade_lookup`).
-    All rays step in lockstep, one step per iteration.
+    Ray r starts at t_starts[r] (`cone_starts` for its first round); a step [t, t + dt) is kept when it ends by
+    t_max and its midpoint lies in an occupied cell of the finest cascade holding it (`cascade_lookup`); a ray
+    stops after max_samples kept steps (never when max_samples <= 0). Returns the samples and the distance (R,)
+    where each ray's next round starts (the end of its last sample; t_max when it ran out first). All rays
+    step in lockstep, one step per iteration.
     """
-    as_f32 = functools.partial(torch.tensor, dtype=torch.float32, device=origins.device)
-    dt_min, dt_max, cone = as_f32(dt_min), as_f32(dt_max), as_f32(cone)
-
-    def step(t):
-        return torch.minimum(torch.maximum(t * cone, dt_min), dt_max)
-
     ray = torch.arange(len(origins), device=origins.device)
-    t = t_min + offsets * step(t_min)
+    t, t_next = t_starts, t_max.clone()
+    count = torch.zeros(len(origins), dtype=torch.long, device=origins.device)
     found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     while len(ray):
-        dt = step(t)
+        dt = cone_step(t, dt_min, dt_max, cone)
         t_end = t + dt
         go = t_end <= t_max[ray]
         ray, t, dt, t_end = ray[go], t[go], dt[go], t_end[go]
         t_mid = t + 0.5 * dt
         hit = cascade_lookup(binaries, aabbs, origins[ray] + t_mid[:, None] * directions[ray])
         found.append((ray[hit], t[hit], t_end[hit]))
+        if max_samples > 0:
+            count[ray[hit]] += 1  # each ray at most once per iteration
+            full = hit & (count[ray] >= max_samples)
+            t_next[ray[full]] = t_end[full]
+            ray, t_end = ray[~full], t_end[~full]
         t = t_end
     if not found:
         empty = origins.new_zeros(0)
-        return PackedSamples(empty.long(), empty, empty)
+        return PackedSamples(empty.long(), empty, empty), t_next
     rays, starts, ends = (torch.cat(parts) for parts in zip(*found))
     order = torch.sort(rays, stable=True).indices  # found in step order: stable keeps each ray's steps in order
-    return PackedSamples(rays[order], starts[order], ends[order])
+    return PackedSamples(rays[order], starts[order], ends[order]), t_next
 
 
 def ray_starts(ray_indices: torch.Tensor, n_rays: int) -> torch.Tensor:
@@ -207,17 +226,6 @@ def sample_offsets(ray_indices: torch.Tensor, n_rays: int) -> torch.Tensor:
     """(R + 1,) long: the samples of ray r are [offsets[r], offsets[r + 1]) in a ray-sorted packing."""
     counts = torch.bincount(ray_indices, minlength=n_rays)
     return torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
-
-
-def round_samples(offsets: torch.Tensor, alive: torch.Tensor, first: int, count: int) -> torch.Tensor:
-    """Indices (C,) of the samples ranked [first, first + count) within each live ray, ray-sorted.
-
-    offsets (R + 1,) from `sample_offsets`; alive (R,) bool."""
-    rays = alive.nonzero().squeeze(1)
-    start = offsets[rays] + first
-    n = (offsets[rays + 1] - start).clamp(min=0, max=count)
-    owner, local = _enumerate(n)
-    return start[owner] + local
 
 
 def termination_round(sigmas: torch.Tensor, samples: PackedSamples, optical_depth: torch.Tensor,

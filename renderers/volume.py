@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from . import torch_ops
+from .marching import RayMarch, in_ray_order
 from .occupancy import Merge, OccupancyGrid
 from .render_ops import ops_for
 from .torch_ops import PackedSamples
@@ -68,22 +69,6 @@ def crop_samples(samples: PackedSamples, origins: torch.Tensor, directions: torc
     return samples.select(((positions >= crop[:3]) & (positions <= crop[3:])).all(-1))
 
 
-def in_sample_order(keep: torch.Tensor, rounds: list, empty) -> tuple[torch.Tensor, torch.Tensor]:
-    """Densities (K,) and features (K, F) of the K kept samples (keep (S,) bool) in sample order, from rounds of
-    (sample indices (C,), densities (C,), features (C, F)); `empty()` gives (densities, features) of no sample."""
-    if not rounds:
-        return empty()
-    rank = torch.cumsum(keep, 0) - 1  # where each kept sample lands
-    count, first_features = int(rank[-1]) + 1, rounds[0][2]
-    sigmas = first_features.new_empty(count, dtype=rounds[0][1].dtype)
-    features = first_features.new_empty(count, first_features.shape[1])
-    for indices, sigma, feature in rounds:
-        slots = rank[indices]
-        sigmas[slots] = sigma
-        features[slots] = feature
-    return sigmas, features
-
-
 class VolumeRenderer(nn.Module):
     """Renders any Field (density(x) -> sigma, feature; color(feature, d) -> rgb) along rays.
 
@@ -132,11 +117,12 @@ class VolumeRenderer(nn.Module):
             return self.alpha_threshold, self.early_stop_eps
         return self.render_alpha_threshold, self.render_early_stop_eps
 
-    def march(self, origins: torch.Tensor, directions: torch.Tensor, jitter: bool, training: bool = True,
-              crop: torch.Tensor | None = None):
-        """Packed samples of rays (R, 3) in occupied cells (an evaluation render, not training: the grid of
-        render_occupancy_threshold when set); crop: a box (6,) min xyz then max xyz outside which the scene counts
-        as empty (samples whose midpoints lie outside it are dropped, see `crop_samples`)."""
+    def start_march(self, origins: torch.Tensor, directions: torch.Tensor, jitter: bool, training: bool = True,
+                    crop: torch.Tensor | None = None) -> RayMarch:
+        """The march of rays (R, 3) through occupied cells, to take in rounds (`RayMarch.next`): an evaluation
+        render's (not training) through the grid of render_occupancy_threshold when set; crop: a box (6,) min xyz
+        then max xyz outside which the scene counts as empty (samples whose midpoints lie outside it are dropped,
+        see `crop_samples`)."""
         ops = ops_for(origins.device)
         grid = self.occupancy
         box = grid.aabbs[-1]  # the outermost cascade: the scene box itself when there is one level
@@ -145,16 +131,32 @@ class VolumeRenderer(nn.Module):
         if crop is not None:
             t_max = self.crop_far(ops, origins, directions, t_min, t_max, crop)
         offsets = torch.rand_like(t_min) if jitter else torch.zeros_like(t_min)
+        keep = None if crop is None else (lambda samples: crop_samples(samples, origins, directions, crop))
         if self.cascades > 1:
             binaries = grid.binaries
             if not training and self.render_occupancy_threshold is not None:
                 binaries = grid.binaries_above(self.render_occupancy_threshold)
-            samples = ops.march_rays_cascaded(origins, directions, t_min, t_max, binaries, grid.aabbs,
-                                              self.step_size, self.max_step, self.cone_angle, offsets)
-        else:
-            samples = ops.march_rays(origins, directions, t_min, t_max, grid.binary, self.aabb, self.step_size,
-                                     offsets, coarse_binary=grid.coarse_binary, mips=grid.mips)
-        return samples if crop is None else crop_samples(samples, origins, directions, crop)
+
+            def march_round(rays, t_starts, max_samples):
+                return ops.march_round_cascaded(origins[rays], directions[rays], t_starts, t_max[rays], binaries,
+                                                grid.aabbs, self.step_size, self.max_step, self.cone_angle,
+                                                max_samples)
+
+            starts = torch_ops.cone_starts(t_min, offsets, self.step_size, self.max_step, self.cone_angle)
+            return RayMarch(march_round, starts, keep)
+        binary, coarse, mips = grid.binary, grid.coarse_binary, grid.mips
+
+        def march_round(rays, first_steps, max_samples):
+            return ops.march_round(origins[rays], directions[rays], t_min[rays], t_max[rays], binary, self.aabb,
+                                   self.step_size, offsets[rays], first_steps, max_samples, coarse, mips)
+
+        return RayMarch(march_round, torch.zeros(len(origins), dtype=torch.long, device=origins.device), keep)
+
+    def march(self, origins: torch.Tensor, directions: torch.Tensor, jitter: bool, training: bool = True,
+              crop: torch.Tensor | None = None) -> PackedSamples:
+        """Every sample of rays (R, 3) in occupied cells, in one round (see `start_march`)."""
+        rays = torch.arange(len(origins), device=origins.device)
+        return self.start_march(origins, directions, jitter, training, crop).next(rays, 0)[0]
 
     def crop_far(self, ops, origins: torch.Tensor, directions: torch.Tensor, t_min: torch.Tensor,
                  t_max: torch.Tensor, crop: torch.Tensor) -> torch.Tensor:
@@ -165,57 +167,57 @@ class VolumeRenderer(nn.Module):
         return torch.where(far > near, torch.minimum(t_max, far + self.max_step), t_min)
 
     @torch.no_grad()
-    def densities_until_opaque(self, field, samples: PackedSamples, origins: torch.Tensor, directions: torch.Tensor,
-                               first_round: int = 16, training: bool = True, keep_values: bool = True):
-        """Densities of the samples of rays (R, 3) in front of each ray's termination point, in rounds.
+    def march_until_opaque(self, field, origins: torch.Tensor, directions: torch.Tensor, jitter: bool,
+                           training: bool = True, crop: torch.Tensor | None = None, keep_values: bool = True,
+                           first_round: int = 16):
+        """The samples of rays (R, 3) in front of each ray's termination point, marched and evaluated in rounds.
 
-        Round r evaluates each live ray's next samples (16, 32, 64, ... of them), carrying the optical
-        depth so far; a ray stops once its transmittance falls below the early-stop transmittance. Samples behind
-        that point are never evaluated (nor their positions computed). Returns keep (S,) bool (transmittance before
-        the sample >= the early-stop transmittance and opacity >= the alpha threshold, those of
-        `culling(training)`) and, with keep_values, the densities (K,) and features (K, F) of the K kept samples
-        in sample order (else None, None).
+        Round r marches each live ray's next samples (16, 32, 64, ... of them, `start_march`) and evaluates
+        the field's density there, carrying the optical depth so far; a ray stops once its transmittance falls
+        below the early-stop transmittance or its march ends. Samples behind that point are never marched.
+        Returns the kept samples (K,), packed and ray-sorted (transmittance before the sample >= the early-stop
+        transmittance and opacity >= the alpha threshold, those of `culling(training)`), and with keep_values
+        their densities (K,) and features (K, F) (else None, None).
         """
         alpha_threshold, early_stop_eps = self.culling(training)
         ops = ops_for(origins.device)
+        march = self.start_march(origins, directions, jitter, training, crop)
         device, n_rays = origins.device, origins.shape[0]
-        offsets = ops.sample_offsets(samples.ray_indices, n_rays)
         depth = torch.zeros(n_rays, dtype=torch.float64, device=device)
         alive = torch.ones(n_rays, dtype=torch.bool, device=device)
-        keep = torch.zeros(len(samples), dtype=torch.bool, device=device)
-        rounds = []  # per round: indices (C,) of its kept samples, their densities (C,) and features (C, F)
-        first, size = 0, first_round
-        while True:
-            chosen = torch_ops.round_samples(offsets, alive, first, size)
+        rounds = []  # per round: its kept samples, their densities and features (or None)
+        size = first_round
+        while bool(alive.any()):
+            rays = alive.nonzero().squeeze(1)
+            chosen, ended = march.next(rays, size)
+            alive[rays[ended]] = False
+            size *= 2
             if len(chosen) == 0:
-                break
-            chosen_samples = samples.select(chosen)
-            sigma, feature = field.density(chosen_samples.midpoints(origins, directions)[0])
-            visible = ops.termination_round(sigma, chosen_samples, depth, alive, early_stop_eps)
+                continue
+            sigma, feature = field.density(chosen.midpoints(origins, directions)[0])
+            visible = ops.termination_round(sigma, chosen, depth, alive, early_stop_eps)
             if alpha_threshold > 0:
-                thickness = sigma * (chosen_samples.t_ends - chosen_samples.t_starts)
+                thickness = sigma * (chosen.t_ends - chosen.t_starts)
                 visible &= thickness >= -math.log1p(-alpha_threshold)
-            keep[chosen] = visible
-            if keep_values:
-                seen = visible.nonzero().squeeze(1)
-                rounds.append((chosen[seen], sigma[seen], feature[seen]))
-            first, size = first + size, size * 2
-        if not keep_values:
-            return keep, None, None
-        return keep, *in_sample_order(keep, rounds, lambda: field.density(origins[:0]))
+            seen = visible.nonzero().squeeze(1)
+            rounds.append((chosen.select(seen), sigma[seen] if keep_values else None,
+                           feature[seen] if keep_values else None))
+        if not rounds:
+            sigmas, features = field.density(origins[:0]) if keep_values else (None, None)
+            nothing = origins.new_zeros(0)
+            return PackedSamples(nothing.long(), nothing, nothing), sigmas, features
+        return in_ray_order(rounds)
 
     def visible_samples(self, field, origins: torch.Tensor, directions: torch.Tensor, jitter: bool,
                         keep_densities: bool = True, training: bool = True,
                         crop: torch.Tensor | None = None) -> VisibleSamples:
         """March rays (R, 3) through the occupancy grid and keep the samples `field` leaves visible
-        (`densities_until_opaque`), with its densities and features there unless `keep_densities` is False
+        (`march_until_opaque`), with its densities and features there unless `keep_densities` is False
         (a training step evaluates them again with gradients: gathering them would be wasted work). training:
         cull as training does, else as evaluation renders do (the render_* settings). crop: an optional box (6,):
         the field counts as empty outside it (see `march`)."""
-        samples = self.march(origins, directions, jitter=jitter, training=training, crop=crop)
-        keep, sigmas, features = self.densities_until_opaque(field, samples, origins, directions, training=training,
-                                                             keep_values=keep_densities)
-        visible = samples.select(keep)
+        visible, sigmas, features = self.march_until_opaque(field, origins, directions, jitter, training, crop,
+                                                            keep_values=keep_densities)
         positions, visible_directions = visible.midpoints(origins, directions)
         return VisibleSamples(visible, positions, visible_directions, sigmas, features, origins.shape[0])
 

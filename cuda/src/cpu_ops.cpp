@@ -4,6 +4,7 @@
 #include <torch/extension.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <type_traits>
 #include <vector>
 
@@ -65,34 +66,55 @@ std::vector<torch::Tensor> march_packed(int64_t n_rays, MarchOne march_one) {
   return {ray_indices, t_starts, t_ends};
 }
 
+// max_samples <= 0: no limit.
+int64_t sample_limit(int64_t max_samples) { return max_samples > 0 ? max_samples : INT64_MAX; }
+
+// Uniform steps from first_steps (R,) int64 on, at most max_samples per ray: packed samples and the steps
+// (R,) int64 where the next round resumes.
 std::vector<torch::Tensor> march_rays(torch::Tensor origins, torch::Tensor directions, torch::Tensor t_min,
-                                      torch::Tensor t_max, torch::Tensor offsets, torch::Tensor binary,
-                                      std::vector<torch::Tensor> mips, torch::Tensor aabb, double step) {
+                                      torch::Tensor t_max, torch::Tensor offsets, torch::Tensor first_steps,
+                                      torch::Tensor binary, std::vector<torch::Tensor> mips, torch::Tensor aabb,
+                                      double step, int64_t max_samples) {
   for (auto* t : {&origins, &directions, &t_min, &t_max, &offsets}) check_cpu_float(*t, "march_rays input");
+  TORCH_CHECK(first_steps.scalar_type() == torch::kInt64 && first_steps.is_contiguous(), "first_steps: int64");
   TORCH_CHECK(binary.device().is_cpu(), "binary must be a CPU grid");
   const OccupancyView g = occupancy_view(binary, mips, aabb);
   const fields::MarchStep s{(float)step, (float)(0.5 * step), (float)(1.0 / step)};
   const float *o = origins.data_ptr<float>(), *d = directions.data_ptr<float>();
   const float *tmin = t_min.data_ptr<float>(), *tmax = t_max.data_ptr<float>(), *off = offsets.data_ptr<float>();
-  return march_packed(origins.size(0), [&](int64_t r, auto emit) {
-    fields::march_ray(g, o + 3 * r, d + 3 * r, tmin[r], tmax[r], off[r], s, emit);
+  const int64_t* first = first_steps.data_ptr<int64_t>();
+  const int64_t limit = sample_limit(max_samples);
+  auto next_steps = torch::empty_like(first_steps);
+  int64_t* next = next_steps.data_ptr<int64_t>();
+  auto packed = march_packed(origins.size(0), [&](int64_t r, auto emit) {
+    fields::march_ray(g, o + 3 * r, d + 3 * r, tmin[r], tmax[r], off[r], first[r], limit, s, emit, next + r);
   });
+  packed.push_back(next_steps);
+  return packed;
 }
 
-// The cone-step marcher over cascaded grids (unbounded scenes): binaries (K, X, Y, Z), aabbs (K, 6).
-std::vector<torch::Tensor> march_rays_cascaded(torch::Tensor origins, torch::Tensor directions, torch::Tensor t_min,
-                                               torch::Tensor t_max, torch::Tensor offsets, torch::Tensor binaries,
-                                               torch::Tensor aabbs, double dt_min, double dt_max, double cone) {
-  for (auto* t : {&origins, &directions, &t_min, &t_max, &offsets}) check_cpu_float(*t, "march_rays input");
+// The cone-step marcher over cascaded grids (unbounded scenes): binaries (K, X, Y, Z), aabbs (K, 6). Rays
+// start at t_starts (R,), at most max_samples per ray: packed samples and the distances (R,) where the next
+// round resumes.
+std::vector<torch::Tensor> march_rays_cascaded(torch::Tensor origins, torch::Tensor directions,
+                                               torch::Tensor t_starts, torch::Tensor t_max, torch::Tensor binaries,
+                                               torch::Tensor aabbs, double dt_min, double dt_max, double cone,
+                                               int64_t max_samples) {
+  for (auto* t : {&origins, &directions, &t_starts, &t_max}) check_cpu_float(*t, "march_rays input");
   TORCH_CHECK(binaries.device().is_cpu(), "binaries must be CPU grids");
   TORCH_CHECK(dt_min > 0 && dt_max >= dt_min, "steps must satisfy 0 < dt_min <= dt_max");
   const fields::CascadeView g = fields::cascade_view(binaries, aabbs);
   const fields::ConeStep s{(float)dt_min, (float)dt_max, (float)cone};
   const float *o = origins.data_ptr<float>(), *d = directions.data_ptr<float>();
-  const float *tmin = t_min.data_ptr<float>(), *tmax = t_max.data_ptr<float>(), *off = offsets.data_ptr<float>();
-  return march_packed(origins.size(0), [&](int64_t r, auto emit) {
-    fields::march_ray_cascaded(g, o + 3 * r, d + 3 * r, tmin[r], tmax[r], off[r], s, emit);
+  const float *start = t_starts.data_ptr<float>(), *tmax = t_max.data_ptr<float>();
+  const int64_t limit = sample_limit(max_samples);
+  auto t_next = torch::empty_like(t_starts);
+  float* next = t_next.data_ptr<float>();
+  auto packed = march_packed(origins.size(0), [&](int64_t r, auto emit) {
+    fields::march_ray_cascaded(g, o + 3 * r, d + 3 * r, start[r], tmax[r], limit, s, emit, next + r);
   });
+  packed.push_back(t_next);
+  return packed;
 }
 
 // (R + 1,) int64 offsets of ray-sorted ray indices (S,): the samples of ray r are [offsets[r], offsets[r + 1]).

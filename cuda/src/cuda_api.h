@@ -18,26 +18,31 @@ struct HashLevels {
 
 enum class TableType { kFloat32, kFloat16 };
 
-// Rays to march: origins, directions (n_rays, 3); t_min, t_max, offsets (n_rays,).
+// Rays to march: origins, directions (n_rays, 3); t_min, t_max (n_rays,); for the constant step, offsets
+// (n_rays,) and the steps first_steps (n_rays,) the round starts from; for the cone step, t_min is where it
+// starts. At most max_samples samples per ray.
 struct RayBatch {
   const float* origins;
   const float* directions;
   const float* t_min;
   const float* t_max;
   const float* offsets;
+  const int64_t* first_steps;
+  int64_t max_samples;
   int64_t n_rays;
 };
 
-// Pass 1: samples per ray (n_rays,). Pass 2: fills the samples of ray r from sample_offsets[r] on.
-// Constant step through one grid (bounded scenes):
+// Pass 1: samples per ray (n_rays,) and where each ray's next round resumes. Pass 2: fills the samples of
+// ray r from sample_offsets[r] on.
+// Constant step through one grid (bounded scenes), resuming at step next_steps (n_rays,):
 void launch_march_count(const OccupancyView& grid, MarchStep step, const RayBatch& rays, int64_t* counts,
-                        cudaStream_t stream);
+                        int64_t* next_steps, cudaStream_t stream);
 void launch_march_fill(const OccupancyView& grid, MarchStep step, const RayBatch& rays,
                        const int64_t* sample_offsets, int64_t* ray_indices, float* t_starts, float* t_ends,
                        cudaStream_t stream);
-// Cone step through cascaded grids (unbounded scenes):
+// Cone step through cascaded grids (unbounded scenes), resuming at distance t_next (n_rays,):
 void launch_march_cascaded_count(const CascadeView& grid, ConeStep step, const RayBatch& rays, int64_t* counts,
-                                 cudaStream_t stream);
+                                 float* t_next, cudaStream_t stream);
 void launch_march_cascaded_fill(const CascadeView& grid, ConeStep step, const RayBatch& rays,
                                 const int64_t* sample_offsets, int64_t* ray_indices, float* t_starts, float* t_ends,
                                 cudaStream_t stream);

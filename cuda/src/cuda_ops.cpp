@@ -4,6 +4,7 @@
 #include <torch/extension.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "cuda_api.h"
@@ -23,16 +24,12 @@ void check_cuda_float(const torch::Tensor& t, const char* name) {
 
 cudaStream_t stream() { return c10::cuda::getCurrentCUDAStream(); }
 
-fields::RayBatch ray_batch(const torch::Tensor& origins, const torch::Tensor& directions, const torch::Tensor& t_min,
-                           const torch::Tensor& t_max, const torch::Tensor& offsets) {
-  for (auto* t : {&origins, &directions, &t_min, &t_max, &offsets}) check_cuda_float(*t, "march_rays input");
-  return {origins.data_ptr<float>(), directions.data_ptr<float>(), t_min.data_ptr<float>(), t_max.data_ptr<float>(),
-          offsets.data_ptr<float>(), origins.size(0)};
-}
+int64_t sample_limit(int64_t max_samples) { return max_samples > 0 ? max_samples : INT64_MAX; }
 
-// Count, allocate, fill: packed samples (ray_indices int64, t_starts, t_ends), sorted by ray.
+// Count, allocate, fill: packed samples (ray_indices int64, t_starts, t_ends), sorted by ray, and where each
+// ray's next round resumes (`next`, filled by the count pass).
 template <typename Count, typename Fill>
-std::vector<torch::Tensor> march_packed(const torch::Tensor& origins, Count count, Fill fill) {
+std::vector<torch::Tensor> march_packed(const torch::Tensor& origins, torch::Tensor next, Count count, Fill fill) {
   const int64_t n_rays = origins.size(0);
   auto counts = torch::empty({n_rays}, origins.options().dtype(torch::kInt64));
   count(counts.data_ptr<int64_t>());
@@ -44,33 +41,51 @@ std::vector<torch::Tensor> march_packed(const torch::Tensor& origins, Count coun
   auto t_ends = torch::empty({total}, origins.options());
   fill(starts.data_ptr<int64_t>(), ray_indices.data_ptr<int64_t>(), t_starts.data_ptr<float>(),
        t_ends.data_ptr<float>());
-  return {ray_indices, t_starts, t_ends};
+  return {ray_indices, t_starts, t_ends, next};
 }
 
 std::vector<torch::Tensor> march_rays(torch::Tensor origins, torch::Tensor directions, torch::Tensor t_min,
-                                      torch::Tensor t_max, torch::Tensor offsets, torch::Tensor binary,
-                                      std::vector<torch::Tensor> mips, torch::Tensor aabb, double step) {
-  const fields::RayBatch rays = ray_batch(origins, directions, t_min, t_max, offsets);
+                                      torch::Tensor t_max, torch::Tensor offsets, torch::Tensor first_steps,
+                                      torch::Tensor binary, std::vector<torch::Tensor> mips, torch::Tensor aabb,
+                                      double step, int64_t max_samples) {
+  for (auto* t : {&origins, &directions, &t_min, &t_max, &offsets}) check_cuda_float(*t, "march_rays input");
+  TORCH_CHECK(first_steps.is_cuda() && first_steps.scalar_type() == torch::kInt64 && first_steps.is_contiguous(),
+              "first_steps: int64 on the GPU");
   TORCH_CHECK(binary.is_cuda(), "binary must be a CUDA grid");
+  const fields::RayBatch rays{origins.data_ptr<float>(), directions.data_ptr<float>(), t_min.data_ptr<float>(),
+                              t_max.data_ptr<float>(), offsets.data_ptr<float>(), first_steps.data_ptr<int64_t>(),
+                              sample_limit(max_samples), origins.size(0)};
   const OccupancyView g = occupancy_view(binary, mips, aabb);
   const fields::MarchStep s{(float)step, (float)(0.5 * step), (float)(1.0 / step)};
+  auto next_steps = torch::empty_like(first_steps);
   return march_packed(
-      origins, [&](int64_t* counts) { fields::launch_march_count(g, s, rays, counts, stream()); },
+      origins, next_steps,
+      [&](int64_t* counts) {
+        fields::launch_march_count(g, s, rays, counts, next_steps.data_ptr<int64_t>(), stream());
+      },
       [&](const int64_t* starts, int64_t* rays_out, float* t0, float* t1) {
         fields::launch_march_fill(g, s, rays, starts, rays_out, t0, t1, stream());
       });
 }
 
-std::vector<torch::Tensor> march_rays_cascaded(torch::Tensor origins, torch::Tensor directions, torch::Tensor t_min,
-                                               torch::Tensor t_max, torch::Tensor offsets, torch::Tensor binaries,
-                                               torch::Tensor aabbs, double dt_min, double dt_max, double cone) {
-  const fields::RayBatch rays = ray_batch(origins, directions, t_min, t_max, offsets);
+std::vector<torch::Tensor> march_rays_cascaded(torch::Tensor origins, torch::Tensor directions,
+                                               torch::Tensor t_starts, torch::Tensor t_max, torch::Tensor binaries,
+                                               torch::Tensor aabbs, double dt_min, double dt_max, double cone,
+                                               int64_t max_samples) {
+  for (auto* t : {&origins, &directions, &t_starts, &t_max}) check_cuda_float(*t, "march_rays input");
   TORCH_CHECK(binaries.is_cuda(), "binaries must be CUDA grids");
   TORCH_CHECK(dt_min > 0 && dt_max >= dt_min, "steps must satisfy 0 < dt_min <= dt_max");
+  const fields::RayBatch rays{origins.data_ptr<float>(), directions.data_ptr<float>(), t_starts.data_ptr<float>(),
+                              t_max.data_ptr<float>(), nullptr, nullptr, sample_limit(max_samples),
+                              origins.size(0)};
   const fields::CascadeView g = fields::cascade_view(binaries, aabbs);
   const fields::ConeStep s{(float)dt_min, (float)dt_max, (float)cone};
+  auto t_next = torch::empty_like(t_starts);
   return march_packed(
-      origins, [&](int64_t* counts) { fields::launch_march_cascaded_count(g, s, rays, counts, stream()); },
+      origins, t_next,
+      [&](int64_t* counts) {
+        fields::launch_march_cascaded_count(g, s, rays, counts, t_next.data_ptr<float>(), stream());
+      },
       [&](const int64_t* starts, int64_t* rays_out, float* t0, float* t1) {
         fields::launch_march_cascaded_fill(g, s, rays, starts, rays_out, t0, t1, stream());
       });

@@ -4,6 +4,8 @@
 // it is emitted when it ends by t_max and its midpoint lies in an occupied cell. Empty space is skipped
 // through a pyramid of coarser grids, and steps are tested with the same float expressions as the PyTorch
 // twin (renderers/torch_ops.py: march_rays), so both emit the same samples.
+// Both marchers march in rounds: a call emits at most max_samples samples of a ray and returns where the
+// next call resumes (a step index, or a distance), so that samples behind an opaque surface are never marched.
 #pragma once
 #include "common.h"
 
@@ -30,21 +32,24 @@ FIELDS_HD float cell_exit(const OccupancyView& g, const float o[3], const float 
   return t_exit;
 }
 
-// Marches one ray and calls emit(t_start, t_end) for each sample, in order; returns the count.
+// Marches one ray from step first_step on and calls emit(t_start, t_end) for each sample, in order, until
+// max_samples were emitted; returns the count and sets *next_step to the step after the last one emitted
+// (the number of steps when the ray ended first).
 // A step is tested like the twin tests it; once one is inside an occupied cell, the steps after it
 // whose midpoints lie at least a step before the cell's exit are inside too and are emitted untested.
 // From an empty cell the ray jumps to one step before the exit of its largest empty ancestor.
 template <typename Emit>
 FIELDS_HD int64_t march_ray(const OccupancyView& g, const float o[3], const float d[3], float t_min, float t_max,
-                            float offset, const MarchStep& s, Emit emit) {
+                            float offset, int64_t first_step, int64_t max_samples, const MarchStep& s, Emit emit,
+                            int64_t* next_step) {
   float n_float = floorf((t_max - t_min) / s.dt - offset);
   int64_t n_steps = n_float > 0.0f ? (int64_t)n_float : 0;
   float t_base = t_min + offset * s.dt;
   float inv_d[3];
   for (int a = 0; a < 3; ++a) inv_d[a] = d[a] != 0.0f ? 1.0f / d[a] : 0.0f;
   int64_t count = 0;
-  int64_t k = 0;
-  while (k < n_steps) {
+  int64_t k = first_step < n_steps ? first_step : n_steps;
+  while (k < n_steps && count < max_samples) {
     float t0 = t_base + (float)k * s.dt;
     float tm = t0 + s.half_dt;
     float p[3] = {o[0] + tm * d[0], o[1] + tm * d[1], o[2] + tm * d[2]};
@@ -55,7 +60,7 @@ FIELDS_HD int64_t march_ray(const OccupancyView& g, const float o[3], const floa
       int64_t k_last = k_safe < (float)(n_steps - 1) ? (int64_t)k_safe : n_steps - 1;
       emit(t0, t0 + s.dt);
       ++count;
-      for (++k; k <= k_last; ++k) {
+      for (++k; k <= k_last && count < max_samples; ++k) {
         float t = t_base + (float)k * s.dt;
         emit(t, t + s.dt);
         ++count;
@@ -68,6 +73,7 @@ FIELDS_HD int64_t march_ray(const OccupancyView& g, const float o[3], const floa
     int64_t k_next = k_exit < (float)n_steps ? (int64_t)k_exit : n_steps;
     k = k_next > k + 1 ? k_next : k + 1;
   }
+  *next_step = count < max_samples ? n_steps : k;
   return count;
 }
 
@@ -112,15 +118,16 @@ FIELDS_HD bool cascade_occupied(const CascadeView& g, const float p[3]) {
   return g.cells[level * per_level + ((int64_t)cell[0] * g.res[1] + cell[1]) * g.res[2] + cell[2]] != 0;
 }
 
-// Marches one ray with the cone step and calls emit(t_start, t_end) for each sample whose midpoint lies in
-// an occupied cell; returns the count. The first step starts at t_min + offset * dt(t_min); a step is kept
-// only when it ends by t_max. Same float expressions as the twin (torch_ops.march_rays_cascaded).
+// Marches one ray with the cone step from t_start on and calls emit(t_start, t_end) for each sample whose
+// midpoint lies in an occupied cell, until max_samples were emitted; returns the count and sets *t_next to
+// the end of the last one emitted (t_max when the ray ended first). A step is kept only when it ends by
+// t_max. Same float expressions as the twin (torch_ops.march_rays_cascaded).
 template <typename Emit>
-FIELDS_HD int64_t march_ray_cascaded(const CascadeView& g, const float o[3], const float d[3], float t_min,
-                                     float t_max, float offset, const ConeStep& s, Emit emit) {
-  float t = t_min + offset * fminf(fmaxf(t_min * s.cone, s.dt_min), s.dt_max);
+FIELDS_HD int64_t march_ray_cascaded(const CascadeView& g, const float o[3], const float d[3], float t_start,
+                                     float t_max, int64_t max_samples, const ConeStep& s, Emit emit, float* t_next) {
+  float t = t_start;
   int64_t count = 0;
-  while (true) {
+  while (count < max_samples) {
     const float dt = fminf(fmaxf(t * s.cone, s.dt_min), s.dt_max);
     const float t_end = t + dt;
     if (!(t_end <= t_max)) break;
@@ -132,6 +139,7 @@ FIELDS_HD int64_t march_ray_cascaded(const CascadeView& g, const float o[3], con
     }
     t = t_end;
   }
+  *t_next = count < max_samples ? t_max : t;
   return count;
 }
 

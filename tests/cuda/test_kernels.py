@@ -16,6 +16,7 @@ from nfields.fields.grids import sample_planes, sample_planes_torch
 from nfields.fields.hash_encoding import HashGridGeometry, hash_encode_reference, hash_encode_torch
 from nfields.renderers import torch_ops
 from nfields.renderers.render_ops import TORCH_OPS, kernel_ops
+from nfields.renderers.torch_ops import PackedSamples
 
 AABB = torch.tensor([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])
 STEP = math.sqrt(3) * 2 / 1024
@@ -181,25 +182,71 @@ def test_composite_of_no_samples_is_empty_space(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("cascaded", [False, True])
+def test_march_rounds_match_the_twin_and_add_up_to_one_march(device, cascaded):
+    """Rounds of at most 1, 3, 9, ... samples per ray (jittered starts): each round's samples and resume points
+    agree with the twin's, and the rounds together are the samples of one whole march."""
+    ops = kernel_ops(_native(device))
+    origins, directions, t_min, t_max, offsets = _rays(400, seed=4, device=device)
+    if cascaded:
+        grids, aabbs = _cascades(3, device)
+        t_min, t_max = torch_ops.ray_aabb_intersect(origins.cpu(), directions.cpu(), aabbs[-1].cpu())
+        t_min, t_max = t_min.to(device), t_max.to(device)
+        grid_args, steps = (grids, aabbs, STEP, STEP * 4, 1 / 64), None
+        whole = TORCH_OPS.march_rays_cascaded(origins, directions, t_min, t_max, *grid_args, offsets)
+        resume = torch_ops.cone_starts(t_min, offsets, STEP, STEP * 4, 1 / 64)
+    else:
+        grid = _grid("blobs", device)
+        whole = TORCH_OPS.march_rays(origins, directions, t_min, t_max, grid, AABB.to(device), STEP, offsets)
+        resume = torch.zeros(len(origins), dtype=torch.long, device=device)
+    rays, size, found = torch.arange(len(origins), device=device), 1, []
+    while len(rays):
+        results = []
+        for impl in (TORCH_OPS, ops):
+            if cascaded:
+                results.append(impl.march_round_cascaded(origins[rays], directions[rays], resume[rays], t_max[rays],
+                                                         *grid_args, size))
+            else:
+                results.append(impl.march_round(origins[rays], directions[rays], t_min[rays], t_max[rays], grid,
+                                                AABB.to(device), STEP, offsets[rays], resume[rays], size))
+        (want, want_next), (got, got_next) = results
+        for name in ("ray_indices", "t_starts", "t_ends"):
+            assert torch.equal(getattr(got, name), getattr(want, name)), name
+        assert torch.equal(got_next, want_next)
+        assert torch.bincount(got.ray_indices, minlength=len(rays)).max() <= size
+        found.append(PackedSamples(rays[got.ray_indices], got.t_starts, got.t_ends))
+        resume[rays] = got_next
+        rays = rays[torch.bincount(got.ray_indices, minlength=len(rays)) == size]  # the rest ran out
+        size *= 3
+    assert len(found) >= 3
+    together = PackedSamples(*(torch.cat(parts) for parts in zip(*((s.ray_indices, s.t_starts, s.t_ends)
+                                                                     for s in found))))
+    order = torch.sort(together.ray_indices, stable=True).indices
+    assert len(whole) > 1000 and torch.equal(together.ray_indices[order], whole.ray_indices)
+    assert torch.equal(together.t_starts[order], whole.t_starts)
+    assert torch.equal(together.t_ends[order], whole.t_ends)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_termination_rounds_match_the_twin(device):
     """Rounds of 16, 32, 64, ... samples per live ray: keep flags, carried depth and live rays agree."""
     ops = kernel_ops(_native(device))
     samples, sigmas, _, n_rays = _packed_batch(device)
-    offsets = torch_ops.sample_offsets(samples.ray_indices, n_rays)
+    rank = torch.arange(len(samples), device=device) - torch_ops.ray_starts(samples.ray_indices, n_rays)
     state = {name: (torch.zeros(n_rays, dtype=torch.float64, device=device),
                     torch.ones(n_rays, dtype=torch.bool, device=device)) for name in ("twin", "native")}
     first, size, rounds = 0, 16, 0
     while True:
-        chosen = {name: torch_ops.round_samples(offsets, alive, first, size) for name, (_, alive) in state.items()}
-        assert torch.equal(chosen["twin"], chosen["native"])
-        if len(chosen["twin"]) == 0:
+        assert torch.equal(state["twin"][1], state["native"][1])
+        alive = state["twin"][1][samples.ray_indices]
+        chosen = ((rank >= first) & (rank < first + size) & alive).nonzero().squeeze(1)
+        if len(chosen) == 0:
             break
-        sub = samples.select(chosen["twin"])
-        keep_twin = TORCH_OPS.termination_round(sigmas[chosen["twin"]], sub, *state["twin"], 1e-4)
-        keep_native = ops.termination_round(sigmas[chosen["twin"]], sub, *state["native"], 1e-4)
+        sub = samples.select(chosen)
+        keep_twin = TORCH_OPS.termination_round(sigmas[chosen], sub, *state["twin"], 1e-4)
+        keep_native = ops.termination_round(sigmas[chosen], sub, *state["native"], 1e-4)
         assert torch.equal(keep_twin, keep_native)
         assert torch.allclose(state["twin"][0], state["native"][0], rtol=1e-6)
-        assert torch.equal(state["twin"][1], state["native"][1])
         first, size, rounds = first + size, size * 2, rounds + 1
     assert rounds >= 3 and not state["twin"][1].all()  # several rounds ran and some rays terminated
 
@@ -212,14 +259,6 @@ def test_sample_offsets_match_the_twin(device):
         got, want = ops.sample_offsets(ray_indices, n_rays), TORCH_OPS.sample_offsets(ray_indices, n_rays)
         assert torch.equal(got, want)
     assert (torch.diff(want) >= 0).all() and want[-1] == 3  # rays 6.. after the last sample are empty
-
-
-def test_round_samples_picks_ranks_of_live_rays():
-    offsets = torch.tensor([0, 3, 3, 8])  # ray 0: 3 samples, ray 1: none, ray 2: 5
-    alive = torch.tensor([True, True, True])
-    assert torch_ops.round_samples(offsets, alive, 0, 2).tolist() == [0, 1, 3, 4]
-    assert torch_ops.round_samples(offsets, alive, 2, 2).tolist() == [2, 5, 6]
-    assert torch_ops.round_samples(offsets, torch.tensor([True, True, False]), 2, 4).tolist() == [2]
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -3,6 +3,7 @@ import math
 import torch
 
 from nfields.renderers import torch_ops
+from nfields.renderers.render_ops import TORCH_OPS
 from nfields.renderers.torch_ops import PackedSamples
 
 
@@ -66,10 +67,10 @@ def test_march_keeps_only_occupied_cells_and_coarse_skipping_changes_nothing():
     origins, directions = _random_rays(300)
     t_min, t_max = torch_ops.ray_aabb_intersect(origins, directions, aabb)
     offsets = torch.rand(300)
-    full = torch_ops.march_rays(origins, directions, t_min, t_max, binary, aabb, 0.01, offsets)
+    full = TORCH_OPS.march_rays(origins, directions, t_min, t_max, binary, aabb, 0.01, offsets)
     coarse = torch_ops.coarse_grid(binary, 2)
     assert not coarse.all()
-    skipped = torch_ops.march_rays(origins, directions, t_min, t_max, binary, aabb, 0.01, offsets, coarse)
+    skipped = TORCH_OPS.march_rays(origins, directions, t_min, t_max, binary, aabb, 0.01, offsets, coarse)
     assert len(full) > 100
     assert torch.equal(full.ray_indices, skipped.ray_indices)
     assert torch.allclose(full.t_starts, skipped.t_starts)
@@ -85,10 +86,10 @@ def test_march_edge_cases_empty_grid_and_missing_rays():
     aabb = torch.tensor([-1.0, -1, -1, 1, 1, 1])
     origins, directions = _random_rays(50)
     t_min, t_max = torch_ops.ray_aabb_intersect(origins, directions, aabb)
-    empty = torch_ops.march_rays(origins, directions, t_min, t_max, torch.zeros(8, 8, 8, dtype=torch.bool),
+    empty = TORCH_OPS.march_rays(origins, directions, t_min, t_max, torch.zeros(8, 8, 8, dtype=torch.bool),
                                  aabb, 0.01, torch.zeros(50))
     assert len(empty) == 0
-    missing = torch_ops.march_rays(origins, -directions, *torch_ops.ray_aabb_intersect(origins, -directions, aabb),
+    missing = TORCH_OPS.march_rays(origins, -directions, *torch_ops.ray_aabb_intersect(origins, -directions, aabb),
                                    torch.ones(8, 8, 8, dtype=torch.bool), aabb, 0.01, torch.zeros(50))
     assert len(missing) == 0
     rgb, depth, opacity, _ = torch_ops.composite(torch.zeros(0), torch.zeros(0, 3), empty, 50)
