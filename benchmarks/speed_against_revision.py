@@ -37,16 +37,24 @@ def checkout_python(revision: str, folder: Path) -> str:
                         str(folder / "wheel"), str(folder)], check=True)
         wheel = next((folder / "wheel").glob("nfields-*.whl"))
         subprocess.run([str(folder / ".venv/bin/pip"), "install", "-q", "--no-deps", str(wheel)], check=True)
-    return str(folder / ".venv/bin/python")
+    python = str(folder / ".venv/bin/python")
+    imported = subprocess.run([python, "-c", "import nfields.cuda; print(nfields.cuda.__file__)"], cwd=folder.parent,
+                              capture_output=True, text=True, check=True).stdout.strip()
+    if not imported.startswith(str(folder)):  # this checkout's editable install would mix in
+        raise SystemExit(f"{revision}'s Python imports nfields from {imported}, not from {folder}")
+    return python
 
 
 def train(python: str, out: Path, minutes: float, threads: int, env: dict) -> dict:
     """One time-budgeted lego run (kept: a second call only reads it); its steps, training seconds and final
     evaluation."""
     if not (out / "metrics.json").exists():
+        # Run outside any checkout: a checkout's `nfields/` folder in the working directory would shadow the
+        # revision's installed package. The data root is the README's ../shared/data unless FIELDS_DATA_ROOT is set.
+        data_root = os.environ.get("FIELDS_DATA_ROOT", str(REPO.parent / "shared" / "data"))
         subprocess.run([python, "-m", "nfields.cli", "train", "--scene", "lego", "--time-budget", str(minutes),
                         "--threads", str(threads), "--output", str(out), "--logger", "none"],
-                       env={**os.environ, **env}, check=True, cwd=REPO)  # finds ../shared/data as the README says
+                       env={**os.environ, **env, "FIELDS_DATA_ROOT": data_root}, check=True, cwd=out.parent)
     state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
     metrics = json.loads((out / "metrics.json").read_text())
     return {"steps": int(state["step"]), "seconds": float(state["train_seconds"]), "psnr": metrics["psnr"],
@@ -67,7 +75,8 @@ def main() -> None:
                "after (this checkout)": sys.executable}
     rows = {label: train(python, args.out / label.split()[0], args.minutes, args.threads, env)
             for label, python in pythons.items()}
-    print(f"lego, {args.minutes:g} minutes, {args.threads} threads, {args.isa} code paths; {cpu_line()}")
+    aten = "; the runs: ATen AVX2, kernels -march=x86-64-v3" if args.isa == "avx2" else ""
+    print(f"lego, {args.minutes:g} minutes, {args.threads} threads, {args.isa} code paths; {cpu_line()}{aten}")
     for label, r in rows.items():
         print(f"  {label:28s} {r['steps']:6d} steps {r['steps'] / r['seconds']:6.2f} steps/s "
               f"val {r['psnr']:.2f} dB, {r['view_s']:.2f} s per 400x400 view")

@@ -78,6 +78,7 @@ class VolumeRenderer(nn.Module):
     0: none): in an unbounded scene most samples cross thin fog that barely changes a pixel.
     cascades > 1 (unbounded scenes): rays march through occupancy grids 2^k times the box, k < cascades,
     with instant-ngp's cone step clamp(t * cone_angle, step_size, step_size * 2^(cascades - 1)).
+    occupancy_threshold: a grid cell is occupied when its optical thickness exceeds min(grid mean, this).
     render_*: what evaluation renders (views, videos, the viewer; not training) skip instead: samples less opaque
     than render_alpha_threshold, samples behind transmittance render_early_stop_eps and, with cascades, cells whose
     grid value (optical thickness) is below render_occupancy_threshold; None: as in training.
@@ -86,7 +87,8 @@ class VolumeRenderer(nn.Module):
     def __init__(self, aabb: torch.Tensor, near: float = 0.0, grid_resolution: int = 128,
                  step_size: float | None = None, early_stop_eps: float = 1e-4, cascades: int = 1,
                  cone_angle: float = 0.0, alpha_threshold: float = 0.0, render_alpha_threshold: float | None = None,
-                 render_early_stop_eps: float | None = None, render_occupancy_threshold: float | None = None):
+                 render_early_stop_eps: float | None = None, render_occupancy_threshold: float | None = None,
+                 occupancy_threshold: float = 0.01):
         super().__init__()
         aabb = torch.as_tensor(aabb, dtype=torch.float32)
         self.register_buffer("aabb", aabb.clone())
@@ -97,7 +99,8 @@ class VolumeRenderer(nn.Module):
         self.render_alpha_threshold = alpha_threshold if render_alpha_threshold is None else render_alpha_threshold
         self.render_early_stop_eps = early_stop_eps if render_early_stop_eps is None else render_early_stop_eps
         self.render_occupancy_threshold = render_occupancy_threshold
-        self.occupancy = OccupancyGrid(aabb, resolution=grid_resolution, levels=cascades)
+        self.occupancy = OccupancyGrid(aabb, resolution=grid_resolution, levels=cascades,
+                                       threshold=occupancy_threshold)
 
     def update_occupancy(self, field, step: int, merge: Merge | None = None) -> bool:
         return self.occupancy.update(step, lambda x: field.density(x)[0], self.step_size, merge)
@@ -167,17 +170,17 @@ class VolumeRenderer(nn.Module):
         return torch.where(far > near, torch.minimum(t_max, far + self.max_step), t_min)
 
     @torch.no_grad()
-    def march_until_opaque(self, field, origins: torch.Tensor, directions: torch.Tensor, jitter: bool,
-                           training: bool = True, crop: torch.Tensor | None = None, keep_values: bool = True,
-                           first_round: int = 16):
-        """The samples of rays (R, 3) in front of each ray's termination point, marched and evaluated in rounds.
+    def rounds_until_opaque(self, field, origins: torch.Tensor, directions: torch.Tensor, jitter: bool,
+                            training: bool = True, crop: torch.Tensor | None = None, keep_values: bool = True,
+                            first_round: int = 16):
+        """Yields, round by round, the samples of rays (R, 3) in front of each ray's termination point.
 
         Round r marches each live ray's next samples (16, 32, 64, ... of them, `start_march`) and evaluates
         the field's density there, carrying the optical depth so far; a ray stops once its transmittance falls
         below the early-stop transmittance or its march ends. Samples behind that point are never marched.
-        Returns the kept samples (K,), packed and ray-sorted (transmittance before the sample >= the early-stop
-        transmittance and opacity >= the alpha threshold, those of `culling(training)`), and with keep_values
-        their densities (K,) and features (K, F) (else None, None).
+        Each round yields its kept samples (C,), packed and ray-sorted (transmittance before the sample >= the
+        early-stop transmittance and opacity >= the alpha threshold, those of `culling(training)`), and with
+        keep_values their densities (C,) and features (C, F) (else None, None); rounds with none yield nothing.
         """
         alpha_threshold, early_stop_eps = self.culling(training)
         ops = ops_for(origins.device)
@@ -185,7 +188,6 @@ class VolumeRenderer(nn.Module):
         device, n_rays = origins.device, origins.shape[0]
         depth = torch.zeros(n_rays, dtype=torch.float64, device=device)
         alive = torch.ones(n_rays, dtype=torch.bool, device=device)
-        rounds = []  # per round: its kept samples, their densities and features (or None)
         size = first_round
         while bool(alive.any()):
             rays = alive.nonzero().squeeze(1)
@@ -200,13 +202,21 @@ class VolumeRenderer(nn.Module):
                 thickness = sigma * (chosen.t_ends - chosen.t_starts)
                 visible &= thickness >= -math.log1p(-alpha_threshold)
             seen = visible.nonzero().squeeze(1)
-            rounds.append((chosen.select(seen), sigma[seen] if keep_values else None,
-                           feature[seen] if keep_values else None))
-        if not rounds:
+            if len(seen):
+                yield (chosen.select(seen), sigma[seen] if keep_values else None,
+                       feature[seen] if keep_values else None)
+
+    def march_until_opaque(self, field, origins: torch.Tensor, directions: torch.Tensor, jitter: bool,
+                           training: bool = True, crop: torch.Tensor | None = None, keep_values: bool = True):
+        """All rounds of `rounds_until_opaque` as one ray-sorted list: the kept samples (K,) and with keep_values
+        their densities (K,) and features (K, F) (else None, None)."""
+        rounds = list(self.rounds_until_opaque(field, origins, directions, jitter, training, crop, keep_values))
+        if rounds:
+            return in_ray_order(rounds)
+        with torch.no_grad():
             sigmas, features = field.density(origins[:0]) if keep_values else (None, None)
-            nothing = origins.new_zeros(0)
-            return PackedSamples(nothing.long(), nothing, nothing), sigmas, features
-        return in_ray_order(rounds)
+        nothing = origins.new_zeros(0)
+        return PackedSamples(nothing.long(), nothing, nothing), sigmas, features
 
     def visible_samples(self, field, origins: torch.Tensor, directions: torch.Tensor, jitter: bool,
                         keep_densities: bool = True, training: bool = True,
@@ -245,14 +255,36 @@ class VolumeRenderer(nn.Module):
         Samples behind the point where transmittance drops below the early-stop transmittance are skipped
         (`visible_samples`). Training: jittered steps, then density and colour run with gradients on the samples
         that matter. Evaluation: culled with the render_* settings, those densities are reused and colour runs
-        only where it is seen.
+        only where it is seen, round by round (`render_in_rounds`).
         """
-        visible = self.visible_samples(field, origins, directions, jitter=training, keep_densities=not training,
-                                       training=training, crop=crop)
-        shading = self.shade(field, visible, background, reuse_densities=not training, training=training)
+        if not training:
+            return self.render_in_rounds(field, origins, directions, background, crop)
+        visible = self.visible_samples(field, origins, directions, jitter=True, keep_densities=False, crop=crop)
+        shading = self.shade(field, visible, background)
         return RenderOutput(rgb=shading.rgb, depth=shading.depth, opacity=shading.opacity, n_samples=len(visible),
-                            samples=visible.samples if training else None,
-                            weights=shading.weights if training else None)
+                            samples=visible.samples, weights=shading.weights)
+
+    @torch.no_grad()
+    def render_in_rounds(self, field, origins: torch.Tensor, directions: torch.Tensor, background: torch.Tensor,
+                         crop: torch.Tensor | None = None) -> RenderOutput:
+        """An evaluation render (see `render`), composited round by round of `rounds_until_opaque`: colour runs on
+        each round's visible samples, and the round's pixels add in behind the transmittance left by the rounds
+        before (the same pixels as compositing all visible samples at once, without gathering them first)."""
+        ops, n_rays = ops_for(origins.device), origins.shape[0]
+        rgb = origins.new_zeros(n_rays, 3)
+        depth, opacity, left = origins.new_zeros(n_rays), origins.new_zeros(n_rays), origins.new_ones(n_rays)
+        n_samples = 0
+        for samples, sigmas, features in self.rounds_until_opaque(field, origins, directions, jitter=False,
+                                                                 training=False, crop=crop):
+            rgbs = field.color(features, directions.index_select(0, samples.ray_indices))
+            part_rgb, part_depth, part_opacity, _ = ops.composite(sigmas, rgbs, samples, n_rays)
+            rgb.addcmul_(left[:, None], part_rgb)
+            depth.addcmul_(left, part_depth)
+            opacity.addcmul_(left, part_opacity)
+            left.mul_(1.0 - part_opacity)
+            n_samples += len(samples)
+        return RenderOutput(rgb=rgb + background * (1.0 - opacity[:, None]), depth=depth, opacity=opacity,
+                            n_samples=n_samples)
 
     @torch.no_grad()
     def render_chunked(self, field, origins: torch.Tensor, directions: torch.Tensor,
