@@ -85,6 +85,9 @@ class TrainConfig:
     # unbounded scenes, evaluation renders: march only cells whose grid value (optical thickness per smallest step)
     # exceeds this; None: the training grid (0.02 cut beer's marched steps by 18 %, a young field's sky away)
     render_occupancy_threshold: float | None = None
+    # a grid cell is occupied when its value (optical thickness per smallest step, EMA-max) exceeds min(grid mean,
+    # this): instant-ngp's and nerfacc's 0.01
+    occupancy_threshold: float = 0.01
     # Steps between occupancy-grid updates. None: instant-ngp's 16 steps of 2^18 samples on CUDA; 64 on the
     # CPU, whose steps are 4x smaller, so that updates stay near the same share of the work.
     occupancy_every: int | None = None
@@ -125,6 +128,8 @@ class TrainConfig:
             raise FieldsError(f"config: 'depth_loss' must be >= 0, got {self.depth_loss}")
         if not 0 <= self.alpha_threshold < 1:
             raise FieldsError(f"config: 'alpha_threshold' must be in [0, 1), got {self.alpha_threshold}")
+        if not 0 < self.occupancy_threshold < 1:
+            raise FieldsError(f"config: 'occupancy_threshold' must be in (0, 1), got {self.occupancy_threshold}")
         for name in ("render_alpha_threshold", "render_early_stop", "render_occupancy_threshold"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < 1:
