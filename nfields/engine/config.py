@@ -86,7 +86,7 @@ class TrainConfig:
     # exceeds this; None: the training grid (0.02 cut beer's marched steps by 18 %, a young field's sky away)
     render_occupancy_threshold: float | None = None
     # a grid cell is occupied when its value (optical thickness per smallest step, EMA-max) exceeds min(grid mean,
-    # this): instant-ngp's and nerfacc's 0.01
+    # this): instant-ngp's and nerfacc's 0.01 (0.04 rendered beer 1.5x faster but cost 2 dB: docs/real-captures.md)
     occupancy_threshold: float = 0.01
     # Steps between occupancy-grid updates. None: instant-ngp's 16 steps of 2^18 samples on CUDA; 64 on the
     # CPU, whose steps are 4x smaller, so that updates stay near the same share of the work.

@@ -192,9 +192,9 @@ def test_march_rounds_match_the_twin_and_add_up_to_one_march(device, cascaded):
         grids, aabbs = _cascades(3, device)
         t_min, t_max = torch_ops.ray_aabb_intersect(origins.cpu(), directions.cpu(), aabbs[-1].cpu())
         t_min, t_max = t_min.to(device), t_max.to(device)
-        grid_args, steps = (grids, aabbs, STEP, STEP * 4, 1 / 64), None
+        grid_args = (grids, aabbs, STEP, STEP * 4, 1 / 64)
         whole = TORCH_OPS.march_rays_cascaded(origins, directions, t_min, t_max, *grid_args, offsets)
-        resume = torch_ops.cone_starts(t_min, offsets, STEP, STEP * 4, 1 / 64)
+        resume = torch_ops.cone_starts(t_min, offsets, *grid_args[2:])
     else:
         grid = _grid("blobs", device)
         whole = TORCH_OPS.march_rays(origins, directions, t_min, t_max, grid, AABB.to(device), STEP, offsets)

@@ -100,3 +100,21 @@ def test_render_culling_defaults_by_device_and_config_json_records_them():
     assert bounded.culling(False) == bounded.culling(True) == (0.0, 1e-4)  # bounded scenes: unchanged
     with pytest.raises(FieldsError, match="render_early_stop"):
         TrainConfig(render_early_stop=1.5).validate()
+
+
+def test_a_stricter_training_grid_leaves_the_fog_cells_empty():
+    """occupancy_threshold reaches the grid: at 0.04 the fog's cells (thickness ~0.012 per step) are empty, at
+    instant-ngp's 0.01 they are occupied; the ball's are occupied either way."""
+    occupied = {}
+    for threshold in (0.01, 0.04):
+        _, renderer = make_model("hashgrid", AABB, 0.0, TrainConfig(occupancy_threshold=threshold, cascades=3),
+                                 torch.device("cpu"), unbounded=True)
+        renderer.occupancy.set_interval(1)
+        for step in range(3):
+            renderer.update_occupancy(FogAndBall(), step)
+        occupied[threshold] = renderer.occupancy.binaries[0]
+    assert occupied[0.01].float().mean() > 0.9
+    centre = [n // 2 for n in occupied[0.04].shape]
+    assert occupied[0.04][tuple(centre)] and occupied[0.04].float().mean() < 0.1  # the ball's cells only
+    with pytest.raises(FieldsError, match="occupancy_threshold"):
+        TrainConfig(occupancy_threshold=0.0).validate()
