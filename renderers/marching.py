@@ -29,8 +29,10 @@ class RayMarch:
         sorted by ray with indices among all R rays, and which of the L rays ran out of samples (L,) bool."""
         samples, resume = self.march_round(rays, self.resume[rays], max_samples)
         self.resume[rays] = resume
-        ended = torch.bincount(samples.ray_indices, minlength=len(rays)) < max_samples if max_samples > 0 else \
-            torch.ones(len(rays), dtype=torch.bool, device=rays.device)
+        if max_samples > 0:
+            ended = torch.bincount(samples.ray_indices, minlength=len(rays)) < max_samples
+        else:
+            ended = torch.ones(len(rays), dtype=torch.bool, device=rays.device)
         samples = PackedSamples(rays[samples.ray_indices], samples.t_starts, samples.t_ends)
         return (samples if self.keep is None else self.keep(samples)), ended
 
