@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--isa", choices=["native", "avx2"], default="native")
     parser.add_argument("--out", type=Path, default=Path("runs/speed"))
     args = parser.parse_args()
+    args.out = args.out.resolve()  # the runs start in another working directory
     args.out.mkdir(parents=True, exist_ok=True)
     env = AVX2_ONLY if args.isa == "avx2" else {}
     pythons = {f"before ({args.before})": checkout_python(args.before, args.out / "before-checkout"),
