@@ -76,7 +76,9 @@ std::vector<torch::Tensor> march_rays(torch::Tensor origins, torch::Tensor direc
                                       torch::Tensor binary, std::vector<torch::Tensor> mips, torch::Tensor aabb,
                                       double step, int64_t max_samples) {
   for (auto* t : {&origins, &directions, &t_min, &t_max, &offsets}) check_cpu_float(*t, "march_rays input");
-  TORCH_CHECK(first_steps.scalar_type() == torch::kInt64 && first_steps.is_contiguous(), "first_steps: int64");
+  TORCH_CHECK(first_steps.scalar_type() == torch::kInt64 && first_steps.is_contiguous() &&
+                  first_steps.numel() == origins.size(0),
+              "first_steps: int64, one per ray");
   TORCH_CHECK(binary.device().is_cpu(), "binary must be a CPU grid");
   const OccupancyView g = occupancy_view(binary, mips, aabb);
   const fields::MarchStep s{(float)step, (float)(0.5 * step), (float)(1.0 / step)};

@@ -49,8 +49,9 @@ std::vector<torch::Tensor> march_rays(torch::Tensor origins, torch::Tensor direc
                                       torch::Tensor binary, std::vector<torch::Tensor> mips, torch::Tensor aabb,
                                       double step, int64_t max_samples) {
   for (auto* t : {&origins, &directions, &t_min, &t_max, &offsets}) check_cuda_float(*t, "march_rays input");
-  TORCH_CHECK(first_steps.is_cuda() && first_steps.scalar_type() == torch::kInt64 && first_steps.is_contiguous(),
-              "first_steps: int64 on the GPU");
+  TORCH_CHECK(first_steps.is_cuda() && first_steps.scalar_type() == torch::kInt64 && first_steps.is_contiguous() &&
+                  first_steps.numel() == origins.size(0),
+              "first_steps: int64 on the GPU, one per ray");
   TORCH_CHECK(binary.is_cuda(), "binary must be a CUDA grid");
   const fields::RayBatch rays{origins.data_ptr<float>(), directions.data_ptr<float>(), t_min.data_ptr<float>(),
                               t_max.data_ptr<float>(), offsets.data_ptr<float>(), first_steps.data_ptr<int64_t>(),
