@@ -103,7 +103,7 @@ def test_render_culling_defaults_by_device_and_config_json_records_them():
 
 
 def test_a_stricter_training_grid_leaves_the_fog_cells_empty():
-    """occupancy_threshold reaches the grid: at 0.04 the fog's cells (thickness ~0.012 per step) are empty, at
+    """occupancy_threshold reaches the grid: at 0.04 the fog's cells (thickness ~0.02 per step) are empty, at
     instant-ngp's 0.01 they are occupied; the ball's are occupied either way."""
     occupied = {}
     for threshold in (0.01, 0.04):
