@@ -129,7 +129,8 @@ def march_round(origins: torch.Tensor, directions: torch.Tensor, t_min: torch.Te
     if max_samples > 0:
         counts = torch.bincount(ray, minlength=len(origins))
         rank = torch.arange(len(ray), device=ray.device) - (torch.cumsum(counts, 0) - counts)[ray]
-        next_steps[ray[rank == max_samples - 1]] = k[rank == max_samples - 1] + 1
+        last = rank == max_samples - 1  # a ray's last sample this round
+        next_steps[ray[last]] = k[last] + 1
         kept = rank < max_samples
         ray, t0 = ray[kept], t0[kept]
     return PackedSamples(ray, t0, t0 + step_size), next_steps

@@ -219,31 +219,30 @@ class VolumeRenderer(nn.Module):
         return PackedSamples(nothing.long(), nothing, nothing), sigmas, features
 
     def visible_samples(self, field, origins: torch.Tensor, directions: torch.Tensor, jitter: bool,
-                        keep_densities: bool = True, training: bool = True,
-                        crop: torch.Tensor | None = None) -> VisibleSamples:
-        """March rays (R, 3) through the occupancy grid and keep the samples `field` leaves visible
-        (`march_until_opaque`), with its densities and features there unless `keep_densities` is False
-        (a training step evaluates them again with gradients: gathering them would be wasted work). training:
-        cull as training does, else as evaluation renders do (the render_* settings). crop: an optional box (6,):
-        the field counts as empty outside it (see `march`)."""
-        visible, sigmas, features = self.march_until_opaque(field, origins, directions, jitter, training, crop,
+                        keep_densities: bool = True, crop: torch.Tensor | None = None) -> VisibleSamples:
+        """March rays (R, 3) through the occupancy grid and keep the samples `field` leaves visible, culled as
+        training culls (`march_until_opaque`), with its densities and features there unless `keep_densities` is
+        False (a training step evaluates them again with gradients: gathering them would be wasted work). crop: an
+        optional box (6,): the field counts as empty outside it (see `march`). Evaluation renders take their
+        samples round by round instead (`render_in_rounds`)."""
+        visible, sigmas, features = self.march_until_opaque(field, origins, directions, jitter, crop=crop,
                                                             keep_values=keep_densities)
         positions, visible_directions = visible.midpoints(origins, directions)
         return VisibleSamples(visible, positions, visible_directions, sigmas, features, origins.shape[0])
 
-    def shade(self, field, visible: VisibleSamples, background: torch.Tensor, reuse_densities: bool = False,
-              training: bool = True) -> Shading:
+    def shade(self, field, visible: VisibleSamples, background: torch.Tensor,
+              reuse_densities: bool = False) -> Shading:
         """Composite `field` at `visible` over `background` (R, 3) or (3,). reuse_densities: take the densities
         and features `visible` carries (the field that marched, no gradients); otherwise `field` evaluates
         them again (with gradients when it trains). Colour runs only at the visible samples; rays stop at the
-        early-stop transmittance of `culling(training)`."""
+        training early-stop transmittance."""
         if reuse_densities:
             sigmas, features = visible.sigmas, visible.features
         else:
             sigmas, features = field.density(visible.positions)
         rgbs = field.color(features, visible.directions)
         rgb, depth, opacity, weights = ops_for(rgbs.device).composite(sigmas, rgbs, visible.samples, visible.n_rays,
-                                                                       self.culling(training)[1])
+                                                                       self.early_stop_eps)
         rgb = rgb + background * (1.0 - opacity[:, None])
         return Shading(sigmas, features, rgbs, weights, rgb, depth, opacity)
 
