@@ -4,7 +4,7 @@ A video's frames move a little from one to the next. Where a pose model has the 
 sharply between two neighbouring frames whose photos look alike, the model is broken into pieces registered
 inconsistently with each other (COLMAP does this on repeating texture, e.g. a tiled floor: the shared beer
 capture's own model turns 134 degrees between frames 13 and 14). A field trained on such poses shows ghosts and
-scores poorly on held-out views, whatever its settings.
+scores poorly on held-out views, whatever its settings (ingest/pose_repair.py poses such a sequence again).
 """
 
 from __future__ import annotations
@@ -34,13 +34,3 @@ def pose_breaks(camera_to_world: np.ndarray, names: list[str]) -> list[str]:
     return [f"{names[order[i]]} -> {names[order[i + 1]]}: {steps[i] / median_step:.0f}x the median step, "
             f"{turns[i]:.0f} deg turn" for i in np.flatnonzero(broken)]
 
-
-def pose_break_warning(camera_to_world: np.ndarray, names: list[str]) -> str | None:
-    """One line for the user when `pose_breaks` finds any, else None."""
-    breaks = pose_breaks(camera_to_world, names)
-    if not breaks:
-        return None
-    return (f"the poses jump between neighbouring frames at {len(breaks)} place(s) ({'; '.join(breaks)}): the pose "
-            "model is likely broken into pieces registered inconsistently (repeating texture such as floor tiles "
-            "misleads COLMAP), and training on it gives ghosts and poor held-out views. Re-pose the images (another "
-            "`--matcher`; such texture may mislead COLMAP again) or train on the frames of the largest piece.")

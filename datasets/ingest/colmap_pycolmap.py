@@ -20,6 +20,7 @@ from .. import DatasetError
 from .colmap_plan import (
     CAMERA_MODEL,
     LOOP_DETECTION_PERIOD,
+    NEIGHBOUR_OVERLAP,
     NO_TREE_NOTICE,
     RETRIEVAL_NEIGHBOURS,
     SEQUENTIAL_OVERLAP,
@@ -134,6 +135,8 @@ def pycolmap_matches(database: Path, workspace: Path, plan: Plan, shown: Progres
                 options.loop_detection, options.vocab_tree_path = True, str(tree)
                 options.loop_detection_period = LOOP_DETECTION_PERIOD
             generator = pycolmap.SequentialPairGenerator(options, db)
+        elif kind == "neighbours":
+            generator = pycolmap.SequentialPairGenerator(_neighbour_options(), db)
         else:
             options = pycolmap.VocabTreePairingOptions()
             options.vocab_tree_path = str(tree)
@@ -197,10 +200,21 @@ def _match_all(database: Path, kind: str, tree: Path | None) -> None:
             options.loop_detection, options.vocab_tree_path = True, str(tree)
             options.loop_detection_period = LOOP_DETECTION_PERIOD
         pycolmap.match_sequential(database, pairing_options=options, device=cpu)
+    elif kind == "neighbours":
+        pycolmap.match_sequential(database, pairing_options=_neighbour_options(), device=cpu)
     else:
         options = pycolmap.VocabTreePairingOptions()
         options.vocab_tree_path, options.num_images = str(tree), RETRIEVAL_NEIGHBOURS + 1
         pycolmap.match_vocabtree(database, pairing_options=options, device=cpu)
+
+
+def _neighbour_options():
+    """Each image with the next NEIGHBOUR_OVERLAP in name order, and no other pair."""
+    import pycolmap
+
+    options = pycolmap.SequentialPairingOptions()
+    options.overlap, options.quadratic_overlap, options.loop_detection = NEIGHBOUR_OVERLAP, False, False
+    return options
 
 
 def _pycolmap_vocabulary(database: Path, path: Path) -> Path:

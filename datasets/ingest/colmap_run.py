@@ -26,6 +26,7 @@ from .colmap_plan import (
     CAMERA_MODEL,
     LOOP_DETECTION_PERIOD,
     MAPPING_TRIES,
+    NEIGHBOUR_OVERLAP,
     NO_TREE_NOTICE,
     RETRIEVAL_NEIGHBOURS,
     SEQUENTIAL_OVERLAP,
@@ -238,6 +239,10 @@ def _program_features_and_matches(exe: str, image_dir: Path, database: Path, wor
         if tree is not None:
             args += ["--SequentialMatching.loop_detection", "1", "--SequentialMatching.vocab_tree_path", str(tree),
                      "--SequentialMatching.loop_detection_period", str(LOOP_DETECTION_PERIOD)]
+        step = "sequential_matcher"
+    elif kind == "neighbours":
+        args = common + ["--SequentialMatching.overlap", str(NEIGHBOUR_OVERLAP),
+                         "--SequentialMatching.quadratic_overlap", "0"]
         step = "sequential_matcher"
     else:
         args = common + ["--VocabTreeMatching.vocab_tree_path", str(tree),

@@ -20,10 +20,10 @@ from ..colmap import colmap_capture, read_colmap_model
 from ..formats import FORMATS
 from ..llff import list_images
 from ..paths import capture_files
-from ..pose_checks import pose_break_warning
 from ..scene_type import check_scene_type, decide, normalise_as
 from .colmap_plan import MATCHERS
 from .colmap_run import colmap_backend, run_colmap
+from .pose_repair import repair_broken_poses
 from .video_frames import MIN_SHARPNESS_RATIO, extract_frames
 
 
@@ -69,7 +69,7 @@ def _unposed_capture(path: Path, fmt: str, work: Path, frames: int | None, fps: 
 def convert(input_path: str | Path, out: str | Path, fmt: str | None = None, downscales: tuple[int, ...] = (),
             image_dir: str | Path | None = None, frames: int | None = None, fps: float | None = None,
             min_sharpness_ratio: float = MIN_SHARPNESS_RATIO, progress: bool = True, matcher: str = "auto",
-            vocab_tree: str | Path | None = None, scene_type: str = "auto") -> ConvertResult:
+            vocab_tree: str | Path | None = None, scene_type: str = "auto", keep_poses: bool = False) -> ConvertResult:
     """Convert a capture into the canonical layout at `out`.
 
     fmt: one of nfields.datasets.FORMATS, or None to detect it. downscales: extra image_<k>/ copies.
@@ -77,6 +77,8 @@ def convert(input_path: str | Path, out: str | Path, fmt: str | None = None, dow
     the capture its files may lie in (files elsewhere are refused before anything is written).
     frames / fps: frames taken from a video. scene_type: "auto" (decided from the cameras) or the scene type to
     normalise the capture as (see nfields.datasets.scene_type).
+    keep_poses: keep a sequence's poses even where they break into pieces (by default its images are posed again
+    with each frame matched to its next few only, see pose_repair.py).
     matcher / vocab_tree (images and videos): the image pairs COLMAP matches, one of MATCHERS ("auto": by the
     count and source of the images, see colmap_run.choose_matcher), and a COLMAP vocabulary tree file for the
     vocab-tree matcher and a video's loop detection (None: a vocabulary is built from the images).
@@ -107,14 +109,17 @@ def convert(input_path: str | Path, out: str | Path, fmt: str | None = None, dow
             capture, dropped, unposed, model_dir = _unposed_capture(
                 input_path, fmt, temp / ".work", frames, fps, min_sharpness_ratio, matcher,
                 Path(vocab_tree) if vocab_tree is not None else None, progress, scene_type)
-        broken = pose_break_warning(capture.camera_to_world, [p.name for p in capture.image_paths])
-        if broken:
-            warnings.warn(f"{input_path}: {broken}")
+        repair = repair_broken_poses(capture, temp / ".work" / "reposed", scene_type,
+                                     repose=not keep_poses and matcher != "neighbours", progress=progress)
+        if repair is not None:
+            warnings.warn(f"{input_path}: {repair.note}")
+            capture, model_dir = repair.capture, repair.model_dir or model_dir
         with tqdm(total=len(capture), desc=f"writing {out.name}", unit="image", disable=not progress) as bar:
             write_canonical(capture, temp, tuple(downscales), progress=bar.update)
         if model_dir is not None:  # keep COLMAP's model (capture coordinates) beside the converted scene
             shutil.copytree(model_dir, temp / "colmap" / "sparse" / "0")
-            shutil.copyfile(temp / ".work" / "colmap" / "colmap.log", temp / "colmap" / "colmap.log")
+            logs = [temp / ".work" / run / "colmap.log" for run in ("colmap", "reposed")]
+            (temp / "colmap" / "colmap.log").write_text("".join(log.read_text() for log in logs if log.is_file()))
         shutil.rmtree(temp / ".work", ignore_errors=True)
         _check_destination(out)
         if out.exists():

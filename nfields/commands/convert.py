@@ -39,6 +39,9 @@ class ConvertOptions:
     # from COLMAP's releases) for vocab-tree matching and a video's loop detection; None: a vocabulary is built
     # from the images' own features
     vocab_tree: str | None = None
+    # keep a sequence's poses even where neighbouring frames jump apart (a model broken into pieces); by default
+    # its images are posed again with each frame matched to its next few only
+    keep_poses: bool = False
 
 
 def add_parser(sub) -> None:
@@ -54,7 +57,7 @@ def run(args) -> int:
     one_line_warnings()
     o = build(ConvertOptions, args)
     result = convert(o.input, o.out, o.fmt, tuple(o.downscales), o.images, o.frames, o.fps, o.min_sharpness,
-                     matcher=o.matcher, vocab_tree=o.vocab_tree, scene_type=o.scene_type)
+                     matcher=o.matcher, vocab_tree=o.vocab_tree, scene_type=o.scene_type, keep_poses=o.keep_poses)
     cap = result.capture
     splits = ", ".join(f"{len(v)} {k}" for k, v in cap.splits.items())
     print(f"{result.source_format} -> {result.out}: {len(cap)} images {cap.width}x{cap.height} ({splits}), "

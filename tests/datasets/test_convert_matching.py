@@ -10,14 +10,22 @@ import sys
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from support import install_fake_colmap
+from support import install_fake_colmap, write_colmap_model, write_images
 
 from nfields.cli import main
 from nfields.datasets import DatasetError, resolve_scene_dir
+from nfields.datasets.data_root import default_data_roots
 from nfields.datasets.ingest import colmap_plan, colmap_pycolmap, colmap_run
-from nfields.datasets.ingest.colmap_plan import EXHAUSTIVE_MAX_IMAGES, MATCHERS, choose_matcher, sift_settings
+from nfields.datasets.ingest.colmap_plan import (
+    EXHAUSTIVE_MAX_IMAGES,
+    MATCHERS,
+    NEIGHBOUR_OVERLAP,
+    choose_matcher,
+    sift_settings,
+)
 from nfields.datasets.ingest.colmap_run import pycolmap_available
 from nfields.datasets.ingest.convert import convert
+from nfields.datasets.pose_checks import pose_breaks
 
 
 @pytest.mark.parametrize("count, video, matcher", [
@@ -95,6 +103,9 @@ elif args[0] == "exhaustive_matcher":
 elif args[0] in ("sequential_matcher", "vocab_tree_matcher"):
     for i in range(n):
         log(f"Processing image [{{i + 1}}/{{n}}]")
+    # loop detection joins far frames wrongly (repeating texture): the mapper then breaks the walk into two pieces
+    broken = opts.get("--SequentialMatching.loop_detection") == "1"
+    pathlib.Path(opts["--database_path"]).with_suffix(".broken").write_text("1" if broken else "")
 elif args[0] == "mapper":
     log("Registering initial image pair #1 and #2")
     for i in range(2, n):
@@ -103,7 +114,11 @@ elif args[0] == "mapper":
     model = pathlib.Path(opts["--output_path"]) / "0"
     model.mkdir(parents=True)
     (model / "cameras.txt").write_text(f"1 PINHOLE {{w}} {{h}} 20 20 {{w / 2}} {{h / 2}}\\n")
-    lines = [f"{{i + 1}} 1 0 0 0 {{-0.1 * i}} 0 0 1 {{p.name}}\\n\\n" for i, p in enumerate(images)]
+    marker = pathlib.Path(opts["--database_path"]).with_suffix(".broken")
+    broken = marker.exists() and marker.read_text() == "1"
+    # a walk sideways, 0.1 a frame; broken: its second half turned 130 degrees and moved 3 away
+    pose = lambda i: f"0.423 0 0.906 0 {{3 - 0.1 * i}}" if broken and i >= n // 2 else f"1 0 0 0 {{-0.1 * i}}"
+    lines = [f"{{i + 1}} {{pose(i)}} 0 0 1 {{p.name}}\\n\\n" for i, p in enumerate(images)]
     (model / "images.txt").write_text("".join(lines))
     (model / "points3D.txt").write_text("1 0 0 5 255 0 0 0.1 1 0\\n")
 """
@@ -166,6 +181,47 @@ def test_program_uses_a_given_vocabulary_tree_and_the_requested_matcher(tmp_path
     assert f"--SequentialMatching.loop_detection 1 --SequentialMatching.vocab_tree_path {tree}" in log
 
 
+def _breaks(scene) -> list[str]:
+    frames = json.loads((scene / "transforms.json").read_text())["frames"]
+    return pose_breaks(np.array([f["transform_matrix"] for f in frames]), [f["file_path"] for f in frames])
+
+
+@pytest.mark.parametrize("keep_poses", [False, True])
+def test_a_walk_broken_into_pieces_is_posed_again_matching_neighbours_only(tmp_path, fake_colmap, recwarn,
+                                                                            keep_poses):
+    tree = tmp_path / "tree.bin"
+    tree.write_bytes(b"tree")
+    photos = _photos(tmp_path / "photos", 24)  # the fake's loop detection breaks the walk between 11 and 12
+    args = ["convert", str(photos), "--out", str(tmp_path / "out"), "--matcher", "sequential", "--vocab-tree",
+            str(tree)]
+    assert main(args + (["--keep-poses"] if keep_poses else [])) == 0
+    err = " ".join(str(w.message) for w in recwarn)
+    assert "p011.png -> p012.png" in err
+    log = (tmp_path / "out" / "colmap" / "colmap.log").read_text()
+    if keep_poses:
+        assert "Not posed again: --keep-poses" in err and len(_breaks(tmp_path / "out")) == 1
+        assert "quadratic_overlap 0" not in log
+    else:
+        assert "posed the images again with each frame matched to its next few only: 24 of 24 images" in err
+        assert _breaks(tmp_path / "out") == []
+        assert f"--SequentialMatching.overlap {NEIGHBOUR_OVERLAP} --SequentialMatching.quadratic_overlap 0" in log
+        assert log.index("--SequentialMatching.loop_detection 1") < log.index("quadratic_overlap 0")  # both runs
+
+
+def test_a_broken_colmap_model_is_replaced_by_one_posed_again(tmp_path, fake_colmap, recwarn):
+    names = [f"{i:04d}.png" for i in range(16)]
+    c2w = np.tile(np.eye(4), (16, 1, 1))
+    c2w[:, 0, 3] = 0.1 * np.arange(16)
+    c2w[8:, :3, :3] = [[-0.64, 0, 0.77], [0, 1, 0], [-0.77, 0, -0.64]]  # the second half turned 130 degrees
+    c2w[8:, 2, 3] += 3.0
+    write_colmap_model(tmp_path / "cap" / "sparse" / "0", c2w, names, {1: ("PINHOLE", 64, 48, [20.0, 20.0, 32, 24])},
+                       [1] * 16, np.random.default_rng(0).normal(size=(50, 3)), np.zeros((50, 3), np.uint8), False)
+    write_images(tmp_path / "cap" / "images", names, 64, 48)
+    assert main(["convert", str(tmp_path / "cap"), "--out", str(tmp_path / "out")]) == 0
+    assert "0007.png -> 0008.png" in " ".join(str(w.message) for w in recwarn)
+    assert _breaks(tmp_path / "out") == [] and (tmp_path / "out" / "colmap" / "sparse" / "0").is_dir()
+
+
 def test_bad_matcher_options_stop_before_any_work(tmp_path, fake_colmap, capsys):
     photos = _photos(tmp_path / "photos", 3)
     with pytest.raises(SystemExit):
@@ -226,3 +282,21 @@ def test_a_pycolmap_older_than_4_is_named_with_the_upgrade(tmp_path, monkeypatch
     with pytest.raises(DatasetError, match=r"version 3.13.0 is too old .*pip install --upgrade 'pycolmap>=4'"):
         convert(_photos(tmp_path / "photos", 3), tmp_path / "out", fmt="images", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
+
+
+def _beer_dir():
+    for root in default_data_roots():
+        if (root / "real" / "beer" / "sparse" / "0").is_dir():
+            return root / "real" / "beer"
+    return None
+
+
+@pytest.mark.slow  # about 40 s on 2 cores: SIFT on 71 photos of 720x1280, 345 pairs, mapping
+@pytest.mark.skipif(_beer_dir() is None, reason="real/beer not found under $FIELDS_DATA_ROOT or ../shared/data")
+@pytest.mark.skipif(not pycolmap_available(), reason="needs pycolmap")
+def test_beers_broken_model_is_posed_again_in_one_piece(tmp_path, monkeypatch, recwarn):
+    monkeypatch.setattr(colmap_run.shutil, "which", lambda name: None)  # pycolmap even where the program is
+    result = convert(_beer_dir(), tmp_path / "scene", progress=False)
+    said = " ".join(str(w.message) for w in recwarn)
+    assert "0013.jpg -> 0014.jpg" in said and "posed the images again" in said  # the author's model breaks there
+    assert len(result.capture) == 71 and _breaks(tmp_path / "scene") == []
