@@ -75,13 +75,20 @@ class TrainConfig:
     # 256 on a CPU (a ray through the cascades then takes ~200 steps, not ~1,000)
     steps_per_diagonal: int | None = None
     alpha_threshold: float = 0.01  # unbounded scenes: skip samples less opaque than this (nerfacc's alpha_thre)
+    # unbounded scenes: training steps before alpha_threshold applies. A young field's density (0.37) is an opacity
+    # of 0.005 per CPU step, under the threshold: with it from step 0, lego's photos posed by COLMAP never left the
+    # empty start (12.9 dB after 805 steps)
+    alpha_warmup: int = dataclass_field(default=256, metadata={"min": 0})
     # Unbounded scenes, evaluation renders (held-out views, videos, the viewer; training keeps the settings above):
     # skip samples less opaque than this; None: alpha_threshold. 0.03 (with render_occupancy_threshold 0.02) scored
     # +0.04 dB on beer's trained field with half the colour evaluations, but -2.3 dB on a field 150 steps young
     # (docs/real-captures.md)
     render_alpha_threshold: float | None = None
-    # unbounded scenes, evaluation renders: stop a ray at this transmittance; None: 1e-3 on a CPU, 1e-4 on CUDA
+    # unbounded scenes, evaluation renders: stop a ray at this transmittance; None: 1e-2 on a CPU, 1e-4 on CUDA
     render_early_stop: float | None = None
+    # unbounded scenes, evaluation renders: colour only at samples whose compositing weight reaches this (and each
+    # ray's heaviest), the shaded colours rescaled to the ray's opacity; None: 3e-3 on a CPU, 0 (all) on CUDA
+    render_weight_threshold: float | None = None
     # unbounded scenes, evaluation renders: march only cells whose grid value (optical thickness per smallest step)
     # exceeds this; None: the training grid (0.02 cut beer's marched steps by 18 %, a young field's sky away)
     render_occupancy_threshold: float | None = None
@@ -93,7 +100,8 @@ class TrainConfig:
     occupancy_every: int | None = None
     eval_every: float = 30.0  # seconds of training between quick validations (PSNR-vs-time curve)
     eval_pixels: int = 1 << 14  # fixed random validation pixels scored by a quick validation
-    final_eval_views: int | None = 10  # evenly spaced views; None: every view (slow on a CPU)
+    # evenly spaced views; None: every view (slow on a CPU)
+    final_eval_views: int | None = dataclass_field(default=10, metadata={"min": 1})
     checkpoint_every: float = 300.0  # seconds of training between checkpoints
     snapshot_minutes: list[float] = dataclass_field(default_factory=list)  # keep checkpoints at these training times
     # autocast and loss scaling; None: on CUDA for backbones whose reference trains in half precision (hashgrid),
@@ -122,6 +130,9 @@ class TrainConfig:
             raise FieldsError(f"config: 'loss' must be 'huber' or 'mse', got '{self.loss}'")
         if not 1 <= self.cascades <= 8:
             raise FieldsError(f"config: 'cascades' must be 1 to 8 occupancy levels, got {self.cascades}")
+        if self.final_eval_views is not None and self.final_eval_views < 1:
+            raise FieldsError(f"config: 'final_eval_views' must be at least 1 or null (every view), got "
+                              f"{self.final_eval_views}")
         if self.distortion_loss < 0:
             raise FieldsError(f"config: 'distortion_loss' must be >= 0, got {self.distortion_loss}")
         if self.depth_loss < 0:
@@ -130,7 +141,8 @@ class TrainConfig:
             raise FieldsError(f"config: 'alpha_threshold' must be in [0, 1), got {self.alpha_threshold}")
         if not 0 < self.occupancy_threshold < 1:
             raise FieldsError(f"config: 'occupancy_threshold' must be in (0, 1), got {self.occupancy_threshold}")
-        for name in ("render_alpha_threshold", "render_early_stop", "render_occupancy_threshold"):
+        for name in ("render_alpha_threshold", "render_early_stop", "render_occupancy_threshold",
+                     "render_weight_threshold"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < 1:
                 raise FieldsError(f"config: '{name}' must be in [0, 1) or null (chosen for the device), got {value}")
@@ -179,8 +191,8 @@ class TrainConfig:
         the run used and a run trained on one device renders the same on another."""
         self.grid_resolution = self.grid_cells(unbounded, device_type)
         self.cone_angle, self.steps_per_diagonal = self.marching(device_type)
-        self.render_alpha_threshold, self.render_early_stop, self.render_occupancy_threshold = \
-            self.render_culling(device_type)
+        (self.render_alpha_threshold, self.render_early_stop, self.render_occupancy_threshold,
+         self.render_weight_threshold) = self.render_culling(device_type)
         self.resolve_optimizer()
 
     def resolve_optimizer(self) -> None:
@@ -209,12 +221,15 @@ class TrainConfig:
         cone = self.cone_angle if self.cone_angle is not None else (1 / 64 if cpu else 1 / 256)
         return cone, self.steps_per_diagonal or (256 if cpu else 1024)
 
-    def render_culling(self, device_type: str) -> tuple[float, float, float | None]:
-        """Unbounded scenes' evaluation-render alpha threshold, early-stop transmittance and occupancy threshold
-        (the fields, or their defaults: training's alpha threshold and grid (None), and an early stop of 1e-3 on a
-        CPU (beer: -0.006 dB, 15 % fewer density evaluations), instant-ngp's 1e-4 on CUDA)."""
-        defaults = (self.alpha_threshold, 1e-3 if device_type == "cpu" else 1e-4, None)
-        given = (self.render_alpha_threshold, self.render_early_stop, self.render_occupancy_threshold)
+    def render_culling(self, device_type: str) -> tuple[float, float, float | None, float]:
+        """Unbounded scenes' evaluation-render alpha threshold, early-stop transmittance, occupancy threshold and
+        weight threshold of colour (the fields, or their defaults: training's alpha threshold and grid (None); on
+        a CPU an early stop of 1e-2 and colour at weights from 3e-3 (beer: -0.03 dB with 18 % fewer density and
+        44 % fewer colour evaluations, docs/real-captures.md); on CUDA, instant-ngp's 1e-4 and every sample)."""
+        cpu = device_type == "cpu"
+        defaults = (self.alpha_threshold, 1e-2 if cpu else 1e-4, None, 3e-3 if cpu else 0.0)
+        given = (self.render_alpha_threshold, self.render_early_stop, self.render_occupancy_threshold,
+                 self.render_weight_threshold)
         return tuple(default if value is None else value for value, default in zip(given, defaults))
 
     def uses_appearance(self, has_alpha: bool) -> bool:

@@ -31,9 +31,11 @@ def make_model(field_name: str, aabb: torch.Tensor, near: float, config: TrainCo
     diagonal = math.sqrt(3) * float((aabb[3:] - aabb[:3]).max())
     culling = {}
     if unbounded:
-        alpha, early_stop, occupancy = config.render_culling(device.type)
-        culling = dict(alpha_threshold=config.alpha_threshold, render_alpha_threshold=alpha,
-                       render_early_stop_eps=early_stop, render_occupancy_threshold=occupancy)
+        alpha, early_stop, occupancy, weight = config.render_culling(device.type)
+        culling = dict(alpha_threshold=config.alpha_threshold, alpha_warmup=config.alpha_warmup,
+                       render_alpha_threshold=alpha,
+                       render_early_stop_eps=early_stop, render_occupancy_threshold=occupancy,
+                       render_weight_threshold=weight)
     renderer = VolumeRenderer(aabb, near=near, grid_resolution=config.grid_cells(unbounded, device.type),
                               occupancy_threshold=config.occupancy_threshold,
                               cascades=config.cascades if unbounded else 1,

@@ -16,3 +16,5 @@ def test_config_rejects_unknown_fields_and_bad_values(tmp_path):
         TrainConfig.load(tmp_path / "config.json")
     with pytest.raises(FieldsError, match="loss"):
         TrainConfig(loss="l7").validate()
+    with pytest.raises(FieldsError, match="'final_eval_views' must be at least 1"):  # 0 divided by zero views
+        TrainConfig(final_eval_views=0).validate()

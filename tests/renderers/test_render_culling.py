@@ -86,20 +86,44 @@ def test_evaluation_renders_cull_with_the_render_settings_and_training_renders_d
 
 def test_render_culling_defaults_by_device_and_config_json_records_them():
     config = TrainConfig()
-    assert config.render_culling("cpu") == (config.alpha_threshold, 1e-3, None)
-    assert config.render_culling("cuda") == (config.alpha_threshold, 1e-4, None)  # instant-ngp's, as in training
+    assert config.render_culling("cpu") == (config.alpha_threshold, 1e-2, None, 3e-3)
+    assert config.render_culling("cuda") == (config.alpha_threshold, 1e-4, None, 0.0)  # as in training
     config.resolve_defaults("cpu", unbounded=True)
-    assert (config.render_alpha_threshold, config.render_early_stop, config.render_occupancy_threshold) == \
-        (config.alpha_threshold, 1e-3, None)
-    given = TrainConfig(render_alpha_threshold=0.05, render_early_stop=1e-2, render_occupancy_threshold=0.02)
-    assert given.render_culling("cuda") == (0.05, 1e-2, 0.02)
+    assert (config.render_alpha_threshold, config.render_early_stop, config.render_occupancy_threshold,
+            config.render_weight_threshold) == (config.alpha_threshold, 1e-2, None, 3e-3)
+    given = TrainConfig(render_alpha_threshold=0.05, render_early_stop=1e-3, render_occupancy_threshold=0.02,
+                        render_weight_threshold=0.01)
+    assert given.render_culling("cuda") == (0.05, 1e-3, 0.02, 0.01)
     _, renderer = make_model("hashgrid", AABB, 0.1, given, torch.device("cpu"), unbounded=True)
-    assert renderer.culling(False) == (0.05, 1e-2) and renderer.render_occupancy_threshold == 0.02
+    assert renderer.culling(False) == (0.05, 1e-3) and renderer.render_occupancy_threshold == 0.02
+    assert renderer.render_weight_threshold == 0.01
+    assert renderer.culling(True) == (0.0, 1e-4)  # a young field trains every sample (alpha_warmup)
+    field = make_model("hashgrid", AABB, 0.1, given, torch.device("cpu"), unbounded=True)[0]
+    assert not renderer.update_occupancy(field, given.alpha_warmup + 1)  # no grid update at that step
     assert renderer.culling(True) == (given.alpha_threshold, 1e-4)  # training: instant-ngp's early stop
     _, bounded = make_model("hashgrid", AABB, 0.1, given, torch.device("cpu"))
     assert bounded.culling(False) == bounded.culling(True) == (0.0, 1e-4)  # bounded scenes: unchanged
     with pytest.raises(FieldsError, match="render_early_stop"):
         TrainConfig(render_early_stop=1.5).validate()
+    with pytest.raises(FieldsError, match="render_weight_threshold"):
+        TrainConfig(render_weight_threshold=-0.1).validate()
+
+
+def test_colour_at_the_heavy_samples_only_keeps_the_pixels():
+    """Fog then the ball: with a weight threshold of 0.01, colour runs at under half the samples, and each ray's
+    colour (the weighted mean of its shaded samples times its opacity) stays close; rays through fog alone keep
+    their fog's blue from its heaviest samples; opacity and depth are those of every sample."""
+    origins, directions = rays()
+    field = FogAndBall()
+    with torch.no_grad():
+        every = fog_renderer().render(field, origins, directions, torch.ones(3))
+        heavy = fog_renderer(render_weight_threshold=0.01).render(field, origins, directions, torch.ones(3))
+    assert heavy.n_samples < every.n_samples / 2
+    assert torch.allclose(heavy.opacity, every.opacity) and torch.allclose(heavy.depth, every.depth)
+    error = (heavy.rgb - every.rgb).abs()  # at most where the most blue fog lies in front of the red ball
+    assert error.max() < 0.1 and error.mean() < 0.02
+    past = origins[:, 0].abs() > 0.45  # fog only: every sample weighs under 0.01 once the fog thickens
+    assert (heavy.rgb[past, 2] > 0.9).all() and (heavy.rgb[past, 0] < 0.1).all()
 
 
 def test_a_stricter_training_grid_leaves_the_fog_cells_empty():
