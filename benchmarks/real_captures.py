@@ -8,8 +8,10 @@ under the "half" protocol; see renderers/appearance.py):
   beer-camera-refinement  the same with camera refinement
   beer-grid-0.04          the same with a stricter occupancy grid (threshold 0.04: instant-ngp's density threshold
                           at the CPU's 4x longer smallest step), against fog
-  lego-colmap             lego's 100 training photos posed by COLMAP (--lego-colmap DIR: a converted scene to reuse)
+  lego-colmap             lego's 100 training photos posed by COLMAP
   lego-true-poses         the same photos with their true poses, the same held-out photos
+A converted scene can be reused (--beer DIR, --lego-colmap DIR: e.g. an earlier run's scenes/beer): beer's
+conversion poses it again, and COLMAP's runs differ, so rows compared across runs should share one scene.
 It also times one held-out view rendered at the photos' full resolution (720x1280 for beer) and saves a
 picture (render | photo | depth) per row. Usage:
 
@@ -49,16 +51,17 @@ ROWS = {
 }
 
 
-def prepare(capture: str, data_root: Path, work: Path, lego_colmap: str | None) -> Path:
-    """The converted scene folder of a row's capture (converted once per benchmark run)."""
+def prepare(capture: str, data_root: Path, work: Path, reuse: dict[str, str | None]) -> Path:
+    """The converted scene folder of a row's capture: `reuse[capture]` when given, else converted once per
+    benchmark run."""
+    if reuse.get(capture):
+        return Path(reuse[capture])
     out = work / capture
     if out.exists():
         return out
     if capture == "beer":
         convert(data_root / "real" / "beer", out)
     elif capture == "lego-colmap":
-        if lego_colmap:
-            return Path(lego_colmap)
         photos = work / "lego-photos"
         shutil.copytree(data_root / "nerf_synthetic" / "lego" / "train", photos / "images")
         convert(photos, out, fmt="images")
@@ -124,6 +127,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data-root")
     parser.add_argument("--lego-colmap", help="a converted scene of lego's photos posed by COLMAP, to reuse")
+    parser.add_argument("--beer", help="a converted scene of beer (e.g. an earlier run's scenes/beer), to reuse")
     parser.add_argument("--out", default="runs/real_captures")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -134,7 +138,7 @@ def main() -> None:
     results = {}
     for row in args.rows:
         capture, overrides = ROWS[row]
-        scene = prepare(capture, data_root, out / "scenes", args.lego_colmap)
+        scene = prepare(capture, data_root, out / "scenes", {"beer": args.beer, "lego-colmap": args.lego_colmap})
         config = TrainConfig(data=str(scene), steps=0, time_budget=args.minutes, threads=args.threads,
                              output=str(out / row), final_eval_views=1, **overrides)
         train(config)

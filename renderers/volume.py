@@ -98,7 +98,7 @@ class VolumeRenderer(nn.Module):
         self.near = near
         self.step_size = step_size or math.sqrt(3) * float((aabb[3:] - aabb[:3]).max()) / 1024
         self.early_stop_eps, self.alpha_threshold = early_stop_eps, alpha_threshold
-        self.alpha_warmup, self.step = alpha_warmup, 0
+        self.alpha_warmup, self.training_step = alpha_warmup, 0
         self.cascades, self.cone_angle = cascades, cone_angle
         self.render_alpha_threshold = alpha_threshold if render_alpha_threshold is None else render_alpha_threshold
         self.render_early_stop_eps = early_stop_eps if render_early_stop_eps is None else render_early_stop_eps
@@ -109,7 +109,7 @@ class VolumeRenderer(nn.Module):
 
     def update_occupancy(self, field, step: int, merge: Merge | None = None) -> bool:
         """The occupancy grid's update at training step `step` (which also ends the alpha warm-up)."""
-        self.step = step
+        self.training_step = step
         return self.occupancy.update(step, lambda x: field.density(x)[0], self.step_size, merge)
 
     def occupied_box(self) -> torch.Tensor:
@@ -125,7 +125,7 @@ class VolumeRenderer(nn.Module):
         """(alpha threshold, early-stop transmittance) of a training render (no alpha threshold during the first
         alpha_warmup steps) or of an evaluation render."""
         if training:
-            return (self.alpha_threshold if self.step >= self.alpha_warmup else 0.0), self.early_stop_eps
+            return (self.alpha_threshold if self.training_step >= self.alpha_warmup else 0.0), self.early_stop_eps
         return self.render_alpha_threshold, self.render_early_stop_eps
 
     def start_march(self, origins: torch.Tensor, directions: torch.Tensor, jitter: bool, training: bool = True,

@@ -109,8 +109,9 @@ def convert(input_path: str | Path, out: str | Path, fmt: str | None = None, dow
             capture, dropped, unposed, model_dir = _unposed_capture(
                 input_path, fmt, temp / ".work", frames, fps, min_sharpness_ratio, matcher,
                 Path(vocab_tree) if vocab_tree is not None else None, progress, scene_type)
+        matched_neighbours = not posed and matcher == "neighbours"  # posing again would repeat that run
         repair = repair_broken_poses(capture, temp / ".work" / "reposed", scene_type,
-                                     repose=not keep_poses and matcher != "neighbours", progress=progress)
+                                     repose=not (keep_poses or matched_neighbours), progress=progress)
         if repair is not None:
             warnings.warn(f"{input_path}: {repair.note}")
             capture, model_dir = repair.capture, repair.model_dir or model_dir

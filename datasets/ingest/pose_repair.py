@@ -15,6 +15,8 @@ from pathlib import Path
 
 from .. import Capture, DatasetError
 from ..colmap import colmap_capture, read_colmap_model
+from ..llff import list_images
+from ..paths import capture_files
 from ..pose_checks import pose_breaks
 from ..scene_type import decide, normalise_as
 from .colmap_run import colmap_backend, run_colmap
@@ -27,7 +29,6 @@ class PoseRepair:
     """What became of a capture whose poses break: `capture` is the one to use (posed again, or the original)."""
 
     capture: Capture
-    breaks: list[str]  # where the original poses jump, e.g. "0013.jpg -> 0014.jpg: 16x the median step, ..."
     model_dir: Path | None  # the new COLMAP model; None: the original poses are kept
     note: str  # one line for the user: what was done and why
 
@@ -48,8 +49,8 @@ def _not_reposable(capture: Capture) -> str | None:
 def repair_broken_poses(capture: Capture, work: Path, scene_type: str = "auto", repose: bool = True,
                         progress: bool = True) -> PoseRepair | None:
     """None when the capture's poses have no break; else a PoseRepair: the images of the capture's folder posed
-    again with the `neighbours` matcher into work/ (unless not `repose`), when that gives an unbroken model of at
-    least MIN_REPOSED of the capture's images count."""
+    again with the `neighbours` matcher into work/ (unless not `repose`) when that gives a model without breaks
+    that poses at least MIN_REPOSED of the capture's images, else the capture as it is."""
     breaks = pose_breaks(capture.camera_to_world, _names(capture))
     if not breaks:
         return None
@@ -63,17 +64,18 @@ def repair_broken_poses(capture: Capture, work: Path, scene_type: str = "auto", 
         except DatasetError as err:
             why_not = str(err).splitlines()[0]
     if why_not is not None:
-        return PoseRepair(capture, breaks, None, f"{where}{kept}. Not posed again: {why_not}.")
+        return PoseRepair(capture, None, f"{where}{kept}. Not posed again: {why_not}.")
     image_dir = capture.image_paths[0].parent
+    capture_files(image_dir, list_images(image_dir), image_dir)  # COLMAP reads every image there: none from outside
     model_dir = run_colmap(image_dir, work, matcher="neighbours", progress=progress)
     reposed = colmap_capture(read_colmap_model(model_dir), image_dir, capture.name)
     new_breaks = pose_breaks(reposed.camera_to_world, _names(reposed))
     posed = f"{len(reposed)} of {len(capture)} images"
     if new_breaks or len(reposed) < MIN_REPOSED * len(capture):
         problem = f"it jumps too ({'; '.join(new_breaks)})" if new_breaks else f"it posed only {posed}"
-        return PoseRepair(capture, breaks, None, f"{where}{kept}. Posed again with each frame matched to its next "
-                                                 f"few only, but {problem}: the capture's own poses are kept.")
-    return PoseRepair(normalise_as(reposed, decide(reposed, scene_type), model_dir), breaks, model_dir,
+        return PoseRepair(capture, None, f"{where}{kept}. Posed again with each frame matched to its next few only, "
+                                         f"but {problem}: the capture's own poses are kept.")
+    return PoseRepair(normalise_as(reposed, decide(reposed, scene_type), model_dir), model_dir,
                       f"{where}, a pose model broken into pieces (repeating texture such as floor tiles misleads "
                       f"COLMAP): posed the images again with each frame matched to its next few only: {posed}, "
                       "no jumps (--keep-poses keeps the capture's own poses)")

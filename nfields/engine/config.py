@@ -77,7 +77,7 @@ class TrainConfig:
     alpha_threshold: float = 0.01  # unbounded scenes: skip samples less opaque than this (nerfacc's alpha_thre)
     # unbounded scenes: training steps before alpha_threshold applies. A young field's density (0.37) is an opacity
     # of 0.005 per CPU step, under the threshold: with it from step 0, lego's photos posed by COLMAP never left the
-    # empty start (12.9 dB after 805 steps)
+    # empty start (8.9 dB held out after 805 steps)
     alpha_warmup: int = dataclass_field(default=256, metadata={"min": 0})
     # Unbounded scenes, evaluation renders (held-out views, videos, the viewer; training keeps the settings above):
     # skip samples less opaque than this; None: alpha_threshold. 0.03 (with render_occupancy_threshold 0.02) scored

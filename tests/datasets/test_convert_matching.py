@@ -15,7 +15,7 @@ from support import install_fake_colmap, write_colmap_model, write_images
 from nfields.cli import main
 from nfields.datasets import DatasetError, resolve_scene_dir
 from nfields.datasets.data_root import default_data_roots
-from nfields.datasets.ingest import colmap_plan, colmap_pycolmap, colmap_run
+from nfields.datasets.ingest import colmap_plan, colmap_pycolmap, colmap_run, pose_repair
 from nfields.datasets.ingest.colmap_plan import (
     EXHAUSTIVE_MAX_IMAGES,
     MATCHERS,
@@ -208,18 +208,34 @@ def test_a_walk_broken_into_pieces_is_posed_again_matching_neighbours_only(tmp_p
         assert log.index("--SequentialMatching.loop_detection 1") < log.index("quadratic_overlap 0")  # both runs
 
 
-def test_a_broken_colmap_model_is_replaced_by_one_posed_again(tmp_path, fake_colmap, recwarn):
+def _broken_colmap_capture(folder):
+    """A COLMAP model of 16 frames walking sideways whose second half is turned 130 degrees and moved away."""
     names = [f"{i:04d}.png" for i in range(16)]
     c2w = np.tile(np.eye(4), (16, 1, 1))
     c2w[:, 0, 3] = 0.1 * np.arange(16)
     c2w[8:, :3, :3] = [[-0.64, 0, 0.77], [0, 1, 0], [-0.77, 0, -0.64]]  # the second half turned 130 degrees
     c2w[8:, 2, 3] += 3.0
-    write_colmap_model(tmp_path / "cap" / "sparse" / "0", c2w, names, {1: ("PINHOLE", 64, 48, [20.0, 20.0, 32, 24])},
+    write_colmap_model(folder / "sparse" / "0", c2w, names, {1: ("PINHOLE", 64, 48, [20.0, 20.0, 32, 24])},
                        [1] * 16, np.random.default_rng(0).normal(size=(50, 3)), np.zeros((50, 3), np.uint8), False)
-    write_images(tmp_path / "cap" / "images", names, 64, 48)
-    assert main(["convert", str(tmp_path / "cap"), "--out", str(tmp_path / "out")]) == 0
+    write_images(folder / "images", names, 64, 48)
+    return folder
+
+
+def test_a_broken_colmap_model_is_replaced_by_one_posed_again(tmp_path, fake_colmap, recwarn):
+    assert main(["convert", str(_broken_colmap_capture(tmp_path / "cap")), "--out", str(tmp_path / "out")]) == 0
     assert "0007.png -> 0008.png" in " ".join(str(w.message) for w in recwarn)
     assert _breaks(tmp_path / "out") == [] and (tmp_path / "out" / "colmap" / "sparse" / "0").is_dir()
+
+
+def test_posing_again_reads_no_image_from_outside_the_capture(tmp_path, fake_colmap, capsys, monkeypatch):
+    capture = _broken_colmap_capture(tmp_path / "cap")
+    write_images(tmp_path / "elsewhere", ["secret.png"], 64, 48)
+    (capture / "images" / "0099.png").symlink_to(tmp_path / "elsewhere" / "secret.png")  # not in the model
+    runs = []
+    monkeypatch.setattr(pose_repair, "run_colmap", lambda *args, **kwargs: runs.append(args))
+    assert main(["convert", str(capture), "--out", str(tmp_path / "out")]) == 2
+    assert "0099.png" in capsys.readouterr().err and runs == []  # refused before COLMAP reads the folder
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.partial-*"))
 
 
 def test_bad_matcher_options_stop_before_any_work(tmp_path, fake_colmap, capsys):

@@ -24,7 +24,8 @@ def test_per_image_appearance_learns_each_photos_exposure(tmp_path):
     val_scene = exposed(make_procedural_scene(3, 32, seed_offset=17.0, unbounded=True), torch.full((3,), 0.8))
     config = TrainConfig(scene="procedural", field="hashgrid", steps=150, samples_per_step=1 << 13,
                          occupancy_every=16, initial_rays=256, grid_resolution=32, eval_every=1e9, threads=2,
-                         output=str(tmp_path), appearance_lr=1e-2, random_background=False)
+                         output=str(tmp_path), appearance_lr=1e-2, random_background=False,
+                         alpha_warmup=0)  # 150 steps would all be warm-up (more samples a ray, fewer rays a step)
     config.save(tmp_path / CONFIG_NAME)
     trainer = Trainer(config, tmp_path, train_scene, val_scene, progress=False)
     assert trainer.appearance is not None  # RGB photos: on by default
