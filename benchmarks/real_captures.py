@@ -46,6 +46,8 @@ ROWS = {
     "beer-no-appearance": ("beer", {"appearance": False}),
     "beer-camera-refinement": ("beer", {"camera_refinement": True}),
     "beer-grid-0.04": ("beer", {"occupancy_threshold": 0.04}),
+    "beer-wide-cone": ("beer", {"cone_angle": 1 / 32}),
+    "beer-coarse": ("beer", {"cone_angle": 1 / 32, "steps_per_diagonal": 128}),
     "lego-colmap": ("lego-colmap", {}),
     "lego-true-poses": ("lego-true-poses", {}),
 }

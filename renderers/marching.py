@@ -33,7 +33,7 @@ class RayMarch:
             ended = torch.bincount(samples.ray_indices, minlength=len(rays)) < max_samples
         else:
             ended = torch.ones(len(rays), dtype=torch.bool, device=rays.device)
-        samples = PackedSamples(rays[samples.ray_indices], samples.t_starts, samples.t_ends)
+        samples = PackedSamples(rays.index_select(0, samples.ray_indices), samples.t_starts, samples.t_ends)
         return (samples if self.keep is None else self.keep(samples)), ended
 
 

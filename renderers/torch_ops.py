@@ -28,7 +28,8 @@ class PackedSamples:
         """The samples at indices (C,) or where a bool mask (S,) is set."""
         if mask.dtype == torch.bool:
             mask = mask.nonzero().squeeze(1)  # once, not once per tensor
-        return PackedSamples(self.ray_indices[mask], self.t_starts[mask], self.t_ends[mask])
+        return PackedSamples(self.ray_indices.index_select(0, mask), self.t_starts.index_select(0, mask),
+                             self.t_ends.index_select(0, mask))
 
     def midpoints(self, origins: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Positions (S, 3) at interval midpoints and the sample directions (S, 3)."""

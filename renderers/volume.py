@@ -180,12 +180,14 @@ class VolumeRenderer(nn.Module):
     @torch.no_grad()
     def rounds_until_opaque(self, field, origins: torch.Tensor, directions: torch.Tensor, jitter: bool,
                             training: bool = True, crop: torch.Tensor | None = None, keep_values: bool = True,
-                            first_round: int = 16):
+                            first_round: int = 16, growth: int = 2):
         """Yields, round by round, the samples of rays (R, 3) in front of each ray's termination point.
 
-        Round r marches each live ray's next samples (16, 32, 64, ... of them, `start_march`) and evaluates
+        Round r marches each live ray's next first_round * growth^r samples (`start_march`) and evaluates
         the field's density there, carrying the optical depth so far; a ray stops once its transmittance falls
-        below the early-stop transmittance or its march ends. Samples behind that point are never marched.
+        below the early-stop transmittance or its march ends. Samples behind that point are never marched, but
+        those the ray's last round marched behind it are evaluated in vain: growth 1 (rounds of first_round each)
+        wastes the fewest, growth 2 takes the fewest rounds.
         Each round yields its kept samples (C,), packed and ray-sorted (transmittance before the sample >= the
         early-stop transmittance and opacity >= the alpha threshold, those of `culling(training)`), and with
         keep_values their densities (C,) and features (C, F) (else None, None); rounds with none yield nothing.
@@ -201,7 +203,7 @@ class VolumeRenderer(nn.Module):
             rays = alive.nonzero().squeeze(1)
             chosen, ended = march.next(rays, size)
             alive[rays[ended]] = False
-            size *= 2
+            size *= growth
             if len(chosen) == 0:
                 continue
             sigma, feature = field.density(chosen.midpoints(origins, directions)[0])
@@ -211,8 +213,8 @@ class VolumeRenderer(nn.Module):
                 visible &= thickness >= -math.log1p(-alpha_threshold)
             seen = visible.nonzero().squeeze(1)
             if len(seen):
-                yield (chosen.select(seen), sigma[seen] if keep_values else None,
-                       feature[seen] if keep_values else None)
+                yield (chosen.select(seen), sigma.index_select(0, seen) if keep_values else None,
+                       feature.index_select(0, seen) if keep_values else None)
 
     def march_until_opaque(self, field, origins: torch.Tensor, directions: torch.Tensor, jitter: bool,
                            training: bool = True, crop: torch.Tensor | None = None, keep_values: bool = True):
@@ -280,14 +282,15 @@ class VolumeRenderer(nn.Module):
 
         Colour runs only at the samples whose weight (transmittance x opacity) reaches render_weight_threshold, and
         at each ray's heaviest sample of the round; a ray's colour is the weighted mean of its shaded samples times
-        its opacity (beer's held-out views: 3e-3 shades 44 % fewer samples for +0.003 dB). n_samples counts the
-        shaded samples."""
+        its opacity (beer's held-out views: 1e-2 shades 48 % fewer samples than 0 for -0.001 dB). n_samples counts the
+        shaded samples. Rounds of 16 samples per ray: beer's held-out rays march 102 samples instead of 129 with
+        rounds that double (whose last round mostly lies behind the ray's end), and a view renders 1.25x faster."""
         ops, n_rays = ops_for(origins.device), origins.shape[0]
         shaded_rgb, shaded_weight = origins.new_zeros(n_rays, 3), origins.new_zeros(n_rays)
         depth, opacity, left = origins.new_zeros(n_rays), origins.new_zeros(n_rays), origins.new_ones(n_rays)
         n_samples = 0
         for samples, sigmas, features in self.rounds_until_opaque(field, origins, directions, jitter=False,
-                                                                 training=False, crop=crop):
+                                                                 training=False, crop=crop, growth=1):
             rays = samples.ray_indices
             # the round's own depth, opacity and weights (compositing without colour: it is not known yet)
             _, part_depth, part_opacity, part_weights = ops.composite(sigmas, sigmas.new_zeros(len(sigmas), 3),

@@ -19,6 +19,8 @@ class EvalOptions:
     # transform (nerfstudio's choice), or "half", one fitted on the left half of the photo, the right half scored
     # (NeRF-W's); the train split always takes each image's own
     appearance: Literal["mean", "half"] = "mean"
+    # image downscale factor to score at (1: the photos' full resolution); None: the run's training resolution
+    downscale: int | None = dataclasses.field(default=None, metadata={"min": 1})
 
 
 def add_parser(sub) -> None:
@@ -35,13 +37,15 @@ def run(args) -> int:
 
     o, s = build(EvalOptions, args), shared(args)
     run_ = load_run(o.run, s["device"])
-    scene = load_scene(run_.config, o.split, s["data_root"])
+    config = run_.config if o.downscale is None else dataclasses.replace(run_.config, downscale=o.downscale)
+    scene = load_scene(config, o.split, s["data_root"])
     protocol = "own" if o.split == "train" else o.appearance
     metrics = evaluate(run_.field, run_.renderer, scene, count=o.views, image_dir=run_.folder / f"renders_{o.split}",
                        progress=True, appearance=run_.appearance, protocol=protocol)
-    metrics["split"] = o.split
+    metrics.update(split=o.split, resolution=f"{scene.cameras.width}x{scene.cameras.height}")
     out = run_.folder / f"eval_{o.split}.json"
     write_json(out, metrics)
-    print(f"{o.split}: {scores_line(metrics)}  ({metrics['views']} views, "
+    print(f"{o.split}: {scores_line(metrics)}  ({metrics['views']} views at {metrics['resolution']}, "
+          f"{metrics['seconds_per_view']:.1f} s each, "
           f"white background{'' if run_.appearance is None else f', appearance: {protocol}'}) -> {out}")
     return 0

@@ -179,6 +179,9 @@ def test_train_on_converted_scene(blender_dir, tmp_path, monkeypatch):
     assert result.step == 3 and result.metrics["views"] == 1
     assert TrainConfig.load(run / "config.json").scene == "scene"  # runs are labelled by the data's folder
     assert main(["eval", str(run), "--views", "1"]) == 0  # eval finds the scene through the run's config
+    width, height = map(int, json.loads((run / "eval_val.json").read_text())["resolution"].split("x"))
+    assert main(["eval", str(run), "--views", "1", "--downscale", "2"]) == 0  # scored at half the resolution
+    assert json.loads((run / "eval_val.json").read_text())["resolution"] == f"{width // 2}x{height // 2}"
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--steps", "3"]) == 2
     seen = []
     monkeypatch.setattr("nfields.engine.trainer.train",

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nfields.renderers import VolumeRenderer, render_ops, torch_ops
-from nfields.renderers.marching import RayMarch
+from nfields.renderers.marching import RayMarch, in_ray_order
 
 AABB = torch.tensor([-1.0, -1, -1, 1, 1, 1])
 
@@ -88,3 +88,25 @@ def test_a_render_composites_the_kept_samples_like_the_whole_ray(ops):
                                              renderer.render_early_stop_eps)
     assert torch.allclose(out.rgb, rgb + (1 - opacity[:, None]), atol=1e-5)
     assert (opacity > 0.9998).sum() > 20 and (opacity < 0.999).sum() > 20  # rays stopped in the ball, rays past it
+
+
+def test_rounds_of_one_size_keep_the_same_samples_and_evaluate_fewer_behind_the_ends(ops):
+    """Rounds that double (16, 32, 64 ...) and rounds of 16 each keep the same samples; the equal rounds evaluate
+    the density at fewer samples behind the rays' termination points (what an evaluation render uses)."""
+    renderer, field = renderer_for(3), FogAndBall()
+    origins, directions = rays(seed=2, spread=1.4)  # rays through the ball and rays past it, through fog
+    evaluated, kept = {}, {}
+    for growth in (1, 2):
+        positions = []
+
+        def density(x, positions=positions):
+            positions.append(len(x))
+            return field.density(x)
+
+        counted = type("Counted", (), {"density": staticmethod(density)})()
+        rounds = list(renderer.rounds_until_opaque(counted, origins, directions, jitter=False, training=False,
+                                                   growth=growth))
+        evaluated[growth] = sum(positions)
+        kept[growth] = in_ray_order(rounds)[0]
+    assert torch.equal(kept[1].ray_indices, kept[2].ray_indices) and torch.equal(kept[1].t_starts, kept[2].t_starts)
+    assert evaluated[1] < 0.9 * evaluated[2]
