@@ -8,8 +8,12 @@ under the "half" protocol; see renderers/appearance.py):
   beer-camera-refinement  the same with camera refinement
   beer-grid-0.04          the same with a stricter occupancy grid (threshold 0.04: instant-ngp's density threshold
                           at the CPU's 4x longer smallest step), against fog
+  beer-wide-cone          the same with cone steps of 1/32 (CPU default 1/64)
+  beer-coarse             the same with cone steps of 1/32 and a smallest step twice as long
+  beer-fast-render        the same with the fast-render setting: cone steps of 1/32, colour at weights from 1e-2
   lego-colmap             lego's 100 training photos posed by COLMAP
   lego-true-poses         the same photos with their true poses, the same held-out photos
+  lego-*-fast-render      the two lego rows with the fast-render setting
 A converted scene can be reused (--beer DIR, --lego-colmap DIR: e.g. an earlier run's scenes/beer): beer's
 conversion poses it again, and COLMAP's runs differ, so rows compared across runs should share one scene.
 It also times one held-out view rendered at the photos' full resolution (720x1280 for beer) and saves a
@@ -41,6 +45,8 @@ from nfields.engine.metrics import psnr, ssim
 from nfields.engine.runs import load_run
 from nfields.engine.trainer import train
 
+# The fast-render setting for unbounded scenes on a CPU (docs/real-captures.md, "Fourth round")
+FAST_RENDER = {"cone_angle": 1 / 32, "render_weight_threshold": 1e-2}
 ROWS = {
     "beer": ("beer", {}),
     "beer-no-appearance": ("beer", {"appearance": False}),
@@ -48,8 +54,11 @@ ROWS = {
     "beer-grid-0.04": ("beer", {"occupancy_threshold": 0.04}),
     "beer-wide-cone": ("beer", {"cone_angle": 1 / 32}),
     "beer-coarse": ("beer", {"cone_angle": 1 / 32, "steps_per_diagonal": 128}),
+    "beer-fast-render": ("beer", FAST_RENDER),
     "lego-colmap": ("lego-colmap", {}),
     "lego-true-poses": ("lego-true-poses", {}),
+    "lego-colmap-fast-render": ("lego-colmap", FAST_RENDER),
+    "lego-true-poses-fast-render": ("lego-true-poses", FAST_RENDER),
 }
 
 

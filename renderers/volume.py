@@ -282,7 +282,7 @@ class VolumeRenderer(nn.Module):
 
         Colour runs only at the samples whose weight (transmittance x opacity) reaches render_weight_threshold, and
         at each ray's heaviest sample of the round; a ray's colour is the weighted mean of its shaded samples times
-        its opacity (beer's held-out views: 1e-2 shades 48 % fewer samples than 0 for -0.001 dB). n_samples counts the
+        its opacity (beer's held-out views: 3e-3 shades 44 % fewer samples for +0.003 dB). n_samples counts the
         shaded samples. Rounds of 16 samples per ray: beer's held-out rays march 102 samples instead of 129 with
         rounds that double (whose last round mostly lies behind the ray's end), and a view renders 1.25x faster."""
         ops, n_rays = ops_for(origins.device), origins.shape[0]

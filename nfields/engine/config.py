@@ -69,8 +69,9 @@ class TrainConfig:
     # nerfacc's mip-NeRF 360 setting), and a cone angle for steps that grow with distance. Bounded scenes use
     # one grid, no cone.
     cascades: int = 4  # occupancy cascades of unbounded scenes (4: out to 8x the scene box)
-    # unbounded scenes: steps grow by this fraction of the distance; None: 1/256 (instant-ngp) on CUDA, 1/32 on a CPU
-    # (beer, 10 minutes: 1.1x the steps, a held-out view 1.5x faster, -0.3 dB against 1/64; docs/real-captures.md)
+    # unbounded scenes: steps grow by this fraction of the distance; None: 1/256 (instant-ngp) on CUDA, 1/64 on a CPU
+    # (1/32 renders beer 1.5x faster for -0.3 dB, but costs lego's photos as an object capture 3.4 dB in 10 minutes;
+    # docs/real-captures.md)
     cone_angle: float | None = None
     # unbounded scenes: the smallest step is the scene box's diagonal over this; None: 1024 (instant-ngp) on CUDA,
     # 256 on a CPU (a ray through the cascades then takes ~200 steps, not ~1,000)
@@ -88,7 +89,7 @@ class TrainConfig:
     # unbounded scenes, evaluation renders: stop a ray at this transmittance; None: 1e-2 on a CPU, 1e-4 on CUDA
     render_early_stop: float | None = None
     # unbounded scenes, evaluation renders: colour only at samples whose compositing weight reaches this (and each
-    # ray's heaviest), the shaded colours rescaled to the ray's opacity; None: 1e-2 on a CPU, 0 (all) on CUDA
+    # ray's heaviest), the shaded colours rescaled to the ray's opacity; None: 3e-3 on a CPU, 0 (all) on CUDA
     render_weight_threshold: float | None = None
     # unbounded scenes, evaluation renders: march only cells whose grid value (optical thickness per smallest step)
     # exceeds this; None: the training grid (0.02 cut beer's marched steps by 18 %, a young field's sky away)
@@ -219,17 +220,16 @@ class TrainConfig:
     def marching(self, device_type: str) -> tuple[float, int]:
         """Unbounded scenes' cone angle and steps per box diagonal (the fields, or their defaults for the device)."""
         cpu = device_type == "cpu"
-        cone = self.cone_angle if self.cone_angle is not None else (1 / 32 if cpu else 1 / 256)
+        cone = self.cone_angle if self.cone_angle is not None else (1 / 64 if cpu else 1 / 256)
         return cone, self.steps_per_diagonal or (256 if cpu else 1024)
 
     def render_culling(self, device_type: str) -> tuple[float, float, float | None, float]:
         """Unbounded scenes' evaluation-render alpha threshold, early-stop transmittance, occupancy threshold and
         weight threshold of colour (the fields, or their defaults: training's alpha threshold and grid (None); on
-        a CPU an early stop of 1e-2 and colour at weights from 1e-2 (beer trained with the CPU's cone: -0.001 dB
-        for 48 % fewer colour evaluations than colour everywhere, docs/real-captures.md); on CUDA, instant-ngp's
-        1e-4 and every sample)."""
+        a CPU an early stop of 1e-2 and colour at weights from 3e-3 (beer: -0.03 dB with 18 % fewer density and
+        44 % fewer colour evaluations, docs/real-captures.md); on CUDA, instant-ngp's 1e-4 and every sample)."""
         cpu = device_type == "cpu"
-        defaults = (self.alpha_threshold, 1e-2 if cpu else 1e-4, None, 1e-2 if cpu else 0.0)
+        defaults = (self.alpha_threshold, 1e-2 if cpu else 1e-4, None, 3e-3 if cpu else 0.0)
         given = (self.render_alpha_threshold, self.render_early_stop, self.render_occupancy_threshold,
                  self.render_weight_threshold)
         return tuple(default if value is None else value for value, default in zip(given, defaults))

@@ -86,11 +86,11 @@ def test_evaluation_renders_cull_with_the_render_settings_and_training_renders_d
 
 def test_render_culling_defaults_by_device_and_config_json_records_them():
     config = TrainConfig()
-    assert config.render_culling("cpu") == (config.alpha_threshold, 1e-2, None, 1e-2)
+    assert config.render_culling("cpu") == (config.alpha_threshold, 1e-2, None, 3e-3)
     assert config.render_culling("cuda") == (config.alpha_threshold, 1e-4, None, 0.0)  # as in training
     config.resolve_defaults("cpu", unbounded=True)
     assert (config.render_alpha_threshold, config.render_early_stop, config.render_occupancy_threshold,
-            config.render_weight_threshold) == (config.alpha_threshold, 1e-2, None, 1e-2)
+            config.render_weight_threshold) == (config.alpha_threshold, 1e-2, None, 3e-3)
     given = TrainConfig(render_alpha_threshold=0.05, render_early_stop=1e-3, render_occupancy_threshold=0.02,
                         render_weight_threshold=0.01)
     assert given.render_culling("cuda") == (0.05, 1e-3, 0.02, 0.01)
