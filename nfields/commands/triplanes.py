@@ -29,7 +29,9 @@ class FitOptions:
 @dataclass
 class ClassifierOptions:
     dir: str = dataclasses.field(metadata={"positional": True, "help": "the --out folder of `fields triplanes fit`"})
-    model: Literal["transformer", "cnn"] = "transformer"  # classifier of the tri-planes
+    # classifier of the tri-planes (cnn: 93.0 % on ModelNet10's held-out test split, the cpu transformer 88.3 %;
+    # docs/triplanes.md)
+    model: Literal["transformer", "cnn"] = "cnn"
     # transformer sizes: cpu 3 x 64, medium 4 x 128, paper 8 x 512
     preset: Literal["cpu", "medium", "paper"] = "cpu"
     epochs: int = dataclasses.field(default=30, metadata=POSITIVE)  # training epochs

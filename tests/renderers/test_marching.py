@@ -90,23 +90,27 @@ def test_a_render_composites_the_kept_samples_like_the_whole_ray(ops):
     assert (opacity > 0.9998).sum() > 20 and (opacity < 0.999).sum() > 20  # rays stopped in the ball, rays past it
 
 
+class CountingField:
+    """A field that counts the positions its density is evaluated at."""
+
+    def __init__(self, field):
+        self.field, self.evaluated = field, 0
+
+    def density(self, x):
+        self.evaluated += len(x)
+        return self.field.density(x)
+
+
 def test_rounds_of_one_size_keep_the_same_samples_and_evaluate_fewer_behind_the_ends(ops):
     """Rounds that double (16, 32, 64 ...) and rounds of 16 each keep the same samples; the equal rounds evaluate
     the density at fewer samples behind the rays' termination points (what an evaluation render uses)."""
-    renderer, field = renderer_for(3), FogAndBall()
+    renderer = renderer_for(3)
     origins, directions = rays(seed=2, spread=1.4)  # rays through the ball and rays past it, through fog
     evaluated, kept = {}, {}
     for growth in (1, 2):
-        positions = []
-
-        def density(x, positions=positions):
-            positions.append(len(x))
-            return field.density(x)
-
-        counted = type("Counted", (), {"density": staticmethod(density)})()
-        rounds = list(renderer.rounds_until_opaque(counted, origins, directions, jitter=False, training=False,
+        field = CountingField(FogAndBall())
+        rounds = list(renderer.rounds_until_opaque(field, origins, directions, jitter=False, training=False,
                                                    growth=growth))
-        evaluated[growth] = sum(positions)
-        kept[growth] = in_ray_order(rounds)[0]
+        evaluated[growth], kept[growth] = field.evaluated, in_ray_order(rounds)[0]
     assert torch.equal(kept[1].ray_indices, kept[2].ray_indices) and torch.equal(kept[1].t_starts, kept[2].t_starts)
     assert evaluated[1] < 0.9 * evaluated[2]

@@ -152,7 +152,7 @@ def split_masks(splits: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return tuple(torch.from_numpy(splits == name) for name in ("train", "val", "test"))
 
 
-def train_plane_classifier(fit_dir: str | Path, model: str = "transformer", preset: str = "cpu",
+def train_plane_classifier(fit_dir: str | Path, model: str = "cnn", preset: str = "cpu",
                            epochs: int = 30, batch: int = 64, lr: float | None = None, weight_decay: float = 1e-3,
                            seed: int = 0, out: str | Path | None = None, progress: bool = True,
                            logger: str = "tensorboard", balanced: bool = False,
