@@ -70,7 +70,7 @@ class TrainConfig:
     # one grid, no cone.
     cascades: int = 4  # occupancy cascades of unbounded scenes (4: out to 8x the scene box)
     # unbounded scenes: steps grow by this fraction of the distance; None: 1/256 (instant-ngp) on CUDA, 1/64 on a CPU
-    # (1/32 renders beer 1.5x faster for -0.3 dB, but costs lego's photos as an object capture 3.4 dB in 10 minutes;
+    # (1/32 renders beer 1.5x faster for -0.3 dB, but costs lego's photos as an object capture 3.1-3.4 dB in 10 minutes;
     # docs/real-captures.md)
     cone_angle: float | None = None
     # unbounded scenes: the smallest step is the scene box's diagonal over this; None: 1024 (instant-ngp) on CUDA,
