@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 
 import torch
 
-from nfields.datasets import capture_scene, read_capture
 from nfields.engine.runs import load_run
+from nfields.engine.scenes import load_scene
 from nfields.renderers import torch_ops
 
 CHUNK = 1 << 16
@@ -71,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     run = load_run(args.run, "cpu")
-    val = capture_scene(read_capture(Path(run.config.data)), "val", run.config.downscale or 1)
+    val = load_scene(run.config, "val")  # as the run reads it: its scene type and resolution
     h, w = val.cameras.height, val.cameras.width
     pick = (torch.arange(h)[::args.stride, None] * w + torch.arange(w)[None, ::args.stride]).reshape(-1)
     origins, directions, photos = [], [], []

@@ -20,12 +20,13 @@ def ssim(prediction: torch.Tensor, target: torch.Tensor) -> float:
     """SSIM as NeRF papers report it: Gaussian window (sigma 1.5, 11 pixels), data range 1, averaged over channels.
     Images under 11 pixels on a side use the largest odd window that fits."""
     side = min(prediction.shape[0], prediction.shape[1])
+    window = min(11, side if side % 2 else side - 1)
     return float(
         structural_similarity(
             np.asarray(prediction.clamp(0, 1).cpu(), dtype=np.float64),
             np.asarray(target.clamp(0, 1).cpu(), dtype=np.float64),
             gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0, channel_axis=-1,
-            win_size=min(11, side - (1 - side % 2)),
+            win_size=window,
         )
     )
 
