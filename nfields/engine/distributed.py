@@ -62,6 +62,12 @@ def join(device: torch.device) -> Ranks | None:
     if world <= 1:
         return None
     if not dist.is_initialized():
+        # torch._dynamo (imported by the first fused Adam) keeps references to the process groups that exist when
+        # it is imported: such a group outlives destroy_process_group, and its gloo threads then race the
+        # interpreter's exit (SIGABRT: "terminate called without an active exception", 1 run in 10 on 2 busy
+        # cores). Imported before the group exists, it holds none and `leave` ends the group's threads.
+        import torch._dynamo  # noqa: F401
+
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)

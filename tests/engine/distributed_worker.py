@@ -6,12 +6,15 @@
                                             first attempt (torchrun's restarts go on)
     distributed_worker.py diverge           rank 1 perturbs one of two tensors; each rank exits 0 when
                                             Ranks.check_sync names it
+    distributed_worker.py leave             join, build the trainer's fused Adam, leave; each rank exits 0 when
+                                            no gloo thread is left running
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import torch
 
@@ -19,6 +22,7 @@ from nfields.cli import main
 from nfields.engine.distributed import join, leave
 from nfields.engine.trainer import Trainer
 from nfields.errors import FieldsError
+from nfields.fields.optimizer_spec import adam
 from nfields.fields.tensorf import TensoRFConfig
 
 
@@ -59,10 +63,25 @@ def diverge() -> int:
     return 1
 
 
+def thread_names() -> list[str]:
+    return [(task / "comm").read_text().strip() for task in Path("/proc/self/task").iterdir()]
+
+
+def leave_ends_threads() -> int:
+    join(torch.device("cpu"))
+    adam([{"params": [torch.nn.Parameter(torch.ones(2))]}], lr=1e-2)
+    leave()
+    left = [name for name in thread_names() if "gloo" in name]
+    print(f"rank {os.environ['RANK']}: gloo threads left after leave(): {left}", flush=True)
+    return 1 if left else 0
+
+
 if __name__ == "__main__":
     job, args = sys.argv[1], sys.argv[2:]
     if job == "diverge":
         sys.exit(diverge())
+    if job == "leave":
+        sys.exit(leave_ends_threads())
     small_tensorf()
     if job == "die":
         die_at(int(args[0]))
