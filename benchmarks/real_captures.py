@@ -6,8 +6,8 @@ under the "half" protocol; see renderers/appearance.py):
   beer                    shared/data/real/beer with every default (what `fields convert` + `fields train` do)
   beer-no-appearance      the same without per-image appearance
   beer-camera-refinement  the same with camera refinement
-  beer-grid-0.04          the same with a stricter occupancy grid (threshold 0.04: instant-ngp's density threshold
-                          at the CPU's 4x longer smallest step), against fog
+  beer-grid-0.01          the same with the grid threshold of 0.01 per CPU step (the default before: a quarter of
+                          instant-ngp's density threshold at the CPU's 4x longer smallest step; keeps more fog)
   beer-wide-cone          the same with cone steps of 1/32 (CPU default 1/64)
   beer-coarse             the same with cone steps of 1/32 and a smallest step twice as long
   beer-fast-render        the same with the fast-render setting: cone steps of 1/32, colour at weights from 1e-2
@@ -51,7 +51,7 @@ ROWS = {
     "beer": ("beer", {}),
     "beer-no-appearance": ("beer", {"appearance": False}),
     "beer-camera-refinement": ("beer", {"camera_refinement": True}),
-    "beer-grid-0.04": ("beer", {"occupancy_threshold": 0.04}),
+    "beer-grid-0.01": ("beer", {"occupancy_threshold": 0.01}),
     "beer-wide-cone": ("beer", {"cone_angle": 1 / 32}),
     "beer-coarse": ("beer", {"cone_angle": 1 / 32, "steps_per_diagonal": 128}),
     "beer-fast-render": ("beer", FAST_RENDER),

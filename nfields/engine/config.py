@@ -15,6 +15,7 @@ from .devices import check_device_name
 from .loggers import LOGGERS
 
 RECORDED_FIELDS = ("optimizer",)  # TrainConfig fields the run writes, not given on the command line
+INSTANT_NGP_STEPS_PER_DIAGONAL = 1024  # instant-ngp's smallest step: the box's diagonal over 1024
 
 
 @dataclass
@@ -95,8 +96,10 @@ class TrainConfig:
     # exceeds this; None: the training grid (0.02 cut beer's marched steps by 18 %, a young field's sky away)
     render_occupancy_threshold: float | None = None
     # a grid cell is occupied when its value (optical thickness per smallest step, EMA-max) exceeds min(grid mean,
-    # this): instant-ngp's and nerfacc's 0.01 (0.04 rendered beer 1.5x faster but cost 2 dB: docs/real-captures.md)
-    occupancy_threshold: float = 0.01
+    # this); None: instant-ngp's density threshold at the run's smallest step (0.01 per sqrt(3) box / 1024, so 0.04
+    # for an unbounded scene on a CPU, whose steps are 4x longer: beer renders 2x faster for -0.3 dB; before, 0.01
+    # for every step; docs/real-captures.md, "Sixth round")
+    occupancy_threshold: float | None = None
     # Steps between occupancy-grid updates. None: instant-ngp's 16 steps of 2^18 samples on CUDA; 64 on the
     # CPU, whose steps are 4x smaller, so that updates stay near the same share of the work.
     occupancy_every: int | None = None
@@ -141,7 +144,7 @@ class TrainConfig:
             raise FieldsError(f"config: 'depth_loss' must be >= 0, got {self.depth_loss}")
         if not 0 <= self.alpha_threshold < 1:
             raise FieldsError(f"config: 'alpha_threshold' must be in [0, 1), got {self.alpha_threshold}")
-        if not 0 < self.occupancy_threshold < 1:
+        if self.occupancy_threshold is not None and not 0 < self.occupancy_threshold < 1:
             raise FieldsError(f"config: 'occupancy_threshold' must be in (0, 1), got {self.occupancy_threshold}")
         for name in ("render_alpha_threshold", "render_early_stop", "render_occupancy_threshold",
                      "render_weight_threshold"):
@@ -193,6 +196,7 @@ class TrainConfig:
         the run used and a run trained on one device renders the same on another."""
         self.grid_resolution = self.grid_cells(unbounded, device_type)
         self.cone_angle, self.steps_per_diagonal = self.marching(device_type)
+        self.occupancy_threshold = self.grid_threshold(unbounded, device_type)
         (self.render_alpha_threshold, self.render_early_stop, self.render_occupancy_threshold,
          self.render_weight_threshold) = self.render_culling(device_type)
         self.resolve_optimizer()
@@ -221,7 +225,15 @@ class TrainConfig:
         """Unbounded scenes' cone angle and steps per box diagonal (the fields, or their defaults for the device)."""
         cpu = device_type == "cpu"
         cone = self.cone_angle if self.cone_angle is not None else (1 / 64 if cpu else 1 / 256)
-        return cone, self.steps_per_diagonal or (256 if cpu else 1024)
+        return cone, self.steps_per_diagonal or (256 if cpu else INSTANT_NGP_STEPS_PER_DIAGONAL)
+
+    def grid_threshold(self, unbounded: bool, device_type: str) -> float:
+        """The occupancy grid's threshold on a cell's optical thickness per smallest step (`occupancy_threshold`, or
+        instant-ngp's 0.01 per sqrt(3) box / 1024 scaled to the run's smallest step: the same density whatever the
+        step; bounded scenes march instant-ngp's steps)."""
+        if self.occupancy_threshold is not None:
+            return self.occupancy_threshold
+        return 0.01 * INSTANT_NGP_STEPS_PER_DIAGONAL / self.marching(device_type)[1] if unbounded else 0.01
 
     def render_culling(self, device_type: str) -> tuple[float, float, float | None, float]:
         """Unbounded scenes' evaluation-render alpha threshold, early-stop transmittance, occupancy threshold and
@@ -246,7 +258,8 @@ class TrainConfig:
         data = read_config_json(path, cls, "run configuration is missing (is this a run folder?)")
         if "scene_type" not in data:  # a run from before scene types: its data read as it was then
             data["scene_type"] = format_scene_type(data.get("data"))
-        data.setdefault("steps_per_diagonal", 1024)  # runs from before it marched with instant-ngp's steps
+        data.setdefault("steps_per_diagonal", INSTANT_NGP_STEPS_PER_DIAGONAL)  # runs from before: instant-ngp's steps
+        data.setdefault("occupancy_threshold", 0.01)  # runs from before it followed the step: 0.01 for every step
         if "optimizer" not in data:  # a run from before backbones declared their optimisers: its absolute rate
             data = legacy_optimizer(data)
         return cls(**data)

@@ -37,7 +37,7 @@ def make_model(field_name: str, aabb: torch.Tensor, near: float, config: TrainCo
                        render_early_stop_eps=early_stop, render_occupancy_threshold=occupancy,
                        render_weight_threshold=weight)
     renderer = VolumeRenderer(aabb, near=near, grid_resolution=config.grid_cells(unbounded, device.type),
-                              occupancy_threshold=config.occupancy_threshold,
+                              occupancy_threshold=config.grid_threshold(unbounded, device.type),
                               cascades=config.cascades if unbounded else 1,
                               step_size=diagonal / steps_per_diagonal if unbounded else None,
                               cone_angle=cone_angle if unbounded else 0.0, **culling)

@@ -1,6 +1,7 @@
 """Evaluation renders of unbounded scenes cull harder than training (renderers/volume.py render_* settings): a
 sparser occupancy grid, a higher alpha threshold and an earlier stop; training keeps instant-ngp's settings."""
 
+import json
 import math
 
 import pytest
@@ -142,3 +143,24 @@ def test_a_stricter_training_grid_leaves_the_fog_cells_empty():
     assert occupied[0.04][tuple(centre)] and occupied[0.04].float().mean() < 0.1  # the ball's cells only
     with pytest.raises(FieldsError, match="occupancy_threshold"):
         TrainConfig(occupancy_threshold=0.0).validate()
+
+
+def test_the_grid_threshold_is_instant_ngps_density_at_the_runs_step(tmp_path):
+    """None: 0.01 per sqrt(3) box / 1024 scaled to the smallest step (unbounded on a CPU, steps 4x longer: 0.04;
+    on CUDA and for bounded scenes 0.01), recorded in config.json; a run saved before the default keeps 0.01."""
+    config = TrainConfig()
+    assert config.grid_threshold(True, "cpu") == pytest.approx(0.04)
+    assert config.grid_threshold(True, "cuda") == pytest.approx(0.01)
+    assert config.grid_threshold(False, "cpu") == config.grid_threshold(False, "cuda") == 0.01
+    assert TrainConfig(steps_per_diagonal=128).grid_threshold(True, "cpu") == pytest.approx(0.08)
+    assert TrainConfig(occupancy_threshold=0.02).grid_threshold(True, "cpu") == 0.02  # given: as given
+    _, renderer = make_model("hashgrid", AABB, 0.0, config, torch.device("cpu"), unbounded=True)
+    assert renderer.occupancy.threshold == pytest.approx(0.04)
+    config.resolve_defaults("cpu", unbounded=True)
+    assert config.occupancy_threshold == pytest.approx(0.04)
+    config.save(tmp_path / "config.json")
+    assert TrainConfig.load(tmp_path / "config.json").occupancy_threshold == pytest.approx(0.04)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["occupancy_threshold"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert TrainConfig.load(tmp_path / "config.json").grid_threshold(True, "cpu") == 0.01
