@@ -97,7 +97,7 @@ class TrainConfig:
     render_occupancy_threshold: float | None = None
     # a grid cell is occupied when its value (optical thickness per smallest step, EMA-max) exceeds min(grid mean,
     # this); None: instant-ngp's density threshold at the run's smallest step (0.01 per sqrt(3) box / 1024, so 0.04
-    # for an unbounded scene on a CPU, whose steps are 4x longer: beer renders 2x faster for -0.3 dB; before, 0.01
+    # for an unbounded scene on a CPU, whose steps are 4x longer: beer renders 2x faster for -0.06/-0.25 dB; was 0.01
     # for every step; docs/real-captures.md, "Sixth round")
     occupancy_threshold: float | None = None
     # Steps between occupancy-grid updates. None: instant-ngp's 16 steps of 2^18 samples on CUDA; 64 on the
