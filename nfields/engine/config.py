@@ -16,6 +16,7 @@ from .loggers import LOGGERS
 
 RECORDED_FIELDS = ("optimizer",)  # TrainConfig fields the run writes, not given on the command line
 INSTANT_NGP_STEPS_PER_DIAGONAL = 1024  # instant-ngp's smallest step: the box's diagonal over 1024
+INSTANT_NGP_GRID_THRESHOLD = 0.01  # instant-ngp's occupancy threshold: optical thickness over that step
 
 
 @dataclass
@@ -233,7 +234,8 @@ class TrainConfig:
         step; bounded scenes march instant-ngp's steps)."""
         if self.occupancy_threshold is not None:
             return self.occupancy_threshold
-        return 0.01 * INSTANT_NGP_STEPS_PER_DIAGONAL / self.marching(device_type)[1] if unbounded else 0.01
+        steps = self.marching(device_type)[1] if unbounded else INSTANT_NGP_STEPS_PER_DIAGONAL
+        return INSTANT_NGP_GRID_THRESHOLD * INSTANT_NGP_STEPS_PER_DIAGONAL / steps
 
     def render_culling(self, device_type: str) -> tuple[float, float, float | None, float]:
         """Unbounded scenes' evaluation-render alpha threshold, early-stop transmittance, occupancy threshold and
@@ -259,7 +261,7 @@ class TrainConfig:
         if "scene_type" not in data:  # a run from before scene types: its data read as it was then
             data["scene_type"] = format_scene_type(data.get("data"))
         data.setdefault("steps_per_diagonal", INSTANT_NGP_STEPS_PER_DIAGONAL)  # runs from before: instant-ngp's steps
-        data.setdefault("occupancy_threshold", 0.01)  # runs from before it followed the step: 0.01 for every step
+        data.setdefault("occupancy_threshold", INSTANT_NGP_GRID_THRESHOLD)  # runs from before: 0.01 at every step
         if "optimizer" not in data:  # a run from before backbones declared their optimisers: its absolute rate
             data = legacy_optimizer(data)
         return cls(**data)
