@@ -208,18 +208,18 @@ torch::Tensor termination_round(torch::Tensor sigmas, torch::Tensor t_starts, to
 }
 
 // One level of the encoding for points [lo, hi); F features per row (a compile-time constant where
-// it is 1, 2, 4 or 8, so that the feature loops unroll).
-template <int F>
+// it is 1, 2, 4 or 8, so that the feature loops unroll; 0: n_feat at run time).
+template <int F, bool Dense>
 void encode_level(const float* x, const float* table, const HashLevel& level, int64_t lo, int64_t hi,
                   int64_t out_stride, int64_t n_feat, float* out) {
   const int64_t nf = F > 0 ? F : n_feat;
   uint32_t corner[8];
   float w[8];
   for (int64_t i = lo; i < hi; ++i) {
-    fields::hash_corners(x + 3 * i, level, corner, w);
-    float acc[F > 0 ? F : 1 /* unused */] = {};
+    fields::hash_corners_of<Dense>(x + 3 * i, level, corner, w);
     float* dst = out + i * out_stride;
-    if (F > 0) {
+    if constexpr (F > 0) {
+      float acc[F] = {};
       for (int c = 0; c < 8; ++c)
         for (int f = 0; f < F; ++f) acc[f] += w[c] * table[(int64_t)corner[c] * F + f];
       for (int f = 0; f < F; ++f) dst[f] = acc[f];
@@ -231,30 +231,57 @@ void encode_level(const float* x, const float* table, const HashLevel& level, in
   }
 }
 
-template <int F>
+// The backward pass takes a level's points in blocks: the corners of the next block are computed and their
+// gradient rows prefetched while the current block's rows are added into, so that the read-modify-write misses
+// of a hashed level (rows spread over megabytes) overlap. Twice as fast as one point at a time here; the forward
+// pass gained nothing from it (and lost where gcc turned the block's reads into AVX-512 gathers).
+constexpr int kHashBlock = 16;
+
+template <int F, bool Dense>
 void accumulate_level(const float* x, const float* grad_out, const HashLevel& level, int64_t n, int64_t out_stride,
                       int64_t n_feat, float* grad_table) {
   const int64_t nf = F > 0 ? F : n_feat;
-  uint32_t corner[8];
-  float w[8];
-  for (int64_t i = 0; i < n; ++i) {
-    fields::hash_corners(x + 3 * i, level, corner, w);
-    const float* g = grad_out + i * out_stride;
-    for (int c = 0; c < 8; ++c) {
-      float* dst = grad_table + (int64_t)corner[c] * nf;
-      for (int64_t f = 0; f < nf; ++f) dst[f] += w[c] * g[f];
+  uint32_t rows[2][kHashBlock * 8];
+  float weights[2][kHashBlock * 8];
+  auto prepare = [&](int64_t start, int buf) {  // corners of the block at start, their rows prefetched
+    const int count = (int)std::min<int64_t>(kHashBlock, n - start);
+    for (int j = 0; j < count; ++j)
+      fields::hash_corners_of<Dense>(x + 3 * (start + j), level, rows[buf] + 8 * j, weights[buf] + 8 * j);
+    for (int j = 0; j < 8 * count; ++j) __builtin_prefetch(grad_table + (int64_t)rows[buf][j] * nf, 1);
+  };
+  if (n == 0) return;
+  prepare(0, 0);
+  int buf = 0;
+  for (int64_t start = 0; start < n; start += kHashBlock, buf ^= 1) {
+    if (start + kHashBlock < n) prepare(start + kHashBlock, buf ^ 1);
+    const int count = (int)std::min<int64_t>(kHashBlock, n - start);
+    for (int j = 0; j < count; ++j) {
+      const float* g = grad_out + (start + j) * out_stride;
+      const uint32_t* corner = rows[buf] + 8 * j;
+      const float* w = weights[buf] + 8 * j;
+      for (int c = 0; c < 8; ++c) {
+        float* dst = grad_table + (int64_t)corner[c] * nf;
+        for (int64_t f = 0; f < nf; ++f) dst[f] += w[c] * g[f];
+      }
     }
   }
 }
 
+// fn(integral_constant F, bool_constant Dense) for the feature count and the level's kind.
 template <typename Fn>
-void with_feature_count(int64_t n_feat, Fn fn) {
+void with_level_shape(int64_t n_feat, bool dense, Fn fn) {
+  auto with_kind = [&](auto f) {
+    if (dense)
+      fn(f, std::true_type{});
+    else
+      fn(f, std::false_type{});
+  };
   switch (n_feat) {
-    case 1: fn(std::integral_constant<int, 1>{}); break;
-    case 2: fn(std::integral_constant<int, 2>{}); break;
-    case 4: fn(std::integral_constant<int, 4>{}); break;
-    case 8: fn(std::integral_constant<int, 8>{}); break;
-    default: fn(std::integral_constant<int, 0>{});
+    case 1: with_kind(std::integral_constant<int, 1>{}); break;
+    case 2: with_kind(std::integral_constant<int, 2>{}); break;
+    case 4: with_kind(std::integral_constant<int, 4>{}); break;
+    case 8: with_kind(std::integral_constant<int, 8>{}); break;
+    default: with_kind(std::integral_constant<int, 0>{});
   }
 }
 
@@ -269,18 +296,18 @@ torch::Tensor hash_encode_forward(torch::Tensor x, torch::Tensor table, torch::T
   auto out = torch::empty({n, n_levels * n_feat}, torch::kFloat32);
   const float *xp = x.data_ptr<float>(), *tp = table.data_ptr<float>();
   float* op = out.data_ptr<float>();
-  with_feature_count(n_feat, [&](auto f) {
-    constexpr int F = decltype(f)::value;
-    for (int64_t l = 0; l < n_levels; ++l)
+  for (int64_t l = 0; l < n_levels; ++l)
+    with_level_shape(n_feat, levels[l].dense, [&](auto f, auto dense) {
       at::parallel_for(0, n, 2048, [&](int64_t lo, int64_t hi) {
-        encode_level<F>(xp, tp, levels[l], lo, hi, n_levels * n_feat, n_feat, op + l * n_feat);
+        encode_level<decltype(f)::value, decltype(dense)::value>(xp, tp, levels[l], lo, hi, n_levels * n_feat,
+                                                                  n_feat, op + l * n_feat);
       });
-  });
+    });
   return out;
 }
 
-// Gradient of the table (rows, F) from grad_out (N, L * F). Levels own disjoint rows, so threads
-// split the levels and add without atomics.
+// Gradient of the table (rows, F) from grad_out (N, L * F). Levels own disjoint rows, so threads take every
+// T-th level (dense and hashed levels spread over the threads) and zero and add into its rows without atomics.
 torch::Tensor hash_encode_backward(torch::Tensor grad_out, torch::Tensor x, int64_t table_rows, int64_t n_feat,
                                    torch::Tensor scales, torch::Tensor resolutions, torch::Tensor rows,
                                    torch::Tensor offsets, int64_t n_dense) {
@@ -288,15 +315,21 @@ torch::Tensor hash_encode_backward(torch::Tensor grad_out, torch::Tensor x, int6
   check_cpu_float(x, "x");
   const auto levels = hash_levels(scales, resolutions, rows, offsets, n_dense);
   const int64_t n = x.size(0), n_levels = (int64_t)levels.size();
-  auto grad_table = torch::zeros({table_rows, n_feat}, torch::kFloat32);
+  TORCH_CHECK(n_levels > 0 && (int64_t)levels.back().offset + levels.back().rows == table_rows,
+              "the levels must cover the table's rows");
+  auto grad_table = torch::empty({table_rows, n_feat}, torch::kFloat32);
   const float *xp = x.data_ptr<float>(), *gp = grad_out.data_ptr<float>();
   float* tp = grad_table.data_ptr<float>();
-  with_feature_count(n_feat, [&](auto f) {
-    constexpr int F = decltype(f)::value;
-    at::parallel_for(0, n_levels, 1, [&](int64_t lo, int64_t hi) {
-      for (int64_t l = lo; l < hi; ++l)
-        accumulate_level<F>(xp, gp + l * n_feat, levels[l], n, n_levels * n_feat, n_feat, tp);
-    });
+  const int64_t n_tasks = std::min<int64_t>(at::get_num_threads(), n_levels);
+  at::parallel_for(0, n_tasks, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t task = lo; task < hi; ++task)
+      for (int64_t l = task; l < n_levels; l += n_tasks) {
+        std::fill_n(tp + (int64_t)levels[l].offset * n_feat, (int64_t)levels[l].rows * n_feat, 0.0f);
+        with_level_shape(n_feat, levels[l].dense, [&](auto f, auto dense) {
+          accumulate_level<decltype(f)::value, decltype(dense)::value>(xp, gp + l * n_feat, levels[l], n,
+                                                                       n_levels * n_feat, n_feat, tp);
+        });
+      }
   });
   return grad_table;
 }

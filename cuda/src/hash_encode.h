@@ -15,8 +15,11 @@ struct HashLevel {
   bool dense;
 };
 
-// Corners ordered (dx, dy, dz) with dz fastest.
-FIELDS_HD void hash_corners(const float x[3], const HashLevel& level, uint32_t rows[8], float weights[8]) {
+// Corners ordered (dx, dy, dz) with dz fastest. Dense is the level's kind, known to the caller: the CPU loops
+// instantiate each kind, so that neither the per-corner choice nor a modulo (dense rows only wrap at the
+// grid's far faces) costs in the inner loop.
+template <bool Dense>
+FIELDS_HD void hash_corners_of(const float x[3], const HashLevel& level, uint32_t rows[8], float weights[8]) {
   const uint32_t primes[3] = {1u, 2654435761u, 805459861u};
   uint32_t term[3][2];
   float w[3][2];
@@ -26,7 +29,7 @@ FIELDS_HD void hash_corners(const float x[3], const HashLevel& level, uint32_t r
     float fl = floorf(pos);
     float frac = pos - fl;
     uint32_t base = (uint32_t)(int32_t)fl;
-    uint32_t mult = level.dense ? stride : primes[a];
+    uint32_t mult = Dense ? stride : primes[a];
     term[a][0] = base * mult;
     term[a][1] = term[a][0] + mult;
     w[a][0] = 1.0f - frac;
@@ -38,13 +41,25 @@ FIELDS_HD void hash_corners(const float x[3], const HashLevel& level, uint32_t r
       float wxy = w[0][dx] * w[1][dy];
       for (int dz = 0; dz < 2; ++dz) {
         int c = 4 * dx + 2 * dy + dz;
-        uint32_t row = level.dense ? (term[0][dx] + term[1][dy] + term[2][dz]) % level.rows
-                                   : (term[0][dx] ^ term[1][dy] ^ term[2][dz]) & (level.rows - 1);
+        uint32_t row;
+        if (Dense) {
+          row = term[0][dx] + term[1][dy] + term[2][dz];
+          if (row >= level.rows) row %= level.rows;
+        } else {
+          row = (term[0][dx] ^ term[1][dy] ^ term[2][dz]) & (level.rows - 1);
+        }
         rows[c] = row + level.offset;
         weights[c] = wxy * w[2][dz];
       }
     }
   }
+}
+
+FIELDS_HD void hash_corners(const float x[3], const HashLevel& level, uint32_t rows[8], float weights[8]) {
+  if (level.dense)
+    hash_corners_of<true>(x, level, rows, weights);
+  else
+    hash_corners_of<false>(x, level, rows, weights);
 }
 
 }  // namespace fields
