@@ -23,6 +23,7 @@ from .config import TrainConfig
 from .devices import resolve_device
 from .distributed import Ranks, is_main, join, on_main
 from .evaluation import evaluate, sampled_pixel_psnr, write_json
+from .host_memory import keep_freed_memory
 from .models import make_model
 from .plots import plot_psnr_vs_time
 from .precision import Precision, uses_mixed_precision
@@ -83,6 +84,8 @@ class Trainer:
         self.config, self.run_dir, self.progress = config, run_dir, progress and is_main(self.ranks)
         if config.threads:
             torch.set_num_threads(config.threads)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # each step's large tensors reuse the last step's memory (host_memory.py)
         prepare_kernels(self.device)  # a first run builds them here (it says so), not on the training clock
         torch.manual_seed(config.seed)
         self.train_scene, self.val_scene = train_scene, val_scene
