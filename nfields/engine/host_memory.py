@@ -4,7 +4,7 @@ A CPU training step allocates and frees the same large tensors every time (hash 
 the hash table's gradient: up to about 20 MB each). glibc's malloc returns blocks above its mmap threshold to
 the kernel as soon as they are freed, so the next step gets them back as fresh pages, each zeroed by the kernel
 on its first touch: about 8,000 page faults a lego step. With the threshold at glibc's maximum (32 MB) and the
-trim threshold raised, that memory stays in the process: about 500 faults a step, the step 8-15 % faster
+trim threshold raised, that memory stays in the process: 470-630 faults a step, the step 8-15 % faster
 (docs/kernels.md). Allocators such as jemalloc or tcmalloc (LD_PRELOAD) keep freed memory by themselves.
 """
 

@@ -35,5 +35,6 @@ def test_freed_tensors_come_back_without_page_faults():
     default, kept_faults, kept = out.split()
     if kept != "True":
         pytest.skip("this C library's malloc has no mallopt (not glibc)")
-    assert int(default) > 0, "the default allocator already kept the memory: this test measures nothing here"
+    if int(default) == 0:
+        pytest.skip("this process's allocator keeps freed memory by itself (jemalloc, tcmalloc?)")
     assert int(kept_faults) * 4 < int(default), (default, kept_faults)
