@@ -55,6 +55,7 @@ FIELDS_HD void hash_corners_of(const float x[3], const HashLevel& level, uint32_
   }
 }
 
+// The level's kind chosen at run time: the CUDA kernels' form (one thread per point and level).
 FIELDS_HD void hash_corners(const float x[3], const HashLevel& level, uint32_t rows[8], float weights[8]) {
   if (level.dense)
     hash_corners_of<true>(x, level, rows, weights);
