@@ -65,6 +65,27 @@ def hash_encode(kernels: ModuleType, x: torch.Tensor, table: torch.Tensor, level
     return HashEncode.apply(kernels, x, table, levels)
 
 
+class ReusedHashEncode(HashEncode):
+    """An encoding of x that `hash_encode` computed earlier without gradients, returned as it is, with the table
+    gradient HashEncode gives (the forward pass is not run again)."""
+
+    @staticmethod
+    def forward(ctx, kernels, x, table, levels, encoding):
+        ctx.save_for_backward(x.contiguous())
+        ctx.kernels, ctx.levels, ctx.table_shape, ctx.table_dtype = kernels, levels, table.shape, table.dtype
+        return encoding
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return *HashEncode.backward(ctx, grad_out), None
+
+
+def reused_hash_encode(kernels: ModuleType, x: torch.Tensor, table: torch.Tensor, levels: tuple,
+                       encoding: torch.Tensor) -> torch.Tensor:
+    """`encoding` (N, L*F), hash_encode's gradient-free output at x (N, 3), with gradients to the table."""
+    return ReusedHashEncode.apply(kernels, x, table, levels, encoding)
+
+
 class PlaneSample(torch.autograd.Function):
     """Native bilinear feature-plane lookup; gradients flow to the planes only."""
 

@@ -103,6 +103,17 @@ class Field(nn.Module):
         """Density sigma (N,) >= 0 and a geometry feature (N, F) at world positions (N, 3)."""
         raise NotImplementedError
 
+    def marching_density(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Density sigma (N,) at world positions (N, 3) where the renderer marches without gradients, and per point
+        what `density_reusing` may take instead of computing it again at those positions (N, E), or None (the
+        default: density's sigma, nothing to reuse). Only sigma is needed here, not the features."""
+        return self.density(positions)[0], None
+
+    def density_reusing(self, positions: torch.Tensor, reused: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`density(positions)`, with gradients, given what `marching_density` returned at these positions (N, E),
+        with the same parameters."""
+        raise NotImplementedError(f"{type(self).__name__}.marching_density offers nothing to reuse")
+
     def color(self, features: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
         """RGB (N, 3) in [0, 1] from geometry features (N, F) and unit view directions (N, 3)."""
         raise NotImplementedError

@@ -136,13 +136,33 @@ class _HashEncode(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         index, weights = ctx.saved_tensors
-        levels, n, _ = index.shape
-        n_features = ctx.table_shape[1]
-        grad_levels = grad_out.view(n, levels, n_features).transpose(0, 1)  # (L, N, F)
-        src = weights[..., None] * grad_levels[:, :, None, :]  # (L, N, 8, F)
-        grad_table = grad_out.new_zeros(ctx.table_shape)
-        grad_table.index_add_(0, index.view(-1).long(), src.view(-1, n_features))  # int64: 5x faster here
-        return None, grad_table, None
+        return None, table_gradient(grad_out, index, weights, ctx.table_shape), None
+
+
+class _ReusedHashEncode(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, table, geometry, encoding):
+        ctx.save_for_backward(x)
+        ctx.geometry, ctx.table_shape = geometry, table.shape
+        return encoding
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
+        index, weights = corner_indices_and_weights(x, ctx.geometry)
+        return None, table_gradient(grad_out, index, weights, ctx.table_shape), None, None
+
+
+def table_gradient(grad_out: torch.Tensor, index: torch.Tensor, weights: torch.Tensor,
+                   table_shape: torch.Size) -> torch.Tensor:
+    """The table's gradient (rows, F) from the encoding's (N, L*F), given the corner rows and weights (L, N, 8)."""
+    levels, n, _ = index.shape
+    n_features = table_shape[1]
+    grad_levels = grad_out.view(n, levels, n_features).transpose(0, 1)  # (L, N, F)
+    src = weights[..., None] * grad_levels[:, :, None, :]  # (L, N, 8, F)
+    grad_table = grad_out.new_zeros(table_shape)
+    grad_table.index_add_(0, index.view(-1).long(), src.view(-1, n_features))  # int64: 5x faster here
+    return grad_table
 
 
 def hash_encode(x: torch.Tensor, table: torch.Tensor, geometry: HashGridGeometry) -> torch.Tensor:
@@ -157,6 +177,19 @@ def hash_encode(x: torch.Tensor, table: torch.Tensor, geometry: HashGridGeometry
     if kernels is not None and (table.dtype == torch.float32 or (table.dtype == torch.float16 and x.is_cuda)):
         return functions.hash_encode(kernels, x, table, geometry.kernel_levels)
     return hash_encode_torch(x, table, geometry)
+
+
+def reuse_hash_encoding(x: torch.Tensor, table: torch.Tensor, geometry: HashGridGeometry,
+                        encoding: torch.Tensor) -> torch.Tensor:
+    """`encoding` (N, L*F), what `hash_encode(x, table)` gave at x (N, 3) without gradients, returned as it is
+    with the gradient to the table that `hash_encode` gives: a training step reuses the gradient-free pass's
+    encodings of the samples it keeps (the same table, the same points) instead of encoding them again."""
+    if x.requires_grad:
+        raise ValueError("reuse_hash_encoding gives no gradient to the positions: use hash_encode")
+    kernels = kernels_for(x.device)
+    if kernels is not None and (table.dtype == torch.float32 or (table.dtype == torch.float16 and x.is_cuda)):
+        return functions.reused_hash_encode(kernels, x, table, geometry.kernel_levels, encoding)
+    return _ReusedHashEncode.apply(x, table, geometry, encoding)
 
 
 def hash_encode_torch(x: torch.Tensor, table: torch.Tensor, geometry: HashGridGeometry) -> torch.Tensor:

@@ -11,7 +11,7 @@ from torch import nn
 from .base import Field, FieldConfig, mlp, trunc_exp
 from .coordinate import with_mlp_head
 from .encodings import spherical_harmonics
-from .hash_encoding import HashGridGeometry, hash_encode
+from .hash_encoding import HashGridGeometry, hash_encode, reuse_hash_encoding
 from .optimizer_spec import INSTANT_NGP_OPTIMIZER, OptimizerSpec
 
 
@@ -79,8 +79,23 @@ class HashGridField(Field):
 
     def density(self, positions):
         h = self.density_mlp(self.encode(positions))
-        sigma = trunc_exp(h[:, 0] + self.config.density_bias)
-        return sigma, h
+        return self.sigma_of(h), h
+
+    def marching_density(self, positions):
+        """Sigma alone (the density MLP's first output) and the hash encoding, which a training step's gradient
+        pass reuses at the samples it keeps."""
+        encoding = self.encode(positions)
+        return self.sigma_of(self.density_mlp.leading_outputs(encoding, 1)), encoding
+
+    def density_reusing(self, positions, reused):
+        if positions.requires_grad:  # camera refinement: the encoding needs its gradient to the positions
+            return self.density(positions)
+        h = self.density_mlp(reuse_hash_encoding(self.normalize(positions), self.table, self.geometry, reused))
+        return self.sigma_of(h), h
+
+    def sigma_of(self, h: torch.Tensor) -> torch.Tensor:
+        """Density (N,) from the density MLP's outputs (N, >= 1): exp of the first, shifted by the bias."""
+        return trunc_exp(h[:, 0] + self.config.density_bias)
 
     def color(self, features, directions):
         sh = spherical_harmonics(directions, self.config.sh_degree)

@@ -39,11 +39,29 @@ class ReluMLP(nn.Sequential):
                         and m.weight.device.type == "cpu" for m in layers[::2]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fused(x)
+        return super().forward(x) if y is None else y
+
+    def leading_outputs(self, x: torch.Tensor, count: int) -> torch.Tensor:
+        """The first `count` outputs (..., count) alone: the last layer computes only those."""
+        last = self[-1]
+        if not isinstance(last, nn.Linear):
+            return self(x)[..., :count]
+        y = self.fused(x, last.weight[:count])
+        if y is not None:
+            return y
+        return nn.functional.linear(self[:-1](x), last.weight[:count], None if last.bias is None else last.bias[:count])
+
+    def fused(self, x: torch.Tensor, last_weight: torch.Tensor | None = None) -> torch.Tensor | None:
+        """x through the fused kernel, with last_weight (out, in) in the last layer's place when given; None when
+        the kernel does not compute this module on x."""
         kernels = kernels_for(x.device) if self.fusable(x) else None
         isa = cpu_isa(kernels) if kernels is not None else None
         if isa is None:
-            return super().forward(x)
+            return None
         weights = [m.weight for m in list(self)[::2]]
+        if last_weight is not None:
+            weights[-1] = last_weight
         if x.dim() == 2:
             return functions.fused_mlp(kernels, x, weights, isa)
         y = functions.fused_mlp(kernels, x.reshape(-1, x.shape[-1]), weights, isa)

@@ -38,8 +38,9 @@ class RayMarch:
 
 
 def in_ray_order(rounds: list[tuple[PackedSamples, torch.Tensor | None, torch.Tensor | None]]):
-    """The samples of several rounds (each packed and ray-sorted, with densities (C,) and features (C, F) or
-    None) as one ray-sorted list: (samples (K,), densities (K,) or None, features (K, F) or None). Each ray's
+    """The samples of several rounds (each packed and ray-sorted, with two per-sample tensors or None: densities (C,)
+    and features (C, F), or what the field offered to reuse as the second) as one ray-sorted list: (samples (K,),
+    densities (K,) or None, features (K, F) or None). Each ray's
     samples of a later round lie behind those of an earlier one, so a stable sort by ray keeps them in order."""
     samples = PackedSamples(*(torch.cat(parts) for parts in zip(*((s.ray_indices, s.t_starts, s.t_ends)
                                                                      for s, _, _ in rounds))))

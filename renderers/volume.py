@@ -34,7 +34,8 @@ class RenderOutput:
 class VisibleSamples:
     """The samples of R rays in front of each ray's termination point, as one field sees it: the packed
     samples (S of them), their midpoints (S, 3) and unit directions (S, 3), and that field's densities
-    (S,) and features (S, F) there, evaluated without gradients (None when not kept)."""
+    (S,) and features (S, F) there, evaluated without gradients (None when not kept); or instead what that
+    field's `marching_density` offered to reuse there (S, E) (None when it offered nothing)."""
 
     samples: PackedSamples
     positions: torch.Tensor
@@ -42,6 +43,7 @@ class VisibleSamples:
     sigmas: torch.Tensor | None
     features: torch.Tensor | None
     n_rays: int
+    reused: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -69,8 +71,16 @@ def crop_samples(samples: PackedSamples, origins: torch.Tensor, directions: torc
     return samples.select(((positions >= crop[:3]) & (positions <= crop[3:])).all(-1))
 
 
+def marching_density(field, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`Field.marching_density`; for a field-like module with density and color alone, density's sigma."""
+    if hasattr(field, "marching_density"):
+        return field.marching_density(positions)
+    return field.density(positions)[0], None
+
+
 class VolumeRenderer(nn.Module):
-    """Renders any Field (density(x) -> sigma, feature; color(feature, d) -> rgb) along rays.
+    """Renders any Field (density(x) -> sigma, feature; color(feature, d) -> rgb; optionally marching_density and
+    density_reusing, see Field) along rays.
 
     step_size defaults to instant-ngp's sqrt(3)/1024 of the box's longest side (5e-3 for +-1.5).
     early_stop_eps: samples behind transmittance below it are dropped (1e-4 as in instant-ngp).
@@ -110,7 +120,7 @@ class VolumeRenderer(nn.Module):
     def update_occupancy(self, field, step: int, merge: Merge | None = None) -> bool:
         """The occupancy grid's update at training step `step` (which also ends the alpha warm-up)."""
         self.training_step = step
-        return self.occupancy.update(step, lambda x: field.density(x)[0], self.step_size, merge)
+        return self.occupancy.update(step, lambda x: marching_density(field, x)[0], self.step_size, merge)
 
     def occupied_box(self) -> torch.Tensor:
         """The box (6,) the occupancy grid finds occupied (`OccupancyGrid.occupied_box`)."""
@@ -184,13 +194,15 @@ class VolumeRenderer(nn.Module):
         """Yields, round by round, the samples of rays (R, 3) in front of each ray's termination point.
 
         Round r marches each live ray's next first_round * growth^r samples (`start_march`) and evaluates
-        the field's density there, carrying the optical depth so far; a ray stops once its transmittance falls
+        the field's density there (`Field.density` with keep_values, else `Field.marching_density`), carrying
+        the optical depth so far; a ray stops once its transmittance falls
         below the early-stop transmittance or its march ends. Samples behind that point are never marched, but
         those the ray's last round marched behind it are evaluated in vain: growth 1 (rounds of first_round each)
         wastes the fewest, growth 2 takes the fewest rounds.
         Each round yields its kept samples (C,), packed and ray-sorted (transmittance before the sample >= the
         early-stop transmittance and opacity >= the alpha threshold, those of `culling(training)`), and with
-        keep_values their densities (C,) and features (C, F) (else None, None); rounds with none yield nothing.
+        keep_values their densities (C,) and features (C, F), else None and what `marching_density` offered to
+        reuse (C, E) or None; rounds with none yield nothing.
         """
         alpha_threshold, early_stop_eps = self.culling(training)
         ops = ops_for(origins.device)
@@ -206,7 +218,11 @@ class VolumeRenderer(nn.Module):
             size *= growth
             if len(chosen) == 0:
                 continue
-            sigma, feature = field.density(chosen.midpoints(origins, directions)[0])
+            positions = chosen.midpoints(origins, directions)[0]
+            if keep_values:
+                sigma, feature = field.density(positions)
+            else:
+                sigma, feature = marching_density(field, positions)
             visible = ops.termination_round(sigma, chosen, depth, alive, early_stop_eps)
             if alpha_threshold > 0:
                 thickness = sigma * (chosen.t_ends - chosen.t_starts)
@@ -214,12 +230,12 @@ class VolumeRenderer(nn.Module):
             seen = visible.nonzero().squeeze(1)
             if len(seen):
                 yield (chosen.select(seen), sigma.index_select(0, seen) if keep_values else None,
-                       feature.index_select(0, seen) if keep_values else None)
+                       feature.index_select(0, seen) if feature is not None else None)
 
     def march_until_opaque(self, field, origins: torch.Tensor, directions: torch.Tensor, jitter: bool,
                            training: bool = True, crop: torch.Tensor | None = None, keep_values: bool = True):
         """All rounds of `rounds_until_opaque` as one ray-sorted list: the kept samples (K,) and with keep_values
-        their densities (K,) and features (K, F) (else None, None)."""
+        their densities (K,) and features (K, F), else None and the reusable values (K, E) or None."""
         rounds = list(self.rounds_until_opaque(field, origins, directions, jitter, training, crop, keep_values))
         if rounds:
             return in_ray_order(rounds)
@@ -232,22 +248,28 @@ class VolumeRenderer(nn.Module):
                         keep_densities: bool = True, crop: torch.Tensor | None = None) -> VisibleSamples:
         """March rays (R, 3) through the occupancy grid and keep the samples `field` leaves visible, culled as
         training culls (`march_until_opaque`), with its densities and features there unless `keep_densities` is
-        False (a training step evaluates them again with gradients: gathering them would be wasted work). crop: an
+        False (a training step evaluates them again with gradients: then it keeps only what `field` offers to
+        reuse, see `Field.marching_density`). crop: an
         optional box (6,): the field counts as empty outside it (see `march`). Evaluation renders take their
         samples round by round instead (`render_in_rounds`)."""
-        visible, sigmas, features = self.march_until_opaque(field, origins, directions, jitter, crop=crop,
-                                                            keep_values=keep_densities)
+        visible, sigmas, values = self.march_until_opaque(field, origins, directions, jitter, crop=crop,
+                                                          keep_values=keep_densities)
         positions, visible_directions = visible.midpoints(origins, directions)
-        return VisibleSamples(visible, positions, visible_directions, sigmas, features, origins.shape[0])
+        if keep_densities:
+            return VisibleSamples(visible, positions, visible_directions, sigmas, values, origins.shape[0])
+        return VisibleSamples(visible, positions, visible_directions, None, None, origins.shape[0], reused=values)
 
     def shade(self, field, visible: VisibleSamples, background: torch.Tensor,
               reuse_densities: bool = False) -> Shading:
         """Composite `field` at `visible` over `background` (R, 3) or (3,). reuse_densities: take the densities
         and features `visible` carries (the field that marched, no gradients); otherwise `field` evaluates
-        them again (with gradients when it trains). Colour runs only at the visible samples; rays stop at the
-        training early-stop transmittance."""
+        them again (with gradients when it trains), from what it offered to reuse when `visible` carries that
+        (`visible.reused`: `field` must be the field that marched). Colour runs only at the visible samples; rays
+        stop at the training early-stop transmittance."""
         if reuse_densities:
             sigmas, features = visible.sigmas, visible.features
+        elif visible.reused is not None:
+            sigmas, features = field.density_reusing(visible.positions, visible.reused)
         else:
             sigmas, features = field.density(visible.positions)
         rgbs = field.color(features, visible.directions)

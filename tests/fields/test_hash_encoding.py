@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from nfields.fields.hash_encoding import (
@@ -6,6 +7,7 @@ from nfields.fields.hash_encoding import (
     corner_indices_and_weights,
     hash_encode,
     hash_encode_reference,
+    reuse_hash_encoding,
 )
 
 
@@ -99,3 +101,25 @@ def test_zero_length_batch():
     assert out.shape == (0, 8)
     out.sum().backward()
     assert table.grad.abs().sum() == 0
+
+
+@pytest.mark.parametrize("path", ["native", "torch"])
+def test_a_reused_encoding_gives_the_table_gradient_of_encoding_again(path, monkeypatch):
+    """reuse_hash_encoding returns the gradient-free encoding as it is, and the table's gradient hash_encode gives
+    (native kernels and their PyTorch twin); it refuses positions that need gradients (it gives them none)."""
+    if path == "torch":
+        monkeypatch.setenv("FIELDS_KERNELS", "torch")
+    torch.manual_seed(3)
+    g = HashGridGeometry.build(8, 12, 8, 256)
+    table = torch.randn(g.total_size, 4, requires_grad=True)
+    x, grad_out = torch.rand(3000, 3), torch.randn(3000, 32)
+    with torch.no_grad():
+        encoding = hash_encode(x, table, g)
+    reused = reuse_hash_encoding(x, table, g, encoding)
+    (grad_reused,) = torch.autograd.grad(reused, table, grad_out)
+    (grad_again,) = torch.autograd.grad(hash_encode(x, table, g), table, grad_out)
+    assert torch.equal(reused, encoding)
+    torch.testing.assert_close(grad_reused, grad_again, rtol=1e-5, atol=1e-5)
+    assert grad_reused.abs().sum() > 0
+    with pytest.raises(ValueError, match="no gradient to the positions"):
+        reuse_hash_encoding(x.requires_grad_(), table, g, encoding)

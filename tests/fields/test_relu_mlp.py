@@ -91,6 +91,18 @@ def test_fused_mlp_gradients_to_the_weights_only_and_batch_dimensions(isa):
         torch.testing.assert_close(m.weight.grad, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("bias", [False, True])  # the fused kernel, then the twin
+def test_leading_outputs_are_the_first_outputs_of_the_whole_module(isa, bias):
+    torch.manual_seed(4)
+    module = mlp(32, 64, 1, 16, bias=bias)
+    x = torch.randn(197, 32)
+    with torch.no_grad():
+        first = module.leading_outputs(x, 1)
+        torch.testing.assert_close(first, module(x)[:, :1], rtol=1e-5, atol=1e-5)
+    assert first.shape == (197, 1)
+    assert _fused(module.leading_outputs(x.requires_grad_(), 3)) != bias
+
+
 def test_unsupported_layouts_and_inputs_run_the_twin(monkeypatch):
     _kernels()
     x = torch.randn(10, 32, requires_grad=True)
