@@ -32,12 +32,21 @@ FIELDS_HD float cell_exit(const OccupancyView& g, const float o[3], const float 
   return t_exit;
 }
 
+// The cell (clamped into the grid) of the midpoint of step k, t_base + (k + 1/2) dt: one expression for every test.
+FIELDS_HD void step_cell(const OccupancyView& g, const float o[3], const float d[3], float t_base, int64_t k,
+                         const MarchStep& s, int cell[3]) {
+  float tm = (t_base + (float)k * s.dt) + s.half_dt;
+  float p[3] = {o[0] + tm * d[0], o[1] + tm * d[1], o[2] + tm * d[2]};
+  grid_cell(g, p, cell);
+}
+
 // Marches one ray from step first_step on and calls emit(t_start, t_end) for each sample, in order, until
 // max_samples were emitted; returns the count and sets *next_step to the step after the last one emitted
 // (the number of steps when the ray ended first).
 // A step is tested like the twin tests it; once one is inside an occupied cell, the steps after it
 // whose midpoints lie at least a step before the cell's exit are inside too and are emitted untested.
-// From an empty cell the ray jumps to one step before the exit of its largest empty ancestor.
+// From an empty cell the ray jumps to one step before the exit of its largest empty ancestor, and past that
+// step too when its midpoint lies in the same ancestor (half the jumps: it is then empty without a full test).
 template <typename Emit>
 FIELDS_HD int64_t march_ray(const OccupancyView& g, const float o[3], const float d[3], float t_min, float t_max,
                             float offset, int64_t first_step, int64_t max_samples, const MarchStep& s, Emit emit,
@@ -51,10 +60,8 @@ FIELDS_HD int64_t march_ray(const OccupancyView& g, const float o[3], const floa
   int64_t k = first_step < n_steps ? first_step : n_steps;
   while (k < n_steps && count < max_samples) {
     float t0 = t_base + (float)k * s.dt;
-    float tm = t0 + s.half_dt;
-    float p[3] = {o[0] + tm * d[0], o[1] + tm * d[1], o[2] + tm * d[2]};
     int cell[3];
-    grid_cell(g, p, cell);
+    step_cell(g, o, d, t_base, k, s, cell);
     if (grid_occupied(g, cell)) {
       float k_safe = floorf((cell_exit(g, o, inv_d, cell, 0) - t_base) * s.inv_dt - 0.5f) - 1.0f;
       int64_t k_last = k_safe < (float)(n_steps - 1) ? (int64_t)k_safe : n_steps - 1;
@@ -71,6 +78,13 @@ FIELDS_HD int64_t march_ray(const OccupancyView& g, const float o[3], const floa
     while (level < g.n_mips && !ancestor_occupied(g, cell, level + 1)) ++level;
     float k_exit = ceilf((cell_exit(g, o, inv_d, cell, level) - t_base) * s.inv_dt - 0.5f) - 1.0f;
     int64_t k_next = k_exit < (float)n_steps ? (int64_t)k_exit : n_steps;
+    if (k_next > k && k_next < n_steps) {
+      int next[3];
+      step_cell(g, o, d, t_base, k_next, s, next);
+      bool same = true;
+      for (int a = 0; a < 3; ++a) same = same && (next[a] >> level) == (cell[a] >> level);
+      k_next += same ? 1 : 0;
+    }
     k = k_next > k + 1 ? k_next : k + 1;
   }
   *next_step = count < max_samples ? n_steps : k;
