@@ -111,7 +111,7 @@ class OccupancyGrid(nn.Module):
             per_level = grid._sample_uniform_and_occupied_cells(grid.cells_per_lvl // 4)
         cells, thickness = [], []
         for level, (indices, box) in enumerate(zip(per_level, self.aabbs)):
-            coords = grid.grid_coords[indices]
+            coords = grid.grid_coords.index_select(0, indices)  # 3x faster on a CPU than indexing with []
             x = (coords + torch.rand_like(coords, dtype=torch.float32)) / grid.resolution
             x = box[:3] + x * (box[3:] - box[:3])
             thickness.append(torch.cat([density_fn(c) for c in x.split(self.eval_chunk)]) * step_size)
