@@ -77,6 +77,9 @@ class Field(nn.Module):
       it between fields that share the colour decoder (`color_decoder_names()`).
     - `coordinate_network(dim, n_out)`: the backbone's encoder and a small head as a plain coordinate
       network, (N, dim) in [-1, 1] -> (N, n_out), for fitting images (dim 2) and SDFs (dim 3).
+    - `marching_density(positions)` / `density_reusing(positions, reused)`: sigma alone where the renderer marches
+      without gradients, plus per-point values the training step's gradient pass reuses at the samples it keeps
+      (the hash grid's encodings); by default density's sigma and nothing to reuse.
     """
 
     name: ClassVar[str]
