@@ -110,27 +110,32 @@ def plane_sample(kernels: ModuleType, planes: torch.Tensor, coords: torch.Tensor
 
 
 class FusedMLP(torch.autograd.Function):
-    """Native fused bias-free ReLU MLP (CPU); gradients flow to the input and every weight."""
+    """Native fused ReLU MLP (CPU); gradients flow to the input, every weight and every bias."""
 
     @staticmethod
-    def forward(ctx, kernels, isa, save, x, *weights):
-        y, *hidden = kernels.mlp_forward(x, list(weights), save, isa)
-        ctx.save_for_backward(x, *weights, *hidden)
-        ctx.kernels, ctx.isa, ctx.n_layers = kernels, isa, len(weights)
+    def forward(ctx, kernels, isa, save, n_layers, x, *parameters):
+        weights, biases = list(parameters[:n_layers]), list(parameters[n_layers:])
+        y, *hidden = kernels.mlp_forward(x, weights, biases, save, isa)
+        ctx.save_for_backward(x, *parameters, *hidden)
+        ctx.kernels, ctx.isa, ctx.n_layers, ctx.n_parameters = kernels, isa, n_layers, len(parameters)
         return y
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y):
         x, *saved = ctx.saved_tensors
-        weights, hidden = saved[: ctx.n_layers], saved[ctx.n_layers:]
-        grad_x, *grad_weights = ctx.kernels.mlp_backward(grad_y.contiguous(), x, hidden, weights,
-                                                         ctx.needs_input_grad[3], ctx.isa)
-        return None, None, None, grad_x if ctx.needs_input_grad[3] else None, *grad_weights
+        weights, biases = saved[: ctx.n_layers], saved[ctx.n_layers: ctx.n_parameters]
+        hidden = saved[ctx.n_parameters:]
+        grad_x, *grad_parameters = ctx.kernels.mlp_backward(grad_y.contiguous(), x, hidden, weights, biases,
+                                                            ctx.needs_input_grad[4], ctx.isa)
+        return None, None, None, None, grad_x if ctx.needs_input_grad[4] else None, *grad_parameters
 
 
-def fused_mlp(kernels: ModuleType, x: torch.Tensor, weights: list[torch.Tensor], isa: str) -> torch.Tensor:
-    """x (N, n_in) float32 through bias-free linear layers weights[l] (out, in) with ReLU between -> (N, n_out).
-    isa: "auto", "avx512", "avx2" or "generic" (the vector instructions the kernel uses)."""
-    save = torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights))
-    return FusedMLP.apply(kernels, isa, save, x.contiguous(), *(w.contiguous() for w in weights))
+def fused_mlp(kernels: ModuleType, x: torch.Tensor, weights: list[torch.Tensor], isa: str,
+              biases: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """x (N, n_in) float32 through linear layers weights[l] (out, in), with biases[l] (out,) when given (one per
+    layer), ReLU between -> (N, n_out). isa: "auto", "avx512", "avx2" or "generic" (the vector instructions the
+    kernel uses)."""
+    parameters = [p.contiguous() for p in weights + (biases or [])]
+    save = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in parameters))
+    return FusedMLP.apply(kernels, isa, save, len(weights), x.contiguous(), *parameters)

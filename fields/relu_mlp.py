@@ -1,7 +1,7 @@
 """The backbones' small MLPs: an nn.Sequential of linear layers with ReLU between, run on the CPU by the fused
 native kernel (cuda/src/fused_mlp.h: each block of rows through every layer in cache, forward and backward)
-when the layout is the one it supports (bias-free, tiny-cuda-nn's form) and the input is float32 outside
-autocast; otherwise, and with FIELDS_KERNELS=torch, by nn.Sequential's own forward (the PyTorch twin).
+when the layout is one it supports (bias-free as tiny-cuda-nn's, or a bias in every layer) and the input is
+float32 outside autocast; otherwise, and with FIELDS_KERNELS=torch, by nn.Sequential's own forward (the PyTorch twin).
 $FIELDS_CPU_ISA (auto, avx512, avx2 or generic, read per call) picks the kernel's vector instructions; "auto"
 takes the best this CPU has, and PyTorch where it has neither AVX path (the generic loops are no match for
 PyTorch's matrix products)."""
@@ -32,11 +32,13 @@ class ReluMLP(nn.Sequential):
     def fusable(self, x: torch.Tensor) -> bool:
         """Whether the fused kernel computes exactly this module on x."""
         layers = list(self)
+        linear = layers[::2]
         return (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
                 and len(layers) % 2 == 1
                 and all(isinstance(m, nn.ReLU) for m in layers[1::2])
-                and all(isinstance(m, nn.Linear) and m.bias is None and m.weight.dtype == torch.float32
-                        and m.weight.device.type == "cpu" for m in layers[::2]))
+                and all(isinstance(m, nn.Linear) for m in linear)
+                and len({m.bias is None for m in linear}) == 1  # every layer with a bias, or none
+                and all(p.dtype == torch.float32 and p.device.type == "cpu" for p in self.parameters()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.fused(x)
@@ -59,10 +61,14 @@ class ReluMLP(nn.Sequential):
         isa = cpu_isa(kernels) if kernels is not None else None
         if isa is None:
             return None
-        weights = [m.weight for m in list(self)[::2]]
+        linear = list(self)[::2]
+        weights = [m.weight for m in linear]
+        biases = None if linear[0].bias is None else [m.bias for m in linear]
         if last_weight is not None:
             weights[-1] = last_weight
+            if biases is not None:
+                biases[-1] = biases[-1][: len(last_weight)]
         if x.dim() == 2:
-            return functions.fused_mlp(kernels, x, weights, isa)
-        y = functions.fused_mlp(kernels, x.reshape(-1, x.shape[-1]), weights, isa)
+            return functions.fused_mlp(kernels, x, weights, isa, biases)
+        y = functions.fused_mlp(kernels, x.reshape(-1, x.shape[-1]), weights, isa, biases)
         return y.reshape(*x.shape[:-1], y.shape[-1])

@@ -430,9 +430,10 @@ torch::Tensor occupancy_update(torch::Tensor occs, torch::Tensor indices, torch:
   return binary;
 }
 
-// Fused bias-free ReLU MLP (fused_mlp.h). weights[l]: nn.Linear's (out, in). Returns {y (N, n_out)} and,
-// when save_hidden, the post-ReLU hidden activations (N, width) that mlp_backward takes.
-fields::mlp::Plan mlp_plan(const torch::Tensor& x, const std::vector<torch::Tensor>& weights) {
+// Fused ReLU MLP (fused_mlp.h). weights[l]: nn.Linear's (out, in); biases: none, or one (out,) per layer.
+// Returns {y (N, n_out)} and, when save_hidden, the post-ReLU hidden activations (N, width) that mlp_backward takes.
+fields::mlp::Plan mlp_plan(const torch::Tensor& x, const std::vector<torch::Tensor>& weights,
+                           const std::vector<torch::Tensor>& biases) {
   check_cpu_float(x, "mlp input");
   TORCH_CHECK(x.dim() == 2, "mlp input must be (N, n_in)");
   TORCH_CHECK(!weights.empty(), "mlp needs at least one weight");
@@ -443,7 +444,13 @@ fields::mlp::Plan mlp_plan(const torch::Tensor& x, const std::vector<torch::Tens
                 dims.back(), "), got ", w.sizes());
     dims.push_back((int)w.size(0));
   }
-  return fields::mlp::Plan(dims);
+  TORCH_CHECK(biases.empty() || biases.size() == weights.size(), "mlp biases: none or one per layer");
+  for (size_t l = 0; l < biases.size(); ++l) {
+    check_cpu_float(biases[l], "mlp bias");
+    TORCH_CHECK(biases[l].dim() == 1 && biases[l].size(0) == dims[l + 1], "mlp bias ", l, " must be (", dims[l + 1],
+                "), got ", biases[l].sizes());
+  }
+  return fields::mlp::Plan(dims, !biases.empty());
 }
 
 std::vector<float*> float_pointers(std::vector<torch::Tensor>& tensors) {
@@ -452,21 +459,23 @@ std::vector<float*> float_pointers(std::vector<torch::Tensor>& tensors) {
   return pointers;
 }
 
-std::vector<torch::Tensor> packed_weights(const fields::mlp::Plan& plan, const std::vector<torch::Tensor>& weights) {
-  std::vector<const float*> w;
+std::vector<torch::Tensor> packed_weights(const fields::mlp::Plan& plan, const std::vector<torch::Tensor>& weights,
+                                          const std::vector<torch::Tensor>& biases) {
+  std::vector<const float*> w, b;
   for (const auto& t : weights) w.push_back(t.data_ptr<float>());
+  for (const auto& t : biases) b.push_back(t.data_ptr<float>());
   auto forward_w = torch::empty({plan.weight_floats}, torch::kFloat32);
   auto backward_w = torch::empty({plan.weight_floats}, torch::kFloat32);
-  fields::mlp::pack_weights(plan, w.data(), forward_w.data_ptr<float>(), backward_w.data_ptr<float>());
+  fields::mlp::pack_weights(plan, w.data(), b.data(), forward_w.data_ptr<float>(), backward_w.data_ptr<float>());
   return {forward_w, backward_w};
 }
 
-std::vector<torch::Tensor> mlp_forward(torch::Tensor x, std::vector<torch::Tensor> weights, bool save_hidden,
-                                       std::string isa_name) {
-  const auto plan = mlp_plan(x, weights);
+std::vector<torch::Tensor> mlp_forward(torch::Tensor x, std::vector<torch::Tensor> weights,
+                                       std::vector<torch::Tensor> biases, bool save_hidden, std::string isa_name) {
+  const auto plan = mlp_plan(x, weights, biases);
   const auto isa = fields::mlp::choose_isa(isa_name);  // an unknown name: ValueError
   const int64_t n = x.size(0), n_blocks = (n + fields::mlp::kBlockRows - 1) / fields::mlp::kBlockRows;
-  const auto packed = packed_weights(plan, weights);
+  const auto packed = packed_weights(plan, weights, biases);
   const float* forward_w = packed[0].data_ptr<float>();
   std::vector<torch::Tensor> out{torch::empty({n, plan.dims.back()}, torch::kFloat32)};
   for (int l = 1; save_hidden && l < plan.n_layers(); ++l) out.push_back(torch::empty({n, plan.dims[l]}, torch::kFloat32));
@@ -481,11 +490,12 @@ std::vector<torch::Tensor> mlp_forward(torch::Tensor x, std::vector<torch::Tenso
   return out;
 }
 
-// {grad_x (empty unless need_grad_x), grad_weights...} from grad_y (N, n_out) and mlp_forward's saved state.
-// Row blocks are split into one contiguous chunk per thread, each with its own weight-gradient sums.
+// {grad_x (empty unless need_grad_x), grad_weights..., grad_biases...} from grad_y (N, n_out) and mlp_forward's
+// saved state. Row blocks are split into one contiguous chunk per thread, each with its own weight-gradient sums.
 std::vector<torch::Tensor> mlp_backward(torch::Tensor grad_y, torch::Tensor x, std::vector<torch::Tensor> hidden,
-                                        std::vector<torch::Tensor> weights, bool need_grad_x, std::string isa_name) {
-  const auto plan = mlp_plan(x, weights);
+                                        std::vector<torch::Tensor> weights, std::vector<torch::Tensor> biases,
+                                        bool need_grad_x, std::string isa_name) {
+  const auto plan = mlp_plan(x, weights, biases);
   const auto isa = fields::mlp::choose_isa(isa_name);  // an unknown name: ValueError
   check_cpu_float(grad_y, "mlp grad_y");
   TORCH_CHECK((int)hidden.size() == plan.n_layers() - 1, "mlp_backward needs mlp_forward's hidden activations");
@@ -495,7 +505,7 @@ std::vector<torch::Tensor> mlp_backward(torch::Tensor grad_y, torch::Tensor x, s
   }
   const int64_t n = x.size(0), n_blocks = (n + fields::mlp::kBlockRows - 1) / fields::mlp::kBlockRows;
   TORCH_CHECK(grad_y.sizes() == torch::IntArrayRef({n, plan.dims.back()}), "mlp grad_y must be (N, n_out)");
-  auto packed = packed_weights(plan, weights);
+  auto packed = packed_weights(plan, weights, biases);
   const int64_t n_chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n_blocks));
   auto grad_w_chunks = torch::zeros({n_chunks, plan.weight_floats}, torch::kFloat32);
   auto grad_x = need_grad_x ? torch::empty_like(x) : torch::Tensor();
@@ -512,10 +522,12 @@ std::vector<torch::Tensor> mlp_backward(torch::Tensor grad_y, torch::Tensor x, s
   });
   std::vector<torch::Tensor> out{need_grad_x ? grad_x : torch::empty({0}, torch::kFloat32)};
   for (const auto& w : weights) out.push_back(torch::empty_like(w));
+  for (const auto& b : biases) out.push_back(torch::empty_like(b));
   std::vector<const float*> chunks;
   for (int64_t c = 0; c < n_chunks; ++c) chunks.push_back(grad_w_chunks[c].data_ptr<float>());
   auto grads = float_pointers(out);
-  fields::mlp::add_weight_grads(plan, chunks.data(), (int)n_chunks, grads.data() + 1);
+  fields::mlp::add_weight_grads(plan, chunks.data(), (int)n_chunks, grads.data() + 1,
+                                grads.data() + 1 + weights.size());
   return out;
 }
 
@@ -534,7 +546,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("hash_encode_backward", &hash_encode_backward, "gradient of the hash table");
   m.def("plane_sample_forward", &plane_sample_forward, "bilinear feature-plane lookup");
   m.def("plane_sample_backward", &plane_sample_backward, "gradient of the feature planes");
-  m.def("mlp_forward", &mlp_forward, "fused bias-free ReLU MLP");
+  m.def("mlp_forward", &mlp_forward, "fused ReLU MLP");
   m.def("mlp_backward", &mlp_backward, "gradients of the fused MLP");
   m.def("mlp_isas", &mlp_isas, "the fused MLP's instruction-set paths this CPU runs, best first");
   m.def("occupancy_update", &occupancy_update, "occupancy-grid EMA update and binarisation");

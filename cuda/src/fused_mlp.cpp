@@ -56,7 +56,7 @@ bool cpu_has(Isa isa) {
 
 }  // namespace
 
-Plan::Plan(std::vector<int> widths) : dims(std::move(widths)) {
+Plan::Plan(std::vector<int> widths, bool with_biases) : dims(std::move(widths)), biased(with_biases) {
   if (dims.size() < 2) throw std::invalid_argument("fused MLP: needs at least one layer");
   for (int d : dims) {
     if (d <= 0) throw std::invalid_argument("fused MLP: every width must be positive");
@@ -67,9 +67,14 @@ Plan::Plan(std::vector<int> widths) : dims(std::move(widths)) {
     weight_offset.push_back(weight_floats);
     weight_floats += (int64_t)pad[l] * pad[l + 1];
   }
+  for (int l = 0; biased && l < n_layers(); ++l) {
+    bias_offset.push_back(weight_floats);
+    weight_floats += pad[l + 1];
+  }
 }
 
-void pack_weights(const Plan& p, const float* const* weights, float* forward_w, float* backward_w) {
+void pack_weights(const Plan& p, const float* const* weights, const float* const* biases, float* forward_w,
+                  float* backward_w) {
   std::fill(forward_w, forward_w + p.weight_floats, 0.0f);
   std::fill(backward_w, backward_w + p.weight_floats, 0.0f);
   for (int l = 0; l < p.n_layers(); ++l) {
@@ -81,10 +86,12 @@ void pack_weights(const Plan& p, const float* const* weights, float* forward_w, 
         fw[(int64_t)i * p.pad[l + 1] + o] = w;
         bw[(int64_t)o * p.pad[l] + i] = w;
       }
+    for (int o = 0; p.biased && o < n_out; ++o) forward_w[p.bias_offset[l] + o] = backward_w[p.bias_offset[l] + o] = biases[l][o];
   }
 }
 
-void add_weight_grads(const Plan& p, const float* const* grad_w, int count, float* const* weight_grads) {
+void add_weight_grads(const Plan& p, const float* const* grad_w, int count, float* const* weight_grads,
+                      float* const* bias_grads) {
   for (int l = 0; l < p.n_layers(); ++l) {
     const int n_in = p.dims[l], n_out = p.dims[l + 1];
     for (int o = 0; o < n_out; ++o)
@@ -93,6 +100,11 @@ void add_weight_grads(const Plan& p, const float* const* grad_w, int count, floa
         for (int c = 0; c < count; ++c) sum += grad_w[c][p.weight_offset[l] + (int64_t)i * p.pad[l + 1] + o];
         weight_grads[l][(int64_t)o * n_in + i] = sum;
       }
+    for (int o = 0; p.biased && o < n_out; ++o) {
+      float sum = 0.0f;
+      for (int c = 0; c < count; ++c) sum += grad_w[c][p.bias_offset[l] + o];
+      bias_grads[l][o] = sum;
+    }
   }
 }
 

@@ -1,8 +1,10 @@
-// Fully fused CPU MLP (bias-free linear layers, ReLU between, none after the last): tiny-cuda-nn's
-// FullyFusedMLP form (NVlabs/tiny-cuda-nn, src/fully_fused_mlp.cu) run per block of rows on a CPU, the
-// block's activations kept in cache. Torch-free: plain pointers, row-major float32.
+// Fully fused CPU MLP (linear layers, ReLU between, none after the last): tiny-cuda-nn's FullyFusedMLP form
+// (NVlabs/tiny-cuda-nn, src/fully_fused_mlp.cu, bias-free) run per block of rows on a CPU, the block's
+// activations kept in cache; optionally every layer with a bias (as nn.Linear's default). Torch-free: plain
+// pointers, row-major float32.
 //
-// Layer l maps dims[l] -> dims[l + 1]; its weight is nn.Linear's (dims[l + 1], dims[l]). Every width is
+// Layer l maps dims[l] -> dims[l + 1]; its weight is nn.Linear's (dims[l + 1], dims[l]), its bias (dims[l + 1]).
+// Every width is
 // padded to a multiple of 16 in the packed weights and the block scratch (zeros), so the vector loops have
 // no remainders. A caller runs `forward_rows` / `backward_rows` on disjoint row ranges in parallel, each
 // with its own scratch (and, for backward, its own weight-gradient accumulator), then `add_weight_grads`.
@@ -24,18 +26,22 @@ inline int padded(int n) { return (n + kPad - 1) / kPad * kPad; }
 struct Plan {
   std::vector<int> dims, pad;            // widths and padded widths
   std::vector<int64_t> weight_offset;    // layer l's packed (pad[l] * pad[l + 1]) floats start here
-  int64_t weight_floats = 0;             // size of one packed weight buffer
+  std::vector<int64_t> bias_offset;      // biased: layer l's pad[l + 1] bias floats start here (after the weights)
+  int64_t weight_floats = 0;             // size of one packed weight buffer (weights, then biases)
   int max_pad = 0;
+  bool biased = false;
 
-  explicit Plan(std::vector<int> widths);
+  Plan(std::vector<int> widths, bool with_biases);
   int n_layers() const { return (int)dims.size() - 1; }
   // Floats of per-range scratch forward/backward need (three block-sized activation buffers).
   int64_t scratch_floats() const { return 3 * (int64_t)kBlockRows * max_pad; }
 };
 
 // Packs weights[l] (dims[l + 1], dims[l]) into `forward_w` (per layer pad[l] x pad[l + 1]: transposed, input
-// major) and `backward_w` (per layer pad[l + 1] x pad[l]: nn.Linear's layout), zero-padded.
-void pack_weights(const Plan& plan, const float* const* weights, float* forward_w, float* backward_w);
+// major) and `backward_w` (per layer pad[l + 1] x pad[l]: nn.Linear's layout), zero-padded; biased plans also
+// biases[l] (dims[l + 1]) into both at bias_offset[l].
+void pack_weights(const Plan& plan, const float* const* weights, const float* const* biases, float* forward_w,
+                  float* backward_w);
 
 // y (rows, dims.back()) of rows [r0, r1) of x (N, dims[0]); when `hidden` is not null, hidden[l]
 // (N, dims[l + 1]) receives the post-ReLU activations of hidden layer l (what backward needs).
@@ -43,13 +49,15 @@ void forward_rows(Isa isa, const Plan& plan, const float* forward_w, const float
                   float* y, float* const* hidden, float* scratch);
 
 // Rows [r0, r1): grad_x (N, dims[0]) when not null, and weight gradients added into `grad_w`, laid out
-// as `forward_w` (per layer pad[l] x pad[l + 1], transposed; zero it first).
+// as `forward_w` (per layer pad[l] x pad[l + 1], transposed, then the biases' gradients; zero it first).
 void backward_rows(Isa isa, const Plan& plan, const float* backward_w, const float* grad_y, const float* x,
                    const float* const* hidden, int64_t r0, int64_t r1, float* grad_x, float* grad_w,
                    float* scratch);
 
-// weight_grads[l] (dims[l + 1], dims[l]) = the sum of the `count` transposed accumulators `grad_w`.
-void add_weight_grads(const Plan& plan, const float* const* grad_w, int count, float* const* weight_grads);
+// weight_grads[l] (dims[l + 1], dims[l]) = the sum of the `count` transposed accumulators `grad_w`, and for a
+// biased plan bias_grads[l] (dims[l + 1]) likewise.
+void add_weight_grads(const Plan& plan, const float* const* grad_w, int count, float* const* weight_grads,
+                      float* const* bias_grads);
 
 // The ISA to run: `name` is "" or "auto" (the best this CPU supports), "avx512", "avx2" or "generic";
 // throws std::invalid_argument naming an unknown or unsupported choice.

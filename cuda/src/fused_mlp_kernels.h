@@ -92,6 +92,23 @@ inline void store_block(const float* src, int stride, int rows, int width, float
 
 inline int round_up(int n, int m) { return (n + m - 1) / m * m; }
 
+// Every one of the M rows of c (row stride `cols`, a multiple of V::W) set to the bias (cols floats).
+template <class V>
+inline void fill_rows(const float* bias, int M, int cols, float* c) {
+  for (int r = 0; r < M; ++r)
+    for (int j = 0; j < cols; j += V::W) V::store(c + (int64_t)r * cols + j, V::load(bias + j));
+}
+
+// sums (cols floats) += the column sums of the M rows of g (row stride `cols`, a multiple of V::W).
+template <class V>
+inline void add_column_sums(const float* g, int M, int cols, float* sums) {
+  for (int j = 0; j < cols; j += V::W) {
+    typename V::T acc = V::load(sums + j);
+    for (int r = 0; r < M; ++r) acc = V::fma(V::set1(1.0f), V::load(g + (int64_t)r * cols + j), acc);
+    V::store(sums + j, acc);
+  }
+}
+
 template <class V>
 void forward_rows_impl(const Plan& p, const float* forward_w, const float* x, int64_t r0, int64_t r1, float* y,
                        float* const* hidden, float* scratch) {
@@ -104,7 +121,8 @@ void forward_rows_impl(const Plan& p, const float* forward_w, const float* x, in
       const float *in = buf[l & 1], *w = forward_w + p.weight_offset[l];
       float* out = buf[(l + 1) & 1];
       const bool last = l == L - 1;
-      product<V>(M, p.pad[l + 1], p.dims[l], in, p.pad[l], 1, w, p.pad[l + 1], out, p.pad[l + 1], false, !last,
+      if (p.biased) fill_rows<V>(forward_w + p.bias_offset[l], M, p.pad[l + 1], out);  // the product adds onto it
+      product<V>(M, p.pad[l + 1], p.dims[l], in, p.pad[l], 1, w, p.pad[l + 1], out, p.pad[l + 1], p.biased, !last,
                  nullptr);
       const int d = p.dims[l + 1];
       if (last) store_block(out, p.pad[l + 1], rows, d, y + b0 * d);
@@ -130,6 +148,8 @@ void backward_rows_impl(const Plan& p, const float* backward_w, const float* gra
       // grad W^T (s_in x s_out) += act^T g: rows are the inputs, the sum runs over the block's rows
       product<V>(s_in, s_out, M, act, 1, s_in, g, s_out, grad_w + p.weight_offset[l], s_out, true,
                  false, nullptr);
+      // g is the gradient of the layer's pre-activation output: its column sums are the bias's
+      if (p.biased) add_column_sums<V>(g, M, s_out, grad_w + p.bias_offset[l]);
       if (l == 0 && !grad_x) break;
       // grad of the layer input = g W, times ReLU'(pre-activation) = (post-activation > 0) below the top
       product<V>(M, s_in, d_out, g, s_out, 1, backward_w + p.weight_offset[l], s_in, g_next, s_in, false, false,

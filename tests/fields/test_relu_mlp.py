@@ -1,6 +1,6 @@
 """The fused CPU MLP kernel against nn.Sequential (its PyTorch twin): values and gradients of the input and
-every weight, on each instruction-set path this CPU runs, for the shapes the backbones build; and the cases
-where the module must fall back to the twin."""
+every weight and bias, on each instruction-set path this CPU runs, for the shapes the backbones build, bias-free
+and with biases; and the cases where the module must fall back to the twin."""
 
 import pytest
 import torch
@@ -12,8 +12,10 @@ from nfields.fields.base import mlp
 from nfields.fields.relu_mlp import ReluMLP, cpu_isa
 
 ISAS = ["avx512", "avx2", "generic"]
-# (n_in, width, n_hidden, n_out): the hash grid's density and colour MLPs, then other mlp() calls' forms
-SHAPES = [(32, 64, 1, 16), (32, 64, 2, 3), (32, 64, 0, 1), (27, 128, 3, 3), (39, 64, 2, 16), (5, 128, 1, 1)]
+# (n_in, width, n_hidden, n_out): the hash grid's density and colour MLPs, then other mlp() calls' forms (TensoRF's
+# colour MLP, with biases: 150 -> 64 -> 64 -> 3)
+SHAPES = [(32, 64, 1, 16), (32, 64, 2, 3), (32, 64, 0, 1), (27, 128, 3, 3), (39, 64, 2, 16), (5, 128, 1, 1),
+          (150, 64, 2, 3)]
 
 
 def _kernels():
@@ -39,20 +41,26 @@ def _fused(y) -> bool:
 def _grads(module: nn.Module, x: torch.Tensor, grad_y: torch.Tensor, forward) -> tuple[torch.Tensor, ...]:
     x = x.clone().requires_grad_()
     y = forward(x)
-    weights = [m.weight for m in module[::2]]
-    return (y, *torch.autograd.grad(y, [x, *weights], grad_y))
+    return (y, *torch.autograd.grad(y, [x, *module.parameters()], grad_y))
 
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("n", [197, 64])  # a partial row block, one whole block
-def test_fused_mlp_matches_the_twin(isa, shape, n):
+@pytest.mark.parametrize("bias", [False, True])
+def test_fused_mlp_matches_the_twin(isa, shape, n, bias):
     torch.manual_seed(0)
-    module = mlp(*shape)
+    module = mlp(*shape, bias=bias)
+    if bias:  # biases far from nn.Linear's small initial ones, so that a bias left out or misplaced shows
+        with torch.no_grad():
+            for m in module[::2]:
+                m.bias.normal_(0, 0.5)
     x, grad_y = torch.randn(n, shape[0]), torch.randn(n, shape[3])
     fused = _grads(module, x, grad_y, module)
     twin = _grads(module, x, grad_y, lambda x: nn.Sequential.forward(module, x))
     assert _fused(fused[0]) and not _fused(twin[0])
-    for name, a, b in zip(["y", "grad x"] + [f"grad W{i}" for i in range(shape[2] + 1)], fused, twin):
+    names = [name for name, _ in module.named_parameters()]
+    assert len(fused) == 2 + (shape[2] + 1) * (2 if bias else 1)
+    for name, a, b in zip(["y", "grad x"] + [f"grad {n}" for n in names], fused, twin):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
 
 
@@ -75,8 +83,8 @@ def test_fused_mlp_without_gradients_keeps_no_activations(isa):
     assert y.grad_fn is None
     torch.testing.assert_close(y, nn.Sequential.forward(module, x), rtol=1e-5, atol=1e-5)
     weights = [m.weight.detach() for m in module[::2]]
-    assert len(_kernels().mlp_forward(x, weights, False, isa)) == 1  # the output only
-    assert len(_kernels().mlp_forward(x, weights, True, isa)) == 3  # and the two hidden activations
+    assert len(_kernels().mlp_forward(x, weights, [], False, isa)) == 1  # the output only
+    assert len(_kernels().mlp_forward(x, weights, [], True, isa)) == 3  # and the two hidden activations
 
 
 def test_fused_mlp_gradients_to_the_weights_only_and_batch_dimensions(isa):
@@ -91,7 +99,7 @@ def test_fused_mlp_gradients_to_the_weights_only_and_batch_dimensions(isa):
         torch.testing.assert_close(m.weight.grad, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("bias", [False, True])  # the fused kernel, then the twin
+@pytest.mark.parametrize("bias", [False, True])
 def test_leading_outputs_are_the_first_outputs_of_the_whole_module(isa, bias):
     torch.manual_seed(4)
     module = mlp(32, 64, 1, 16, bias=bias)
@@ -100,14 +108,16 @@ def test_leading_outputs_are_the_first_outputs_of_the_whole_module(isa, bias):
         first = module.leading_outputs(x, 1)
         torch.testing.assert_close(first, module(x)[:, :1], rtol=1e-5, atol=1e-5)
     assert first.shape == (197, 1)
-    assert _fused(module.leading_outputs(x.requires_grad_(), 3)) != bias
+    assert _fused(module.leading_outputs(x.requires_grad_(), 3))
 
 
 def test_unsupported_layouts_and_inputs_run_the_twin(monkeypatch):
     _kernels()
     x = torch.randn(10, 32, requires_grad=True)
-    assert _fused(mlp(32, 64, 1, 3)(x))
-    assert not _fused(mlp(32, 64, 1, 3, bias=True)(x))
+    assert _fused(mlp(32, 64, 1, 3)(x)) and _fused(mlp(32, 64, 1, 3, bias=True)(x))
+    partly_biased = mlp(32, 64, 1, 3)
+    partly_biased[0] = nn.Linear(32, 64)
+    assert not _fused(partly_biased(x))
     assert not _fused(mlp(32, 64, 1, 3).double()(x.double()))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not _fused(mlp(32, 64, 1, 3)(x))
