@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Field, FieldConfig, SavedConfigError
+from .base import Field, FieldConfig, SavedConfigError, mlp
 from .coordinate import CoordinateNetwork, FourierFeatures
 from .encodings import positional_encoding, positional_encoding_dim
 from .grids import MultiPlaneGrid
@@ -144,9 +144,7 @@ class CAMField(Field):
                                       c.grid_resolution, c.normalization, c.skip_layer)
         self.density_head = nn.Linear(self.trunk_mlp.out_dim, 1 + c.feature_width)  # sigma and bottleneck layers
         n_dir = positional_encoding_dim(3, c.direction_frequencies)
-        self.color_mlp = nn.Sequential(
-            nn.Linear(c.feature_width + n_dir, c.color_width), nn.ReLU(inplace=True), nn.Linear(c.color_width, 3)
-        )
+        self.color_mlp = mlp(c.feature_width + n_dir, c.color_width, 1, 3, bias=True)  # the fused kernel's form
         for module in self.modules():  # NerfAcc's MLP initialisation
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
