@@ -86,7 +86,8 @@ void pack_weights(const Plan& p, const float* const* weights, const float* const
         fw[(int64_t)i * p.pad[l + 1] + o] = w;
         bw[(int64_t)o * p.pad[l] + i] = w;
       }
-    for (int o = 0; p.biased && o < n_out; ++o) forward_w[p.bias_offset[l] + o] = backward_w[p.bias_offset[l] + o] = biases[l][o];
+    for (int o = 0; p.biased && o < n_out; ++o)
+      forward_w[p.bias_offset[l] + o] = backward_w[p.bias_offset[l] + o] = biases[l][o];
   }
 }
 

@@ -4,9 +4,8 @@
 // pointers, row-major float32.
 //
 // Layer l maps dims[l] -> dims[l + 1]; its weight is nn.Linear's (dims[l + 1], dims[l]), its bias (dims[l + 1]).
-// Every width is
-// padded to a multiple of 16 in the packed weights and the block scratch (zeros), so the vector loops have
-// no remainders. A caller runs `forward_rows` / `backward_rows` on disjoint row ranges in parallel, each
+// Every width is padded to a multiple of 16 in the packed weights and the block scratch (zeros), so the vector
+// loops have no remainders. A caller runs `forward_rows` / `backward_rows` on disjoint row ranges in parallel, each
 // with its own scratch (and, for backward, its own weight-gradient accumulator), then `add_weight_grads`.
 #pragma once
 #include <cstdint>
