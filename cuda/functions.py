@@ -47,10 +47,14 @@ class HashEncode(torch.autograd.Function):
     @staticmethod
     def forward(ctx, kernels, x, table, levels):
         x = x.contiguous()
-        out = kernels.hash_encode_forward(x, table.contiguous(), *levels)
+        HashEncode.remember(ctx, kernels, x, table, levels)
+        return kernels.hash_encode_forward(x, table.contiguous(), *levels)
+
+    @staticmethod
+    def remember(ctx, kernels, x, table, levels):
+        """What backward needs: the points (contiguous), the kernels, the levels and the table's shape and dtype."""
         ctx.save_for_backward(x)
         ctx.kernels, ctx.levels, ctx.table_shape, ctx.table_dtype = kernels, levels, table.shape, table.dtype
-        return out
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -71,8 +75,7 @@ class ReusedHashEncode(HashEncode):
 
     @staticmethod
     def forward(ctx, kernels, x, table, levels, encoding):
-        ctx.save_for_backward(x.contiguous())
-        ctx.kernels, ctx.levels, ctx.table_shape, ctx.table_dtype = kernels, levels, table.shape, table.dtype
+        HashEncode.remember(ctx, kernels, x.contiguous(), table, levels)
         return encoding
 
     @staticmethod

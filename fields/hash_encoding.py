@@ -173,10 +173,18 @@ def hash_encode(x: torch.Tensor, table: torch.Tensor, geometry: HashGridGeometry
     """
     if x.requires_grad:
         return hash_encode_reference(x, table, geometry)
-    kernels = kernels_for(x.device)
-    if kernels is not None and (table.dtype == torch.float32 or (table.dtype == torch.float16 and x.is_cuda)):
+    kernels = native_kernels(x, table)
+    if kernels is not None:
         return functions.hash_encode(kernels, x, table, geometry.kernel_levels)
     return hash_encode_torch(x, table, geometry)
+
+
+def native_kernels(x: torch.Tensor, table: torch.Tensor):
+    """The native extension that encodes x with this table (float32, or float16 on CUDA), or None for PyTorch."""
+    kernels = kernels_for(x.device)
+    if kernels is not None and (table.dtype == torch.float32 or (table.dtype == torch.float16 and x.is_cuda)):
+        return kernels
+    return None
 
 
 def reuse_hash_encoding(x: torch.Tensor, table: torch.Tensor, geometry: HashGridGeometry,
@@ -186,8 +194,8 @@ def reuse_hash_encoding(x: torch.Tensor, table: torch.Tensor, geometry: HashGrid
     encodings of the samples it keeps (the same table, the same points) instead of encoding them again."""
     if x.requires_grad:
         raise ValueError("reuse_hash_encoding gives no gradient to the positions: use hash_encode")
-    kernels = kernels_for(x.device)
-    if kernels is not None and (table.dtype == torch.float32 or (table.dtype == torch.float16 and x.is_cuda)):
+    kernels = native_kernels(x, table)
+    if kernels is not None:
         return functions.reused_hash_encode(kernels, x, table, geometry.kernel_levels, encoding)
     return _ReusedHashEncode.apply(x, table, geometry, encoding)
 

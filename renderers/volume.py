@@ -219,10 +219,8 @@ class VolumeRenderer(nn.Module):
             if len(chosen) == 0:
                 continue
             positions = chosen.midpoints(origins, directions)[0]
-            if keep_values:
-                sigma, feature = field.density(positions)
-            else:
-                sigma, feature = marching_density(field, positions)
+            # values: the features with keep_values, else what the field offers to reuse (or None)
+            sigma, values = field.density(positions) if keep_values else marching_density(field, positions)
             visible = ops.termination_round(sigma, chosen, depth, alive, early_stop_eps)
             if alpha_threshold > 0:
                 thickness = sigma * (chosen.t_ends - chosen.t_starts)
@@ -230,7 +228,7 @@ class VolumeRenderer(nn.Module):
             seen = visible.nonzero().squeeze(1)
             if len(seen):
                 yield (chosen.select(seen), sigma.index_select(0, seen) if keep_values else None,
-                       feature.index_select(0, seen) if feature is not None else None)
+                       values.index_select(0, seen) if values is not None else None)
 
     def march_until_opaque(self, field, origins: torch.Tensor, directions: torch.Tensor, jitter: bool,
                            training: bool = True, crop: torch.Tensor | None = None, keep_values: bool = True):
