@@ -5,7 +5,9 @@
 #include <cstring>
 
 #if defined(__x86_64__) || defined(__i386__)
-#pragma GCC target("avx2,fma")
+// Generic tuning whatever -march tunes for: GCC 12's znver4 tuning (-march=native on an AMD EPYC of that family)
+// made these loops 30-55 % slower than its generic tuning (docs/kernels.md).
+#pragma GCC target("avx2,fma,tune=generic")
 #include <immintrin.h>
 
 #include "fused_mlp_kernels.h"

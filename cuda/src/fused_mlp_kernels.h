@@ -92,12 +92,16 @@ inline void store_block(const float* src, int stride, int rows, int width, float
 
 inline int round_up(int n, int m) { return (n + m - 1) / m * m; }
 
-// Every one of the M rows of c (row stride `cols`, a multiple of V::W) set to the bias (cols floats).
+// Every one of the M rows of c (`cols` floats, a multiple of V::W; row stride c_row) set to the bias.
 template <class V>
-inline void fill_rows(const float* bias, int M, int cols, float* c) {
+inline void fill_rows(const float* bias, int M, int cols, int64_t c_row, float* c) {
   for (int r = 0; r < M; ++r)
-    for (int j = 0; j < cols; j += V::W) V::store(c + (int64_t)r * cols + j, V::load(bias + j));
+    for (int j = 0; j < cols; j += V::W) V::store(c + r * c_row + j, V::load(bias + j));
 }
+
+// Whether a block's activations of width dims[l] are used where they lie in the caller's (N, dims[l]) array
+// (a full block of a width that needs no padding) rather than copied into padded scratch.
+inline bool in_place(const Plan& p, int l, int rows, int M) { return rows == M && p.dims[l] == p.pad[l]; }
 
 // sums (cols floats) += the column sums of the M rows of g (row stride `cols`, a multiple of V::W).
 template <class V>
@@ -116,17 +120,24 @@ void forward_rows_impl(const Plan& p, const float* forward_w, const float* x, in
   float* buf[2] = {scratch, scratch + (int64_t)kBlockRows * p.max_pad};
   for (int64_t b0 = r0; b0 < r1; b0 += kBlockRows) {
     const int rows = (int)std::min<int64_t>(kBlockRows, r1 - b0), M = round_up(rows, kPad);
-    load_block(x + b0 * p.dims[0], rows, p.dims[0], buf[0], p.pad[0], M);
+    // A full block of an unpadded width is read, and its saved activations written, where they are: no copy.
+    const float* in = x + b0 * p.dims[0];
+    int64_t in_row = p.dims[0];
+    if (!in_place(p, 0, rows, M)) {
+      load_block(in, rows, p.dims[0], buf[0], p.pad[0], M);
+      in = buf[0], in_row = p.pad[0];
+    }
     for (int l = 0; l < L; ++l) {
-      const float *in = buf[l & 1], *w = forward_w + p.weight_offset[l];
-      float* out = buf[(l + 1) & 1];
-      const bool last = l == L - 1;
-      if (p.biased) fill_rows<V>(forward_w + p.bias_offset[l], M, p.pad[l + 1], out);  // the product adds onto it
-      product<V>(M, p.pad[l + 1], p.dims[l], in, p.pad[l], 1, w, p.pad[l + 1], out, p.pad[l + 1], p.biased, !last,
-                 nullptr);
+      const float* w = forward_w + p.weight_offset[l];
+      const bool last = l == L - 1, saved = !last && hidden, direct = saved && in_place(p, l + 1, rows, M);
       const int d = p.dims[l + 1];
-      if (last) store_block(out, p.pad[l + 1], rows, d, y + b0 * d);
-      else if (hidden) store_block(out, p.pad[l + 1], rows, d, hidden[l] + b0 * d);
+      float* out = direct ? hidden[l] + b0 * d : in == buf[0] ? buf[1] : buf[0];
+      const int64_t out_row = direct ? d : p.pad[l + 1];
+      if (p.biased) fill_rows<V>(forward_w + p.bias_offset[l], M, p.pad[l + 1], out_row, out);  // the product adds onto it
+      product<V>(M, p.pad[l + 1], p.dims[l], in, in_row, 1, w, p.pad[l + 1], out, out_row, p.biased, !last, nullptr);
+      if (last) store_block(out, out_row, rows, d, y + b0 * d);
+      else if (saved && !direct) store_block(out, out_row, rows, d, hidden[l] + b0 * d);
+      in = out, in_row = out_row;
     }
   }
 }
@@ -137,25 +148,28 @@ void backward_rows_impl(const Plan& p, const float* backward_w, const float* gra
                         float* scratch) {
   const int L = p.n_layers();
   const int64_t block = (int64_t)kBlockRows * p.max_pad;
-  float *g = scratch, *g_next = scratch + block, *act = scratch + 2 * block;
+  float *g = scratch, *g_next = scratch + block, *act_buf = scratch + 2 * block;
   for (int64_t b0 = r0; b0 < r1; b0 += kBlockRows) {
     const int rows = (int)std::min<int64_t>(kBlockRows, r1 - b0), M = round_up(rows, kPad);
     load_block(grad_y + b0 * p.dims[L], rows, p.dims[L], g, p.pad[L], M);
     for (int l = L - 1; l >= 0; --l) {
       const int d_in = p.dims[l], d_out = p.dims[l + 1], s_in = p.pad[l], s_out = p.pad[l + 1];
-      const float* layer_in = l == 0 ? x : hidden[l - 1];
-      load_block(layer_in + b0 * d_in, rows, d_in, act, s_in, M);
+      const bool direct = in_place(p, l, rows, M);  // then d_in == s_in: the layer's input is read where it is
+      const float* act = (l == 0 ? x : hidden[l - 1]) + b0 * d_in;
+      if (!direct) load_block(act, rows, d_in, act_buf, s_in, M), act = act_buf;
       // grad W^T (s_in x s_out) += act^T g: rows are the inputs, the sum runs over the block's rows
       product<V>(s_in, s_out, M, act, 1, s_in, g, s_out, grad_w + p.weight_offset[l], s_out, true,
                  false, nullptr);
       // g is the gradient of the layer's pre-activation output: its column sums are the bias's
       if (p.biased) add_column_sums<V>(g, M, s_out, grad_w + p.bias_offset[l]);
       if (l == 0 && !grad_x) break;
-      // grad of the layer input = g W, times ReLU'(pre-activation) = (post-activation > 0) below the top
-      product<V>(M, s_in, d_out, g, s_out, 1, backward_w + p.weight_offset[l], s_in, g_next, s_in, false, false,
+      // grad of the layer input = g W, times ReLU'(pre-activation) = (post-activation > 0) below the top; the
+      // input's gradient goes straight into grad_x where its rows are unpadded
+      float* out = l == 0 && direct ? grad_x + b0 * d_in : g_next;
+      product<V>(M, s_in, d_out, g, s_out, 1, backward_w + p.weight_offset[l], s_in, out, s_in, false, false,
                  l > 0 ? act : nullptr);
+      if (l == 0 && !direct) store_block(g_next, s_in, rows, d_in, grad_x + b0 * d_in);
       std::swap(g, g_next);
-      if (l == 0) store_block(g, s_in, rows, d_in, grad_x + b0 * d_in);
     }
   }
 }
