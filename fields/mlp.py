@@ -13,6 +13,7 @@ from .base import Field, FieldConfig, mlp, trunc_exp
 from .coordinate import CoordinateNetwork, PositionalEncoder
 from .encodings import positional_encoding, positional_encoding_dim, spherical_harmonics
 from .optimizer_spec import INSTANT_NGP_OPTIMIZER, OptimizerSpec
+from .relu_mlp import ReluMLP
 
 HEADS = ("own", "shared")
 
@@ -92,20 +93,33 @@ class MLPField(Field):
         self.trunk_mlp = nn.ModuleList(layers)
         self.color_mlp = mlp(n_dir + c.feature_width, c.color_width, c.color_hidden, 3, bias=not shared)
 
+    def unskipped_trunk(self) -> ReluMLP | None:
+        """Without a skip connection, the trunk (with the own form's density head after it) is a ReLU MLP with a
+        bias in every layer: this one, over the same modules, runs it on the fused CPU kernel. None with a skip."""
+        if 0 <= self.config.skip_at < len(self.trunk_mlp):
+            return None
+        linear = list(self.trunk_mlp) + ([] if self.config.heads == "shared" else [self.density_head])
+        return ReluMLP(*[m for layer in linear[:-1] for m in (layer, nn.ReLU())], linear[-1])
+
     def density(self, positions):
         c = self.config
         encoded = positional_encoding(self.normalize(positions) * 2 - 1, c.position_frequencies)
-        h = encoded
-        for i, layer in enumerate(self.trunk_mlp):
-            if i == c.skip_at:
-                h = torch.cat([h, encoded], dim=-1)
-            h = layer(h)
-            if i < c.depth:  # the shared form's last layer (i == depth) stays linear
-                h = torch.relu(h)
+        chain = self.unskipped_trunk()
+        if chain is not None:  # the shared form's trunk output, or the own form's density head output
+            out = chain(encoded)
+        else:
+            out = encoded
+            for i, layer in enumerate(self.trunk_mlp):
+                if i == c.skip_at:
+                    out = torch.cat([out, encoded], dim=-1)
+                out = layer(out)
+                if i < c.depth:  # the shared form's last layer (i == depth) stays linear
+                    out = torch.relu(out)
+            if c.heads == "own":
+                out = self.density_head(out)
         if c.heads == "shared":  # features: log-density (before the bias) and appearance, as the hash grid's
-            features = self.density_mlp(h)
+            features = self.density_mlp(out)
             return trunc_exp(features[:, 0] + c.density_bias), features
-        out = self.density_head(h)
         return trunc_exp(out[:, 0] + c.density_bias), out[:, 1:]
 
     def color(self, features, directions):

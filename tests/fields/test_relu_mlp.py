@@ -149,3 +149,41 @@ def test_auto_runs_pytorch_on_a_cpu_without_avx2(monkeypatch):
     assert cpu_isa(NoAvx) is None
     monkeypatch.setenv("FIELDS_CPU_ISA", "generic")
     assert cpu_isa(NoAvx) == "generic"
+
+
+@pytest.mark.parametrize("heads", ["own", "shared"])
+def test_mlp_backbone_trunk_runs_fused_and_matches_its_layers(isa, heads, monkeypatch):
+    """The mlp backbone's trunk (with its own density head) runs as one fused ReLU MLP over the same modules: the
+    same densities, features and parameter gradients as its layers one by one."""
+    from nfields.fields.mlp import MLPConfig, MLPField
+
+    torch.manual_seed(2)
+    field = MLPField(torch.tensor([-1.5, -1.5, -1.5, 1.5, 1.5, 1.5]), MLPConfig(heads=heads, feature_width=16))
+    positions = torch.rand(197, 3) * 3 - 1.5
+
+    def outputs():
+        sigma, features = field.density(positions)
+        loss = (sigma * torch.linspace(0, 1, len(sigma))).sum() + features.square().sum()
+        return (sigma, features, *torch.autograd.grad(loss, list(field.parameters()), allow_unused=True))
+
+    chain = field.unskipped_trunk()
+    encoded = torch.randn(5, chain[0].in_features)
+    assert _fused(chain(encoded).grad_fn)
+    fused = outputs()
+    monkeypatch.setattr(field, "unskipped_trunk", lambda: None)  # the layers one by one
+    layered = outputs()
+    names = ["sigma", "features"] + [name for name, _ in field.named_parameters()]
+    for name, a, b in zip(names, fused, layered):
+        if a is None:
+            assert b is None, name
+            continue
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_mlp_backbone_with_a_skip_keeps_its_layers():
+    from nfields.fields.mlp import MLPConfig, MLPField
+
+    field = MLPField(torch.tensor([-1.5, -1.5, -1.5, 1.5, 1.5, 1.5]), MLPConfig(width=32, depth=4, skip_at=2))
+    assert field.unskipped_trunk() is None
+    sigma, features = field.density(torch.rand(10, 3))
+    assert sigma.shape == (10,) and features.shape == (10, field.config.feature_width)
