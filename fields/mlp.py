@@ -13,7 +13,7 @@ from .base import Field, FieldConfig, mlp, trunc_exp
 from .coordinate import CoordinateNetwork, PositionalEncoder
 from .encodings import positional_encoding, positional_encoding_dim, spherical_harmonics
 from .optimizer_spec import INSTANT_NGP_OPTIMIZER, OptimizerSpec
-from .relu_mlp import ReluMLP
+from .relu_mlp import fused_relu_layers
 
 HEADS = ("own", "shared")
 
@@ -93,21 +93,21 @@ class MLPField(Field):
         self.trunk_mlp = nn.ModuleList(layers)
         self.color_mlp = mlp(n_dir + c.feature_width, c.color_width, c.color_hidden, 3, bias=not shared)
 
-    def unskipped_trunk(self) -> ReluMLP | None:
+    def unskipped_layers(self) -> list[nn.Linear] | None:
         """Without a skip connection, the trunk (with the own form's density head after it) is a ReLU MLP with a
-        bias in every layer: this one, over the same modules, runs it on the fused CPU kernel. None with a skip."""
+        bias in every layer, whose linear layers these are (`density` runs them on the fused CPU kernel); None
+        with a skip."""
         if 0 <= self.config.skip_at < len(self.trunk_mlp):
             return None
-        linear = list(self.trunk_mlp) + ([] if self.config.heads == "shared" else [self.density_head])
-        return ReluMLP(*[m for layer in linear[:-1] for m in (layer, nn.ReLU())], linear[-1])
+        return list(self.trunk_mlp) + ([] if self.config.heads == "shared" else [self.density_head])
 
     def density(self, positions):
         c = self.config
         encoded = positional_encoding(self.normalize(positions) * 2 - 1, c.position_frequencies)
-        chain = self.unskipped_trunk()
-        if chain is not None:  # the shared form's trunk output, or the own form's density head output
-            out = chain(encoded)
-        else:
+        layers = self.unskipped_layers()
+        # the shared form's trunk output, or the own form's density head output
+        out = fused_relu_layers(layers, encoded) if layers is not None else None
+        if out is None:  # a skip, or no fused kernel here: the layers one by one
             out = encoded
             for i, layer in enumerate(self.trunk_mlp):
                 if i == c.skip_at:

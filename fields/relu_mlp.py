@@ -25,20 +25,34 @@ def cpu_isa(kernels) -> str | None:
     return isa
 
 
+def fused_relu_layers(linear: list[nn.Linear], x: torch.Tensor,
+                      last_weight: torch.Tensor | None = None) -> torch.Tensor | None:
+    """x (..., n_in) through `linear` with ReLU between and none after the last, on the fused kernel, with
+    last_weight (out, in) in the last layer's place when given; None where the kernel does not compute exactly that
+    (not float32 on the CPU, autocast, a bias in some layers only, no kernel path: see cpu_isa)."""
+    if not (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+            and len({m.bias is None for m in linear}) == 1  # every layer with a bias, or none
+            and all(p.dtype == torch.float32 and p.device.type == "cpu" for m in linear for p in m.parameters())):
+        return None
+    kernels = kernels_for(x.device)
+    isa = cpu_isa(kernels) if kernels is not None else None
+    if isa is None:
+        return None
+    weights = [m.weight for m in linear]
+    biases = None if linear[0].bias is None else [m.bias for m in linear]
+    if last_weight is not None:
+        weights[-1] = last_weight
+        if biases is not None:
+            biases[-1] = biases[-1][: len(last_weight)]
+    if x.dim() == 2:
+        return functions.fused_mlp(kernels, x, weights, isa, biases)
+    y = functions.fused_mlp(kernels, x.reshape(-1, x.shape[-1]), weights, isa, biases)
+    return y.reshape(*x.shape[:-1], y.shape[-1])
+
+
 class ReluMLP(nn.Sequential):
     """Linear, ReLU, ..., Linear (no output activation): (..., n_in) -> (..., n_out). The children are
     nn.Sequential's, so checkpoints keep their state_dict keys."""
-
-    def fusable(self, x: torch.Tensor) -> bool:
-        """Whether the fused kernel computes exactly this module on x."""
-        layers = list(self)
-        linear = layers[::2]
-        return (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
-                and len(layers) % 2 == 1
-                and all(isinstance(m, nn.ReLU) for m in layers[1::2])
-                and all(isinstance(m, nn.Linear) for m in linear)
-                and len({m.bias is None for m in linear}) == 1  # every layer with a bias, or none
-                and all(p.dtype == torch.float32 and p.device.type == "cpu" for p in self.parameters()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.fused(x)
@@ -55,20 +69,11 @@ class ReluMLP(nn.Sequential):
         return nn.functional.linear(self[:-1](x), last.weight[:count], None if last.bias is None else last.bias[:count])
 
     def fused(self, x: torch.Tensor, last_weight: torch.Tensor | None = None) -> torch.Tensor | None:
-        """x through the fused kernel, with last_weight (out, in) in the last layer's place when given; None when
-        the kernel does not compute this module on x."""
-        kernels = kernels_for(x.device) if self.fusable(x) else None
-        isa = cpu_isa(kernels) if kernels is not None else None
-        if isa is None:
+        """x through the fused kernel (`fused_relu_layers`) when this module is Linear, ReLU, ..., Linear; else
+        None."""
+        layers = list(self)
+        linear = layers[::2]
+        if not (len(layers) % 2 == 1 and all(isinstance(m, nn.ReLU) for m in layers[1::2])
+                and all(isinstance(m, nn.Linear) for m in linear)):
             return None
-        linear = list(self)[::2]
-        weights = [m.weight for m in linear]
-        biases = None if linear[0].bias is None else [m.bias for m in linear]
-        if last_weight is not None:
-            weights[-1] = last_weight
-            if biases is not None:
-                biases[-1] = biases[-1][: len(last_weight)]
-        if x.dim() == 2:
-            return functions.fused_mlp(kernels, x, weights, isa, biases)
-        y = functions.fused_mlp(kernels, x.reshape(-1, x.shape[-1]), weights, isa, biases)
-        return y.reshape(*x.shape[:-1], y.shape[-1])
+        return fused_relu_layers(linear, x, last_weight)

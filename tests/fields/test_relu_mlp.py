@@ -9,7 +9,7 @@ from torch import nn
 from nfields.cuda import build
 from nfields.cuda.dispatch import kernels_for
 from nfields.fields.base import mlp
-from nfields.fields.relu_mlp import ReluMLP, cpu_isa
+from nfields.fields.relu_mlp import ReluMLP, cpu_isa, fused_relu_layers
 
 ISAS = ["avx512", "avx2", "generic"]
 # (n_in, width, n_hidden, n_out): the hash grid's density and colour MLPs, then other mlp() calls' forms (TensoRF's
@@ -153,7 +153,7 @@ def test_auto_runs_pytorch_on_a_cpu_without_avx2(monkeypatch):
 
 @pytest.mark.parametrize("heads", ["own", "shared"])
 def test_mlp_backbone_trunk_runs_fused_and_matches_its_layers(isa, heads, monkeypatch):
-    """The mlp backbone's trunk (with its own density head) runs as one fused ReLU MLP over the same modules: the
+    """The mlp backbone's trunk (with its own density head) runs as one fused ReLU MLP over its own layers: the
     same densities, features and parameter gradients as its layers one by one."""
     from nfields.fields.mlp import MLPConfig, MLPField
 
@@ -166,11 +166,11 @@ def test_mlp_backbone_trunk_runs_fused_and_matches_its_layers(isa, heads, monkey
         loss = (sigma * torch.linspace(0, 1, len(sigma))).sum() + features.square().sum()
         return (sigma, features, *torch.autograd.grad(loss, list(field.parameters()), allow_unused=True))
 
-    chain = field.unskipped_trunk()
-    encoded = torch.randn(5, chain[0].in_features)
-    assert _fused(chain(encoded).grad_fn)
+    layers = field.unskipped_layers()
+    encoded = torch.randn(5, layers[0].in_features)
+    assert _fused(fused_relu_layers(layers, encoded).grad_fn)
     fused = outputs()
-    monkeypatch.setattr(field, "unskipped_trunk", lambda: None)  # the layers one by one
+    monkeypatch.setattr(field, "unskipped_layers", lambda: None)  # the layers one by one
     layered = outputs()
     names = ["sigma", "features"] + [name for name, _ in field.named_parameters()]
     for name, a, b in zip(names, fused, layered):
@@ -184,6 +184,6 @@ def test_mlp_backbone_with_a_skip_keeps_its_layers():
     from nfields.fields.mlp import MLPConfig, MLPField
 
     field = MLPField(torch.tensor([-1.5, -1.5, -1.5, 1.5, 1.5, 1.5]), MLPConfig(width=32, depth=4, skip_at=2))
-    assert field.unskipped_trunk() is None
+    assert field.unskipped_layers() is None
     sigma, features = field.density(torch.rand(10, 3))
     assert sigma.shape == (10,) and features.shape == (10, field.config.feature_width)
