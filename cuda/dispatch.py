@@ -17,9 +17,10 @@ import torch
 from . import build
 
 OPERATIONS = ("march_rays", "march_rays_cascaded", "composite", "hash_encode", "plane_sample", "occupancy_update",
-              "mlp")
-# Operations with a CPU kernel only; on a GPU, PyTorch runs them (tiny-cuda-nn's fused MLP is the GPU counterpart).
-CPU_ONLY = ("mlp",)
+              "mlp", "vm_products")
+# Operations with a CPU kernel only; on a GPU, PyTorch runs them (tiny-cuda-nn's fused MLP is the GPU counterpart;
+# TensoRF's products take the CUDA plane lookups one factor at a time).
+CPU_ONLY = ("mlp", "vm_products")
 _BUILDS = {"cpu": build.cpu_kernels, "cuda": build.cuda_kernels}
 
 

@@ -112,6 +112,32 @@ def plane_sample(kernels: ModuleType, planes: torch.Tensor, coords: torch.Tensor
     return PlaneSample.apply(kernels, planes, coords, sum_planes)
 
 
+class VMProducts(torch.autograd.Function):
+    """Native TensoRF vector-matrix products (CPU); gradients flow to the planes and lines only."""
+
+    @staticmethod
+    def forward(ctx, kernels, x, sum_products, *factors):
+        x = x.contiguous()
+        out = kernels.vm_products_forward(list(factors[:3]), list(factors[3:]), x, sum_products)
+        ctx.save_for_backward(x, *factors)
+        ctx.kernels, ctx.sum_products = kernels, sum_products
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        x, *factors = ctx.saved_tensors
+        grads = ctx.kernels.vm_products_backward(grad_out.contiguous(), factors[:3], factors[3:], x, ctx.sum_products)
+        return None, None, None, *grads
+
+
+def vm_products(kernels: ModuleType, planes: list[torch.Tensor], lines: list[torch.Tensor], x: torch.Tensor,
+                sum_products: bool) -> torch.Tensor:
+    """Planes (1, C, H, W) and lines (1, C, L, 1), three each, any strides, at x (N, 3) in [-1, 1] ->
+    (N, 3C), or (N,) summed (see fields/grids.py: vm_products)."""
+    return VMProducts.apply(kernels, x, sum_products, *planes, *lines)
+
+
 class FusedMLP(torch.autograd.Function):
     """Native fused ReLU MLP (CPU); gradients flow to the input, every weight and every bias."""
 

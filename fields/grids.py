@@ -1,6 +1,7 @@
 """Dense feature planes and lines, looked up bilinearly with grid_sample's semantics (align_corners=True,
 border padding). `sample_planes` runs the native kernel of the planes' device when there is one and the
-coordinates need no gradient; `sample_planes_torch` (F.grid_sample) is its twin and the fallback."""
+coordinates need no gradient; `sample_planes_torch` (F.grid_sample) is its twin and the fallback.
+`vm_products` (TensoRF's plane-times-line products) likewise, with `vm_products_torch` its twin."""
 
 from __future__ import annotations
 
@@ -46,6 +47,37 @@ def plane_coords(x: torch.Tensor) -> torch.Tensor:
 def line_coords(x: torch.Tensor) -> torch.Tensor:
     """Coordinates (3, N) of points x (N, 3) along the Z, Y and X lines."""
     return torch.stack([x[:, axis] for axis in LINE_AXES])
+
+
+def vm_products(planes: list[torch.Tensor], lines: list[torch.Tensor], x: torch.Tensor,
+                sum_products: bool = False) -> torch.Tensor:
+    """TensoRF's vector-matrix products at points x (N, 3) in [-1, 1]: pair m multiplies plane m (1, C, H, W),
+    looked up at x's PLANE_AXES[m] coordinates, with line m (1, C, L, 1) at its LINE_AXES[m] coordinate, channel
+    by channel -> (N, 3C), the pairs side by side, or with sum_products their sum over pairs and channels (N,).
+    The native CPU kernel when x needs no gradient (it is faster still on channels_last factors); otherwise
+    one lookup per factor (`sample_planes`)."""
+    factors = [*planes, *lines]
+    if x.device.type == "cpu" and not x.requires_grad and all(f.dtype == torch.float32 for f in factors):
+        kernels = kernels_for(x.device)
+        if kernels is not None:
+            return functions.vm_products(kernels, planes, lines, x.float(), sum_products)
+    return pair_products(planes, lines, x, sum_products, sample_planes)
+
+
+def vm_products_torch(planes: list[torch.Tensor], lines: list[torch.Tensor], x: torch.Tensor,
+                      sum_products: bool = False) -> torch.Tensor:
+    """The PyTorch twin of the native `vm_products`, with F.grid_sample."""
+    return pair_products(planes, lines, x, sum_products, sample_planes_torch)
+
+
+def pair_products(planes, lines, x, sum_products, sample) -> torch.Tensor:
+    """`vm_products` with `sample(factor, coords)` as the lookup (`sample_planes` or its twin)."""
+    pc, lc = plane_coords(x), line_coords(x)
+    grid = torch.stack([torch.zeros_like(lc), lc], dim=-1)  # lines are planes one cell wide
+    products = [sample(p, pc[m:m + 1])[0] * sample(v, grid[m:m + 1])[0] for m, (p, v) in enumerate(zip(planes, lines))]
+    if sum_products:
+        return sum(p.sum(-1) for p in products)
+    return torch.cat(products, dim=-1)
 
 
 def resize(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

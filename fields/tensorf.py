@@ -27,7 +27,7 @@ from torch import nn
 from .base import Field, FieldConfig, mlp, softplus_density
 from .coordinate import with_mlp_head
 from .encodings import positional_encoding
-from .grids import LINE_AXES, PLANE_AXES, line_coords, plane_coords, resize, sample_lines, sample_planes
+from .grids import LINE_AXES, PLANE_AXES, line_coords, plane_coords, resize, sample_lines, sample_planes, vm_products
 from .optimizer_spec import OptimizerSpec, ParamGroupSpec, Schedule
 
 
@@ -252,8 +252,16 @@ class _TensoRF(Field):
         return weight * sum(f.abs().mean() for f in self.density_factors())
 
 
+def channels_last(factor: torch.Tensor) -> nn.Parameter:
+    """A VM factor (1, C, H, W) as a parameter with its channels innermost (torch.channels_last): a point's C
+    values at a plane cell lie side by side, where `vm_products`' native kernel reads and adds them (4x faster
+    lookups than PyTorch's layout on lego; shapes and state_dict keys unchanged)."""
+    return nn.Parameter(factor.contiguous(memory_format=torch.channels_last))
+
+
 class TensoRFVMField(_TensoRF):
-    """Vector-matrix: s = sum over (plane, line) pairs and ranks of P(x_plane) * v(x_line)."""
+    """Vector-matrix: s = sum over (plane, line) pairs and ranks of P(x_plane) * v(x_line); factors stored
+    channels_last (`channels_last`)."""
 
     name = "tensorf-vm"
     Config = TensoRFConfig
@@ -268,11 +276,11 @@ class TensoRFVMField(_TensoRF):
         c = self.config
 
         def planes(rank):
-            return nn.ParameterList(nn.Parameter(c.init_scale * torch.randn(1, rank, resolution[b], resolution[a]))
+            return nn.ParameterList(channels_last(c.init_scale * torch.randn(1, rank, resolution[b], resolution[a]))
                                     for a, b in PLANE_AXES)
 
         def lines(rank):
-            return nn.ParameterList(nn.Parameter(c.init_scale * torch.randn(1, rank, resolution[a], 1))
+            return nn.ParameterList(channels_last(c.init_scale * torch.randn(1, rank, resolution[a], 1))
                                     for a in LINE_AXES)
 
         self.density_planes, self.density_lines = planes(c.density_rank), lines(c.density_rank)
@@ -281,31 +289,26 @@ class TensoRFVMField(_TensoRF):
     def appearance_products(self):
         return 3 * self.config.appearance_rank
 
-    def _products(self, planes, lines, x):
-        pc, lc = plane_coords(x), line_coords(x)
-        return [sample_planes(p, pc[m:m + 1])[0] * sample_lines(v, lc[m:m + 1])[0]
-                for m, (p, v) in enumerate(zip(planes, lines))]
-
     def density_raw(self, x):
-        return sum(p.sum(-1) for p in self._products(self.density_planes, self.density_lines, x))
+        return vm_products(list(self.density_planes), list(self.density_lines), x, sum_products=True)
 
     def appearance_raw(self, x):
-        return torch.cat(self._products(self.appearance_planes, self.appearance_lines, x), dim=-1)
+        return vm_products(list(self.appearance_planes), list(self.appearance_lines), x)
 
     def resize_factors(self, resolution):
         for plist, llist in ((self.density_planes, self.density_lines),
                              (self.appearance_planes, self.appearance_lines)):
             for m, (a, b) in enumerate(PLANE_AXES):
-                plist[m] = nn.Parameter(resize(plist[m].data, (resolution[b], resolution[a])))
-                llist[m] = nn.Parameter(resize(llist[m].data, (resolution[LINE_AXES[m]], 1)))
+                plist[m] = channels_last(resize(plist[m].data, (resolution[b], resolution[a])))
+                llist[m] = channels_last(resize(llist[m].data, (resolution[LINE_AXES[m]], 1)))
 
     def crop_factors(self, first, last):
         for plist, llist in ((self.density_planes, self.density_lines),
                              (self.appearance_planes, self.appearance_lines)):
             for m, (a, b) in enumerate(PLANE_AXES):
-                plist[m] = nn.Parameter(plist[m].data[..., first[b]:last[b] + 1, first[a]:last[a] + 1].contiguous())
+                plist[m] = channels_last(plist[m].data[..., first[b]:last[b] + 1, first[a]:last[a] + 1])
                 line = LINE_AXES[m]
-                llist[m] = nn.Parameter(llist[m].data[..., first[line]:last[line] + 1, :].contiguous())
+                llist[m] = channels_last(llist[m].data[..., first[line]:last[line] + 1, :])
 
     def density_factors(self):
         return list(self.density_planes) + list(self.density_lines)

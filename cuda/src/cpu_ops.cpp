@@ -14,6 +14,7 @@
 #include "march.h"
 #include "plane_sample.h"
 #include "torch_views.h"
+#include "vm_products.h"
 
 namespace {
 
@@ -397,6 +398,132 @@ torch::Tensor plane_sample_backward(torch::Tensor grad_out, torch::Tensor coords
   return grad_planes;
 }
 
+// A TensoRF factor (1, C, H, W), float32 on the CPU, any strides.
+fields::FactorView factor_view(const torch::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == torch::kFloat32, name, " must be a float32 CPU tensor");
+  TORCH_CHECK(t.dim() == 4 && t.size(0) == 1, name, " must be (1, C, H, W)");
+  return {t.data_ptr<float>(), t.stride(1), t.stride(2), t.stride(3), (int)t.size(2), (int)t.size(3)};
+}
+
+struct VMFactors {
+  fields::FactorView planes[3], lines[3];
+  int64_t n_chan;
+  bool channels_inner;  // every factor's channels adjacent (channels_last): the loops vectorise
+};
+
+VMFactors vm_factors(const std::vector<torch::Tensor>& planes, const std::vector<torch::Tensor>& lines) {
+  TORCH_CHECK(planes.size() == 3 && lines.size() == 3, "three planes and three lines");
+  VMFactors f;
+  f.n_chan = planes[0].size(1);
+  f.channels_inner = true;
+  for (int m = 0; m < 3; ++m) {
+    TORCH_CHECK(planes[m].size(1) == f.n_chan && lines[m].size(1) == f.n_chan && lines[m].size(3) == 1,
+                "planes (1, C, H, W) and lines (1, C, L, 1) of one channel count");
+    f.planes[m] = factor_view(planes[m], "planes");
+    f.lines[m] = factor_view(lines[m], "lines");
+    f.channels_inner &= f.planes[m].channel_stride == 1 && f.lines[m].channel_stride == 1;
+  }
+  return f;
+}
+
+// Pair m's products at point i into out (C,), or their sum added to *sum when out is null. kInner: channel
+// strides of 1 (known to the compiler, so the channel loop vectorises).
+template <bool kInner>
+void vm_pair_forward(const VMFactors& f, int m, const float* point, float* out, float* sum) {
+  const fields::FactorView &plane = f.planes[m], &line = f.lines[m];
+  const fields::PairCorners k = fields::pair_corners(plane, line, point, m);
+  const int64_t cp = kInner ? 1 : plane.channel_stride, cl = kInner ? 1 : line.channel_stride;
+  float total = 0.0f;
+  for (int64_t c = 0; c < f.n_chan; ++c) {
+    const float product = fields::plane_value(plane.data, k, c * cp) * fields::line_value(line.data, k, c * cl);
+    if (out) out[c] = product;
+    else total += product;
+  }
+  if (!out) *sum += total;
+}
+
+// TensoRF's VM products at points x (N, 3) in [-1, 1] (vm_products.h): (N, 3C), the pairs side by side, or
+// with sum_products their sum over pairs and channels (N,). Parallel over points.
+torch::Tensor vm_products_forward(const std::vector<torch::Tensor>& planes, const std::vector<torch::Tensor>& lines,
+                                  torch::Tensor x, bool sum_products) {
+  check_cpu_float(x, "x");
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == 3, "x must be (N, 3)");
+  const VMFactors f = vm_factors(planes, lines);
+  const int64_t n = x.size(0), width = 3 * f.n_chan;
+  auto out = sum_products ? torch::zeros({n}, torch::kFloat32) : torch::empty({n, width}, torch::kFloat32);
+  const float* xp = x.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, n, 256, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i)
+      for (int m = 0; m < 3; ++m) {
+        float* dst = sum_products ? nullptr : op + i * width + m * f.n_chan;
+        if (f.channels_inner) vm_pair_forward<true>(f, m, xp + 3 * i, dst, op + i);
+        else vm_pair_forward<false>(f, m, xp + 3 * i, dst, op + i);
+      }
+  });
+  return out;
+}
+
+// Pair m's plane and line gradients from grad_out, over all points. Per point, a chunk of channels' upstream
+// gradients times the other factor first, then one add loop per corner (with channel strides of 1, every loop
+// vectorises).
+template <bool kInner>
+void vm_pair_backward(const VMFactors& f, const VMFactors& grads, int m, const float* xp, const float* go, int64_t n,
+                      bool sum_products) {
+  constexpr int64_t kChunk = 64;
+  const fields::FactorView &plane = f.planes[m], &line = f.lines[m];
+  float *gplane = grads.planes[m].data, *gline = grads.lines[m].data;
+  const int64_t cp = kInner ? 1 : plane.channel_stride, cl = kInner ? 1 : line.channel_stride;
+  const int64_t n_chan = f.n_chan, width = 3 * n_chan;
+  float to_plane[kChunk], to_line[kChunk];
+  for (int64_t i = 0; i < n; ++i) {
+    const fields::PairCorners k = fields::pair_corners(plane, line, xp + 3 * i, m);
+    for (int64_t c0 = 0; c0 < n_chan; c0 += kChunk) {
+      const int64_t nc = std::min(kChunk, n_chan - c0);
+      for (int64_t q = 0; q < nc; ++q) {
+        const int64_t c = c0 + q;
+        const float grad = sum_products ? go[i] : go[i * width + m * n_chan + c];
+        to_plane[q] = grad * fields::line_value(line.data, k, c * cl);
+        to_line[q] = grad * fields::plane_value(plane.data, k, c * cp);
+      }
+      for (int j = 0; j < 4; ++j) {
+        float* dst = gplane + c0 * cp + k.plane[j];
+        const float w = k.plane_weight[j];
+        for (int64_t q = 0; q < nc; ++q) dst[q * cp] += w * to_plane[q];
+      }
+      for (int j = 0; j < 2; ++j) {
+        float* dst = gline + c0 * cl + k.line[j];
+        const float w = k.line_weight[j];
+        for (int64_t q = 0; q < nc; ++q) dst[q * cl] += w * to_line[q];
+      }
+    }
+  }
+}
+
+// Gradients of the planes and lines (zeros_like each, so with their strides) from grad_out ((N,) with
+// sum_products, else (N, 3C)). One task per pair, so they add without atomics: splitting a pair's channels
+// between threads measured 2x slower (the halves share cache lines), private copies per thread no faster.
+std::vector<torch::Tensor> vm_products_backward(torch::Tensor grad_out, const std::vector<torch::Tensor>& planes,
+                                                const std::vector<torch::Tensor>& lines, torch::Tensor x,
+                                                bool sum_products) {
+  check_cpu_float(grad_out, "grad_out");
+  check_cpu_float(x, "x");
+  const VMFactors f = vm_factors(planes, lines);
+  std::vector<torch::Tensor> grads;
+  for (const auto& factors : {planes, lines})
+    for (const auto& factor : factors) grads.push_back(torch::zeros_like(factor));
+  const VMFactors g = vm_factors({grads.begin(), grads.begin() + 3}, {grads.begin() + 3, grads.end()});
+  const int64_t n = x.size(0);
+  const float *xp = x.data_ptr<float>(), *go = grad_out.data_ptr<float>();
+  at::parallel_for(0, 3, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t m = lo; m < hi; ++m) {
+      if (f.channels_inner && g.channels_inner) vm_pair_backward<true>(f, g, (int)m, xp, go, n, sum_products);
+      else vm_pair_backward<false>(f, g, (int)m, xp, go, n, sum_products);
+    }
+  });
+  return grads;
+}
+
 // EMA update of occupancy values (cells,) at indices (M,) with fresh values (M,); returns the binary grid (cells,).
 torch::Tensor occupancy_update(torch::Tensor occs, torch::Tensor indices, torch::Tensor values, double decay,
                                double threshold) {
@@ -546,6 +673,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("hash_encode_backward", &hash_encode_backward, "gradient of the hash table");
   m.def("plane_sample_forward", &plane_sample_forward, "bilinear feature-plane lookup");
   m.def("plane_sample_backward", &plane_sample_backward, "gradient of the feature planes");
+  m.def("vm_products_forward", &vm_products_forward, "TensoRF vector-matrix products");
+  m.def("vm_products_backward", &vm_products_backward, "gradients of the TensoRF factors");
   m.def("mlp_forward", &mlp_forward, "fused ReLU MLP");
   m.def("mlp_backward", &mlp_backward, "gradients of the fused MLP");
   m.def("mlp_isas", &mlp_isas, "the fused MLP's instruction-set paths this CPU runs, best first");

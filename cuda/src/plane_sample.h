@@ -6,29 +6,43 @@
 
 namespace fields {
 
-// u along the width W, v along the height H, both in [-1, 1]; cells indexed y * W + x. Coordinates
-// outside are clamped to the border. The low corner stays at most W - 2 (H - 2), so that a point on
-// the last cell's edge weighs it fully through the high corner; a plane one cell wide (a TensoRF
-// line) uses one corner twice with weight 0 on the second.
-FIELDS_HD void plane_corners(float u, float v, int height, int width, int64_t cells[4], float weights[4]) {
+// The cell columns x0 <= x1 and rows y0 <= y1 around (u, v) and the fractions fx, fy of the way to x1, y1.
+// u runs along the width W, v along the height H, both in [-1, 1]; coordinates outside are clamped to the
+// border. The low corner stays at most W - 2 (H - 2), so that a point on the last cell's edge weighs it
+// fully through the high corner; a plane one cell wide (a TensoRF line) has x0 = x1 and fx = 0.
+struct BilinearCells {
+  int x0, x1, y0, y1;
+  float fx, fy;
+};
+
+FIELDS_HD BilinearCells bilinear_cells(float u, float v, int height, int width) {
   float x = (u + 1.0f) * 0.5f * (float)(width - 1);
   float y = (v + 1.0f) * 0.5f * (float)(height - 1);
   x = fminf(fmaxf(x, 0.0f), (float)(width - 1));
   y = fminf(fmaxf(y, 0.0f), (float)(height - 1));
-  int x0 = (int)floorf(x), y0 = (int)floorf(y);
-  x0 = x0 > width - 2 ? (width > 1 ? width - 2 : 0) : x0;
-  y0 = y0 > height - 2 ? (height > 1 ? height - 2 : 0) : y0;
-  const int x1 = x0 + 1 < width ? x0 + 1 : x0;
-  const int y1 = y0 + 1 < height ? y0 + 1 : y0;
-  const float fx = x - (float)x0, fy = y - (float)y0;
-  cells[0] = (int64_t)y0 * width + x0;
-  cells[1] = (int64_t)y0 * width + x1;
-  cells[2] = (int64_t)y1 * width + x0;
-  cells[3] = (int64_t)y1 * width + x1;
-  weights[0] = (1.0f - fx) * (1.0f - fy);
-  weights[1] = fx * (1.0f - fy);
-  weights[2] = (1.0f - fx) * fy;
-  weights[3] = fx * fy;
+  BilinearCells b;
+  b.x0 = (int)floorf(x);
+  b.y0 = (int)floorf(y);
+  b.x0 = b.x0 > width - 2 ? (width > 1 ? width - 2 : 0) : b.x0;
+  b.y0 = b.y0 > height - 2 ? (height > 1 ? height - 2 : 0) : b.y0;
+  b.x1 = b.x0 + 1 < width ? b.x0 + 1 : b.x0;
+  b.y1 = b.y0 + 1 < height ? b.y0 + 1 : b.y0;
+  b.fx = x - (float)b.x0;
+  b.fy = y - (float)b.y0;
+  return b;
+}
+
+// The four corner cells (indexed y * W + x) of (u, v) and their weights (see bilinear_cells).
+FIELDS_HD void plane_corners(float u, float v, int height, int width, int64_t cells[4], float weights[4]) {
+  const BilinearCells b = bilinear_cells(u, v, height, width);
+  cells[0] = (int64_t)b.y0 * width + b.x0;
+  cells[1] = (int64_t)b.y0 * width + b.x1;
+  cells[2] = (int64_t)b.y1 * width + b.x0;
+  cells[3] = (int64_t)b.y1 * width + b.x1;
+  weights[0] = (1.0f - b.fx) * (1.0f - b.fy);
+  weights[1] = b.fx * (1.0f - b.fy);
+  weights[2] = (1.0f - b.fx) * b.fy;
+  weights[3] = b.fx * b.fy;
 }
 
 }  // namespace fields

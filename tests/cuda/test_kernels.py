@@ -12,7 +12,7 @@ import torch
 
 from nfields.cuda import build, functions
 from nfields.cuda.dispatch import kernels_for
-from nfields.fields.grids import sample_planes, sample_planes_torch
+from nfields.fields.grids import sample_planes, sample_planes_torch, vm_products, vm_products_torch
 from nfields.fields.hash_encoding import HashGridGeometry, hash_encode_reference, hash_encode_torch
 from nfields.renderers import torch_ops
 from nfields.renderers.render_ops import TORCH_OPS, kernel_ops
@@ -326,6 +326,49 @@ def test_plane_sampling_uses_the_twin_when_coordinates_need_gradients():
     coords = (torch.rand(3, 50, 2) * 2 - 1).requires_grad_()
     samples = sample_planes(planes, coords, sum_planes=True)
     (grad,) = torch.autograd.grad(samples.sum(), coords)
+    assert grad.abs().sum() > 0
+
+
+def _vm_factors(n_chan: int, sizes: list[tuple[int, int, int]], channels_last: bool, seed: int):
+    """Three planes (1, C, H, W) and three lines (1, C, L, 1), sizes[m] = (H, W, L), as leaf tensors."""
+    g = torch.Generator().manual_seed(seed)
+    factors = [torch.randn(1, n_chan, h, w, generator=g) for h, w, _ in sizes]
+    factors += [torch.randn(1, n_chan, length, 1, generator=g) for _, _, length in sizes]
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    return [f.contiguous(memory_format=layout).requires_grad_() for f in factors]
+
+
+@pytest.mark.parametrize("n_chan, sizes", [(8, [(20, 17, 9), (13, 20, 17), (13, 9, 20)]),  # lego-like boxes
+                                           (70, [(6, 5, 4), (7, 6, 5), (4, 3, 2)]),  # more channels than a chunk
+                                           (3, [(1, 1, 1), (2, 1, 1), (1, 2, 2)])])  # one-cell factors
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("sum_products", [False, True])
+def test_vm_products_values_and_gradients_match_grid_sample(n_chan, sizes, channels_last, sum_products):
+    """TensoRF's products on the CPU kernel against F.grid_sample lookups multiplied out, in either layout, at
+    points inside, on the faces of and outside the box (border padding)."""
+    kernels = _native("cpu")
+    factors = _vm_factors(n_chan, sizes, channels_last, seed=n_chan)
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2000, 3, generator=g) * 2.4 - 1.2
+    x[:6] = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0], [1.0, -1.0, 0.0], [0.999999, 0.5, -0.2],
+                          [0.0, 0.0, 0.0], [-1.5, 2.0, 1.0]])
+    native = functions.vm_products(kernels, factors[:3], factors[3:], x, sum_products)
+    twin = vm_products_torch(factors[:3], factors[3:], x, sum_products)
+    assert native.shape == twin.shape == ((2000,) if sum_products else (2000, 3 * n_chan))
+    torch.testing.assert_close(native, twin, rtol=1e-5, atol=1e-5)
+    upstream = torch.randn(twin.shape, generator=g)
+    grads_native = torch.autograd.grad(native, factors, upstream)
+    grads_twin = torch.autograd.grad(twin, factors, upstream)
+    for factor, grad_native, grad_twin in zip(factors, grads_native, grads_twin):
+        assert grad_native.stride() == factor.stride()  # gradients come back in the factors' layout
+        torch.testing.assert_close(grad_native, grad_twin, rtol=1e-5, atol=1e-4)
+
+
+def test_vm_products_take_the_twin_when_points_need_gradients():
+    """Position gradients come from the per-factor lookups; the kernel only gives factor gradients."""
+    factors = _vm_factors(4, [(8, 8, 8)] * 3, channels_last=True, seed=0)
+    x = (torch.rand(50, 3) * 2 - 1).requires_grad_()
+    (grad,) = torch.autograd.grad(vm_products(factors[:3], factors[3:], x, sum_products=True).sum(), x)
     assert grad.abs().sum() > 0
 
 

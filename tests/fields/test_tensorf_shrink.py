@@ -101,6 +101,12 @@ def test_tensorf_encoding_has_no_pi():
     torch.testing.assert_close(positional_encoding(x, 1)[:, 1], torch.sin(torch.pi * x[:, 0]))
 
 
+def vm_factors_channels_last(field) -> bool:
+    """Every VM factor with its channels innermost, the layout the native products read fastest."""
+    factors = [*field.density_planes, *field.density_lines, *field.appearance_planes, *field.appearance_lines]
+    return all(f.is_contiguous(memory_format=torch.channels_last) and f.stride(1) == 1 for f in factors)
+
+
 @pytest.fixture(scope="module")
 def scenes():
     return make_procedural_scene(24, 32), make_procedural_scene(3, 32, seed_offset=17.0)
@@ -123,7 +129,12 @@ def test_training_shrinks_to_the_occupied_box_and_resumes_over_it(scenes, tmp_pa
     assert (box[:3] <= occupied[:3]).all() and (box[3:] >= occupied[3:]).all() and (box != AABB).any()
     grouped = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert all(id(p) in grouped for p in trainer.field.parameters())  # a fresh optimiser over the cropped factors
-    trainer.train_step()
+    trainer.train_step()  # step 32: cropped at 30, not yet upsampled again
+    assert vm_factors_channels_last(trainer.field)
+    cropped = list(trainer.field.config.resolution)
+    while trainer.step < 36:
+        trainer.train_step()
+    assert trainer.field.config.resolution != cropped and vm_factors_channels_last(trainer.field)  # upsampled
     trainer.save()
 
     x = points_in(AABB, 500)
@@ -136,6 +147,7 @@ def test_training_shrinks_to_the_occupied_box_and_resumes_over_it(scenes, tmp_pa
     for field in (run.field, resumed.field):
         field.eval()
         assert torch.equal(field.aabb, box) and field.config.box == box.tolist()
+        assert vm_factors_channels_last(field)
         with torch.no_grad():
             got = field(x, d)
         assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
