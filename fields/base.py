@@ -80,6 +80,9 @@ class Field(nn.Module):
     - `marching_density(positions)` / `density_reusing(positions, reused)`: sigma alone where the renderer marches
       without gradients, plus per-point values the training step's gradient pass reuses at the samples it keeps
       (the hash grid's encodings); by default density's sigma and nothing to reuse.
+
+    `color_weight_threshold`: the renderer runs `color` only at samples whose compositing weight exceeds it and
+    leaves the others black (TensoRF's appearance mask); 0, the default: at every visible sample.
     """
 
     name: ClassVar[str]
@@ -87,6 +90,7 @@ class Field(nn.Module):
     parameter_roles: dict[str, str]  # on the class, or per instance (see above)
     color_decoder_modules: ClassVar[tuple[str, ...]] = ()
     trains_in_half_precision: ClassVar[bool] = False  # its reference trains under float16 (mixed precision on CUDA)
+    color_weight_threshold: ClassVar[float] = 0.0
 
     def __init__(self, aabb: torch.Tensor, config: Any):
         super().__init__()

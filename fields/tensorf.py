@@ -12,7 +12,8 @@ resolution, over the box of the moment, so after the shrink the voxels cover the
 resolution and box live in the config, so a checkpoint reloads at the upsampled size over the shrunk box.
 
 `density` returns the normalised positions (N, 3) as its feature: `color` evaluates the appearance
-factors only for the samples the renderer keeps (TensoRF also skips appearance where weights vanish).
+factors only for the samples the renderer keeps, and of those only where the compositing weight exceeds
+1e-4 (`color_weight_threshold`: TensoRF's `app_mask = weight > rayMarch_weight_thres`, black elsewhere).
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ class _TensoRF(Field):
 
     decoder_roles = {"basis_mlp": "decoder", "color_mlp": "decoder"}
     color_decoder_modules = ("color_mlp",)
+    color_weight_threshold = 1e-4  # TensoRF opt.py: rayMarch_weight_thres
 
     def __init__(self, aabb: torch.Tensor, config: TensoRFConfig):
         super().__init__(aabb, config)

@@ -270,11 +270,25 @@ class VolumeRenderer(nn.Module):
             sigmas, features = field.density_reusing(visible.positions, visible.reused)
         else:
             sigmas, features = field.density(visible.positions)
-        rgbs = field.color(features, visible.directions)
+        rgbs = self.colors(field, sigmas, features, visible)
         rgb, depth, opacity, weights = ops_for(rgbs.device).composite(sigmas, rgbs, visible.samples, visible.n_rays,
                                                                        self.early_stop_eps)
         rgb = rgb + background * (1.0 - opacity[:, None])
         return Shading(sigmas, features, rgbs, weights, rgb, depth, opacity)
+
+    def colors(self, field, sigmas: torch.Tensor, features: torch.Tensor, visible: VisibleSamples) -> torch.Tensor:
+        """`field.color` at the visible samples (S, 3); where the field sets `color_weight_threshold` (see Field),
+        only at the samples whose compositing weight (from `sigmas` (S,), no gradient) exceeds it, black elsewhere."""
+        threshold = getattr(field, "color_weight_threshold", 0.0)
+        if threshold <= 0:
+            return field.color(features, visible.directions)
+        ops = ops_for(sigmas.device)
+        with torch.no_grad():
+            weights = ops.composite(sigmas.detach(), sigmas.new_zeros(len(sigmas), 3), visible.samples,
+                                    visible.n_rays, self.early_stop_eps)[3]
+        shaded = (weights > threshold).nonzero().squeeze(1)
+        colours = field.color(features.index_select(0, shaded), visible.directions.index_select(0, shaded))
+        return colours.new_zeros(len(sigmas), 3).index_copy(0, shaded, colours)
 
     def render(self, field, origins: torch.Tensor, directions: torch.Tensor, background: torch.Tensor,
                training: bool = False, crop: torch.Tensor | None = None) -> RenderOutput:
