@@ -9,6 +9,9 @@ Workloads:
   in every direction, through blob-shaped occupancy at every level;
 - feature-plane sampling forward + backward (summed tri-plane, 16 channels at 256^2, as the triplane
   backbone's finest level; and one TensoRF-VM appearance plane set, 24 channels at 200^2);
+- TensoRF-VM's products (CPU only) forward + backward, three 24-channel 200^2 planes times three lines (the
+  appearance factors of the CPU preset's last resolution) at points along rays: the native kernel on channels_last
+  factors and on PyTorch's layout, against the per-factor lookups it replaced (native plane sampling) and the twin;
 - the fused MLP (CPU only) forward + backward, gradients to the input and the weights, on the hash grid's
   density (32 -> 64 -> 16) and colour (32 -> 64 -> 64 -> 3) shapes, each instruction-set path this CPU runs.
 References: the PyTorch twins the tests check the kernels against, and nerfacc's pure-PyTorch compositing
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from functools import partial
 
 import torch
 from nerfacc.volrend import render_weight_from_density
@@ -32,7 +36,7 @@ from nfields.datasets.cameras import Cameras, orbit_poses
 from nfields.datasets.procedural import procedural_sdf
 from nfields.engine.runs import load_run
 from nfields.fields.base import mlp
-from nfields.fields.grids import sample_planes_torch
+from nfields.fields.grids import pair_products, sample_planes, sample_planes_torch, vm_products_torch
 from nfields.fields.hash_encoding import HashGridGeometry, hash_encode_torch
 from nfields.fields.hashgrid import HashGridConfig
 from nfields.renderers import torch_ops
@@ -203,6 +207,30 @@ def plane_case(channels: int, resolution: int, sum_planes: bool, device, n_point
                     "pytorch twin": run(twin)}, repeats, device)
 
 
+def vm_case(channels: int, resolution: int, n_points: int, repeats: int):
+    """Points along random rays (6 samples each, 0.005 apart), as training visits the factors."""
+    g = torch.Generator().manual_seed(0)
+    factors = [torch.randn(1, channels, resolution, resolution + m, generator=g) * 0.1 for m in range(3)]
+    factors += [torch.randn(1, channels, resolution + m, 1, generator=g) * 0.1 for m in range(3)]
+    layouts = {"contiguous": [f.requires_grad_() for f in factors],
+               "channels_last": [f.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+                                 for f in factors]}
+    starts = torch.rand(n_points // 6, 3, generator=g) * 1.6 - 0.8
+    steps = torch.nn.functional.normalize(torch.randn(n_points // 6, 3, generator=g), dim=-1) * 0.005
+    x = (starts[:, None] + steps[:, None] * torch.arange(6)[None, :, None]).reshape(-1, 3)
+    kernels = kernels_for("cpu")
+    grad = torch.ones(len(x), 3 * channels)
+
+    def run(products, layout):
+        f = layouts[layout]
+        return lambda: products(f[:3], f[3:], x, False).backward(grad)
+
+    native, per_factor = partial(functions.vm_products, kernels), partial(pair_products, sample=sample_planes)
+    return len(x), compare({"native, chlast": run(native, "channels_last"), "native, contig": run(native, "contiguous"),
+                            "per factor (old)": run(per_factor, "contiguous"),
+                            "pytorch twin": run(vm_products_torch, "contiguous")}, repeats, torch.device("cpu"))
+
+
 def mlp_case(n_in: int, width: int, n_hidden: int, n_out: int, n_points: int, repeats: int):
     torch.manual_seed(0)
     net = mlp(n_in, width, n_hidden, n_out)
@@ -232,7 +260,7 @@ def main() -> None:
     parser.add_argument("--rays", type=int, default=8192)
     parser.add_argument("--points", type=int, default=1 << 16, help="hash-encoding batch (a training step's samples)")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--only", choices=["march", "hash", "cascade", "plane", "mlp"], help="one workload only")
+    parser.add_argument("--only", choices=["march", "hash", "cascade", "plane", "vm", "mlp"], help="one workload only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -256,6 +284,9 @@ def main() -> None:
         kind = "summed tri-plane" if summed else "3 separate planes"
         print_rows(f"plane sampling fwd+bwd, {kind}, {channels} channels at {resolution}^2", args.points, "points",
                    plane_case(channels, resolution, summed, device, args.points, args.repeats))
+    if args.only in (None, "vm") and device.type == "cpu":
+        n_points, results = vm_case(24, 200, args.points, args.repeats)
+        print_rows("TensoRF-VM products fwd+bwd, 24 channels, planes of 200^2", n_points, "points", results)
     for shape in ((32, 64, 1, 16), (32, 64, 2, 3)) if args.only in (None, "mlp") and device.type == "cpu" else ():
         print_rows(f"fused MLP fwd+bwd, {' -> '.join(map(str, [shape[0]] + [shape[1]] * shape[2] + [shape[3]]))}",
                    args.points, "rows", mlp_case(*shape, args.points, args.repeats))

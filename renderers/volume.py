@@ -258,29 +258,32 @@ class VolumeRenderer(nn.Module):
         return VisibleSamples(visible, positions, visible_directions, None, None, origins.shape[0], reused=values)
 
     def shade(self, field, visible: VisibleSamples, background: torch.Tensor,
-              reuse_densities: bool = False) -> Shading:
+              reuse_densities: bool = False, every_color: bool = False) -> Shading:
         """Composite `field` at `visible` over `background` (R, 3) or (3,). reuse_densities: take the densities
         and features `visible` carries (the field that marched, no gradients); otherwise `field` evaluates
         them again (with gradients when it trains), from what it offered to reuse when `visible` carries that
-        (`visible.reused`: `field` must be the field that marched). Colour runs only at the visible samples; rays
-        stop at the training early-stop transmittance."""
+        (`visible.reused`: `field` must be the field that marched). Colour runs only at the visible samples, and
+        only at those above the field's `color_weight_threshold` unless every_color (see `colors`); rays stop at
+        the training early-stop transmittance."""
         if reuse_densities:
             sigmas, features = visible.sigmas, visible.features
         elif visible.reused is not None:
             sigmas, features = field.density_reusing(visible.positions, visible.reused)
         else:
             sigmas, features = field.density(visible.positions)
-        rgbs = self.colors(field, sigmas, features, visible)
+        rgbs = self.colors(field, sigmas, features, visible, every_color)
         rgb, depth, opacity, weights = ops_for(rgbs.device).composite(sigmas, rgbs, visible.samples, visible.n_rays,
                                                                        self.early_stop_eps)
         rgb = rgb + background * (1.0 - opacity[:, None])
         return Shading(sigmas, features, rgbs, weights, rgb, depth, opacity)
 
-    def colors(self, field, sigmas: torch.Tensor, features: torch.Tensor, visible: VisibleSamples) -> torch.Tensor:
-        """`field.color` at the visible samples (S, 3); where the field sets `color_weight_threshold` (see Field),
-        only at the samples whose compositing weight (from `sigmas` (S,), no gradient) exceeds it, black elsewhere."""
+    def colors(self, field, sigmas: torch.Tensor, features: torch.Tensor, visible: VisibleSamples,
+               every_color: bool = False) -> torch.Tensor:
+        """`field.color` at the visible samples (S, 3); where the field sets `color_weight_threshold` (see Field)
+        and not every_color, only at the samples whose compositing weight (from `sigmas` (S,), no gradient) exceeds
+        it, black elsewhere."""
         threshold = getattr(field, "color_weight_threshold", 0.0)
-        if threshold <= 0:
+        if threshold <= 0 or every_color:
             return field.color(features, visible.directions)
         ops = ops_for(sigmas.device)
         with torch.no_grad():

@@ -1,5 +1,6 @@
 """A field's `color_weight_threshold` (TensoRF's appearance mask): the renderer runs its colour only at samples
-whose compositing weight exceeds it and leaves the others black; the pixels move by at most those weights."""
+whose compositing weight exceeds it and leaves the others black; the pixels move by at most those weights;
+`every_color` turns it off."""
 
 import torch
 
@@ -25,7 +26,7 @@ class FogAndBall:
         return torch.sigmoid(features * 3)
 
 
-def shade(threshold: float):
+def shade(threshold: float, every_color: bool = False):
     torch.manual_seed(0)  # the occupancy update samples random points in its cells
     field = FogAndBall(threshold)
     renderer = VolumeRenderer(AABB, grid_resolution=16)
@@ -35,7 +36,8 @@ def shade(threshold: float):
     origins = torch.stack([x, 0.1 * x, torch.full((48,), -0.95)], -1)
     directions = torch.tensor([0.0, 0.0, 1.0]).expand(48, 3).contiguous()
     visible = renderer.visible_samples(field, origins, directions, jitter=False)
-    return field, visible.samples, renderer.shade(field, visible, torch.ones(3), reuse_densities=True)
+    return field, visible.samples, renderer.shade(field, visible, torch.ones(3), reuse_densities=True,
+                                                 every_color=every_color)
 
 
 def test_colour_runs_only_above_the_weight_threshold_and_leaves_the_rest_black():
@@ -48,3 +50,10 @@ def test_colour_runs_only_above_the_weight_threshold_and_leaves_the_rest_black()
     assert (masked.rgbs[~heavy] == 0).all() and torch.equal(masked.rgbs[heavy], full.rgbs[heavy])
     dropped = torch.zeros(48).index_add_(0, samples.ray_indices, torch.where(heavy, 0.0, full.weights))
     assert ((full.rgb - masked.rgb).abs().amax(-1) <= dropped + 1e-6).all() and dropped.max() > 0
+
+
+def test_every_color_ignores_the_threshold():
+    """Distillation compares colours point by point: it asks for them at every sample."""
+    _, _, full = shade(0.0)
+    field, _, every = shade(1e-3, every_color=True)
+    assert field.coloured == len(full.rgbs) and torch.equal(every.rgbs, full.rgbs)

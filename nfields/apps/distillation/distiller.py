@@ -185,9 +185,11 @@ class Distiller(Trainer):
         """Samples marched through the teacher's grid up to where the teacher turns opaque; the teacher
         there without gradients, the student with them."""
         visible = self.renderer.visible_samples(self.teacher, batch.origins, batch.directions, jitter=True)
+        # colours at every point, whatever a field's appearance mask: the per-point losses compare them all
         with torch.no_grad():
-            teacher = self.renderer.shade(self.teacher, visible, batch.background, reuse_densities=True)
-        student = self.renderer.shade(self.field, visible, batch.background)
+            teacher = self.renderer.shade(self.teacher, visible, batch.background, reuse_densities=True,
+                                          every_color=True)
+        student = self.renderer.shade(self.field, visible, batch.background, every_color=True)
         return DistillOutput(visible, teacher, student)
 
     def loss(self, batch: DistillBatch, out: DistillOutput) -> torch.Tensor:
