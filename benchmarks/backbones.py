@@ -21,13 +21,14 @@ import torch
 from nfields.apps.fitting.fit_image import fit_image
 from nfields.apps.fitting.fit_sdf import fit_sdf
 from nfields.datasets import composite_over
+from nfields.datasets.data_root import default_data_roots
 from nfields.engine.config import TrainConfig
 from nfields.engine.runs import load_run
 from nfields.engine.scenes import load_scene
 from nfields.engine.trainer import train
 from nfields.fields import FIELDS
 
-DEFAULT_MESH = "../shared/data/meshes/stanford-bunny.obj"
+BUNNY = Path("meshes") / "stanford-bunny.obj"  # under the data root
 LEGO_PIXELS = 400 * 400  # rays per val view of the 400x400 lego scene
 
 
@@ -70,10 +71,13 @@ def main() -> None:
     parser.add_argument("--lego-from", help="reuse the newest lego-<field>-* run in this folder when there is one")
     parser.add_argument("--skip-lego", action="store_true")
     parser.add_argument("--image-seconds", type=float, default=30.0, help="image-fitting budget")
-    parser.add_argument("--mesh", default=DEFAULT_MESH)
+    parser.add_argument("--mesh", help="default: meshes/stanford-bunny.obj under --data-root or the default roots")
     parser.add_argument("--sdf-seconds", type=float, default=45.0, help="SDF-fitting budget (sampling excluded)")
     parser.add_argument("--sdf-resolution", type=int, default=256, help="grid for IoU and marching cubes")
     args = parser.parse_args()
+    if args.mesh is None:
+        roots = [Path(args.data_root)] if args.data_root else default_data_roots()
+        args.mesh = str(next((r / BUNNY for r in roots if (r / BUNNY).is_file()), roots[0] / BUNNY))
     torch.set_num_threads(args.threads)
     image = benchmark_image(args)
     results = Path(args.out) / "backbones.json"  # rows of earlier invocations are kept, per backbone
