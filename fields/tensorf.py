@@ -256,8 +256,9 @@ class _TensoRF(Field):
 
 def channels_last(factor: torch.Tensor) -> nn.Parameter:
     """A VM factor (1, C, H, W) as a parameter with its channels innermost (torch.channels_last): a point's C
-    values at a plane cell lie side by side, where `vm_products`' native kernel reads and adds them (4x faster
-    lookups than PyTorch's layout on lego; shapes and state_dict keys unchanged)."""
+    values at a plane cell lie side by side, where `vm_products`' native kernel reads and adds them (forward and
+    backward 2x faster than on PyTorch's layout: benchmarks/kernels.py --only vm); shapes and state_dict keys
+    unchanged."""
     return nn.Parameter(factor.contiguous(memory_format=torch.channels_last))
 
 
