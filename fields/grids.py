@@ -33,10 +33,11 @@ def sample_planes_torch(planes: torch.Tensor, coords: torch.Tensor) -> torch.Ten
     return out[:, :, 0].transpose(1, 2)  # (P, C, 1, N) -> (P, N, C)
 
 
-def sample_lines(lines: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """Linear samples of P lines (P, C, L, 1) at coords (P, N) in [-1, 1] -> (P, N, C)."""
+def sample_lines(lines: torch.Tensor, coords: torch.Tensor, sample=sample_planes) -> torch.Tensor:
+    """Linear samples of P lines (P, C, L, 1) at coords (P, N) in [-1, 1] -> (P, N, C): planes one cell wide,
+    looked up with `sample` (`sample_planes` or its twin)."""
     grid = torch.stack([torch.zeros_like(coords), coords], dim=-1)
-    return sample_planes(lines, grid)
+    return sample(lines, grid)
 
 
 def plane_coords(x: torch.Tensor) -> torch.Tensor:
@@ -73,8 +74,8 @@ def vm_products_torch(planes: list[torch.Tensor], lines: list[torch.Tensor], x: 
 def pair_products(planes, lines, x, sum_products, sample) -> torch.Tensor:
     """`vm_products` with `sample(factor, coords)` as the lookup (`sample_planes` or its twin)."""
     pc, lc = plane_coords(x), line_coords(x)
-    grid = torch.stack([torch.zeros_like(lc), lc], dim=-1)  # lines are planes one cell wide
-    products = [sample(p, pc[m:m + 1])[0] * sample(v, grid[m:m + 1])[0] for m, (p, v) in enumerate(zip(planes, lines))]
+    products = [sample(p, pc[m:m + 1])[0] * sample_lines(v, lc[m:m + 1], sample)[0]
+                for m, (p, v) in enumerate(zip(planes, lines))]
     if sum_products:
         return sum(p.sum(-1) for p in products)
     return torch.cat(products, dim=-1)

@@ -254,7 +254,7 @@ class _TensoRF(Field):
         return weight * sum(f.abs().mean() for f in self.density_factors())
 
 
-def channels_last(factor: torch.Tensor) -> nn.Parameter:
+def channels_last_parameter(factor: torch.Tensor) -> nn.Parameter:
     """A VM factor (1, C, H, W) as a parameter with its channels innermost (torch.channels_last): a point's C
     values at a plane cell lie side by side, where `vm_products`' native kernel reads and adds them (forward and
     backward 2x faster than on PyTorch's layout: benchmarks/kernels.py --only vm); shapes and state_dict keys
@@ -264,7 +264,7 @@ def channels_last(factor: torch.Tensor) -> nn.Parameter:
 
 class TensoRFVMField(_TensoRF):
     """Vector-matrix: s = sum over (plane, line) pairs and ranks of P(x_plane) * v(x_line); factors stored
-    channels_last (`channels_last`)."""
+    channels_last (`channels_last_parameter`)."""
 
     name = "tensorf-vm"
     Config = TensoRFConfig
@@ -279,11 +279,12 @@ class TensoRFVMField(_TensoRF):
         c = self.config
 
         def planes(rank):
-            return nn.ParameterList(channels_last(c.init_scale * torch.randn(1, rank, resolution[b], resolution[a]))
-                                    for a, b in PLANE_AXES)
+            return nn.ParameterList(
+                channels_last_parameter(c.init_scale * torch.randn(1, rank, resolution[b], resolution[a]))
+                for a, b in PLANE_AXES)
 
         def lines(rank):
-            return nn.ParameterList(channels_last(c.init_scale * torch.randn(1, rank, resolution[a], 1))
+            return nn.ParameterList(channels_last_parameter(c.init_scale * torch.randn(1, rank, resolution[a], 1))
                                     for a in LINE_AXES)
 
         self.density_planes, self.density_lines = planes(c.density_rank), lines(c.density_rank)
@@ -302,16 +303,16 @@ class TensoRFVMField(_TensoRF):
         for plist, llist in ((self.density_planes, self.density_lines),
                              (self.appearance_planes, self.appearance_lines)):
             for m, (a, b) in enumerate(PLANE_AXES):
-                plist[m] = channels_last(resize(plist[m].data, (resolution[b], resolution[a])))
-                llist[m] = channels_last(resize(llist[m].data, (resolution[LINE_AXES[m]], 1)))
+                plist[m] = channels_last_parameter(resize(plist[m].data, (resolution[b], resolution[a])))
+                llist[m] = channels_last_parameter(resize(llist[m].data, (resolution[LINE_AXES[m]], 1)))
 
     def crop_factors(self, first, last):
         for plist, llist in ((self.density_planes, self.density_lines),
                              (self.appearance_planes, self.appearance_lines)):
             for m, (a, b) in enumerate(PLANE_AXES):
-                plist[m] = channels_last(plist[m].data[..., first[b]:last[b] + 1, first[a]:last[a] + 1])
+                plist[m] = channels_last_parameter(plist[m].data[..., first[b]:last[b] + 1, first[a]:last[a] + 1])
                 line = LINE_AXES[m]
-                llist[m] = channels_last(llist[m].data[..., first[line]:last[line] + 1, :])
+                llist[m] = channels_last_parameter(llist[m].data[..., first[line]:last[line] + 1, :])
 
     def density_factors(self):
         return list(self.density_planes) + list(self.density_lines)
