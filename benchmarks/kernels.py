@@ -13,11 +13,14 @@ Workloads:
   appearance factors of the CPU preset's last resolution) at points along rays: the native kernel on channels_last
   factors and on PyTorch's layout, against the per-factor lookups it replaced (native plane sampling) and the twin;
 - the fused MLP (CPU only) forward + backward, gradients to the input and the weights, on the hash grid's
-  density (32 -> 64 -> 16) and colour (32 -> 64 -> 64 -> 3) shapes, each instruction-set path this CPU runs.
+  density (32 -> 64 -> 16) and colour (32 -> 64 -> 64 -> 3) shapes, each instruction-set path this CPU runs;
+- CAM's modulated trunk (CPU only) forward + backward on the same kernel: the cam cpu preset's 4 x 128 trunk (skip
+  after layer 2, a scale and shift per row after every hidden layer) and its density head, gradients to the
+  weights and the modulation, against its layers one by one in PyTorch.
 References: the PyTorch twins the tests check the kernels against, and nerfacc's pure-PyTorch compositing
 (`render_weight_from_density` on padded (rays, samples) batches: its packed form needs CUDA).
 
-    python benchmarks/kernels.py --threads 2 [--run runs/lego-hashgrid-...] [--device cpu|cuda] [--only mlp]
+    python benchmarks/kernels.py --threads 2 [--run runs/lego-hashgrid-...] [--device cpu|cuda] [--only mlp|cam|...]
 """
 
 from __future__ import annotations
@@ -36,9 +39,12 @@ from nfields.datasets.cameras import Cameras, orbit_poses
 from nfields.datasets.procedural import procedural_sdf
 from nfields.engine.runs import load_run
 from nfields.fields.base import mlp
+from nfields.fields.cam import CAMConfig, ModulatedMLP
+from nfields.fields.encodings import positional_encoding_dim
 from nfields.fields.grids import pair_products, sample_planes, sample_planes_torch, vm_products_torch
 from nfields.fields.hash_encoding import HashGridGeometry, hash_encode_torch
 from nfields.fields.hashgrid import HashGridConfig
+from nfields.fields.relu_mlp import fused_relu_layers
 from nfields.renderers import torch_ops
 from nfields.renderers.render_ops import TORCH_OPS, kernel_ops
 
@@ -244,6 +250,28 @@ def mlp_case(n_in: int, width: int, n_hidden: int, n_out: int, n_points: int, re
                    repeats, torch.device("cpu"))
 
 
+def cam_case(n_points: int, repeats: int):
+    """The cam cpu preset's trunk and density head at random modulations (gamma ~ 1, beta ~ 0)."""
+    torch.manual_seed(0)
+    c = CAMConfig.presets()["cpu"]
+    trunk = ModulatedMLP(positional_encoding_dim(3, c.position_frequencies), c.width, c.depth, 3, 8,
+                         skip_layer=c.skip_layer)
+    head = torch.nn.Linear(trunk.out_dim, 1 + c.feature_width)
+    x = torch.randn(n_points, trunk.layers_mlp[0].in_features)  # the encoding of positions: no gradient
+    gamma = (1 + 0.1 * torch.randn(n_points, c.depth)).requires_grad_()
+    beta = (0.1 * torch.randn(n_points, c.depth)).requires_grad_()
+    grad = torch.randn(n_points, head.out_features)
+    skip_layers = tuple(i + 1 for i in sorted(trunk.skips))
+    kernels = kernels_for("cpu")
+    weights = [*(m.weight for m in trunk.layers_mlp), head.weight]
+    biases = [*(m.bias for m in trunk.layers_mlp), head.bias]
+    candidates = {f"native {isa}": lambda isa=isa: functions.fused_mlp(
+        kernels, x, weights, isa, biases, skip_layers, gamma, beta).backward(grad) for isa in kernels.mlp_isas()}
+    assert fused_relu_layers([*trunk.layers_mlp, head], x, skip_layers=skip_layers, gamma=gamma, beta=beta) is not None
+    return compare({**candidates, "pytorch twin": lambda: head(trunk.layers(x, gamma, beta)).backward(grad)},
+                   repeats, torch.device("cpu"))
+
+
 def print_rows(title: str, count: int, unit: str, results: dict[str, float]) -> None:
     base = results["pytorch twin"]
     print(f"\n{title}  ({count:,} {unit} per batch)")
@@ -260,7 +288,8 @@ def main() -> None:
     parser.add_argument("--rays", type=int, default=8192)
     parser.add_argument("--points", type=int, default=1 << 16, help="hash-encoding batch (a training step's samples)")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--only", choices=["march", "hash", "cascade", "plane", "vm", "mlp"], help="one workload only")
+    parser.add_argument("--only", choices=["march", "hash", "cascade", "plane", "vm", "mlp", "cam"],
+                        help="one workload only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -290,6 +319,9 @@ def main() -> None:
     for shape in ((32, 64, 1, 16), (32, 64, 2, 3)) if args.only in (None, "mlp") and device.type == "cpu" else ():
         print_rows(f"fused MLP fwd+bwd, {' -> '.join(map(str, [shape[0]] + [shape[1]] * shape[2] + [shape[3]]))}",
                    args.points, "rows", mlp_case(*shape, args.points, args.repeats))
+    if args.only in (None, "cam") and device.type == "cpu":
+        print_rows("CAM trunk (cpu preset: 63 -> 4 x 128, skip, modulated) + density head fwd+bwd", args.points, "rows",
+                   cam_case(args.points, args.repeats))
 
 if __name__ == "__main__":
     main()

@@ -139,32 +139,48 @@ def vm_products(kernels: ModuleType, planes: list[torch.Tensor], lines: list[tor
 
 
 class FusedMLP(torch.autograd.Function):
-    """Native fused ReLU MLP (CPU); gradients flow to the input, every weight and every bias."""
+    """Native fused ReLU MLP (CPU), optionally with skip layers and CAM's modulation; gradients flow to the input,
+    every weight and bias, and the modulation's gamma and beta."""
 
     @staticmethod
-    def forward(ctx, kernels, isa, save, n_layers, x, *parameters):
+    def forward(ctx, kernels, isa, save, n_layers, skip_layers, x, gamma, beta, *parameters):
         weights, biases = list(parameters[:n_layers]), list(parameters[n_layers:])
-        y, *hidden = kernels.mlp_forward(x, weights, biases, save, isa)
-        ctx.save_for_backward(x, *parameters, *hidden)
+        modulation = (gamma, beta) if gamma is not None else (_EMPTY, _EMPTY)
+        y, *hidden = kernels.mlp_forward(x, weights, biases, save, isa, list(skip_layers), *modulation)
+        ctx.save_for_backward(x, *modulation, *parameters, *hidden)
         ctx.kernels, ctx.isa, ctx.n_layers, ctx.n_parameters = kernels, isa, n_layers, len(parameters)
+        ctx.skip_layers, ctx.modulated = list(skip_layers), gamma is not None
         return y
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y):
-        x, *saved = ctx.saved_tensors
+        x, gamma, beta, *saved = ctx.saved_tensors
         weights, biases = saved[: ctx.n_layers], saved[ctx.n_layers: ctx.n_parameters]
         hidden = saved[ctx.n_parameters:]
-        grad_x, *grad_parameters = ctx.kernels.mlp_backward(grad_y.contiguous(), x, hidden, weights, biases,
-                                                            ctx.needs_input_grad[4], ctx.isa)
-        return None, None, None, None, grad_x if ctx.needs_input_grad[4] else None, *grad_parameters
+        grads = ctx.kernels.mlp_backward(grad_y.contiguous(), x, hidden, weights, biases, ctx.needs_input_grad[5],
+                                         ctx.isa, ctx.skip_layers, gamma, beta)
+        grad_x, grad_parameters = grads[0], grads[1: 1 + ctx.n_parameters]
+        grad_gamma, grad_beta = grads[1 + ctx.n_parameters:] if ctx.modulated else (None, None)
+        return (None, None, None, None, None, grad_x if ctx.needs_input_grad[5] else None, grad_gamma, grad_beta,
+                *grad_parameters)
+
+
+_EMPTY = torch.empty(0)
 
 
 def fused_mlp(kernels: ModuleType, x: torch.Tensor, weights: list[torch.Tensor], isa: str,
-              biases: list[torch.Tensor] | None = None) -> torch.Tensor:
+              biases: list[torch.Tensor] | None = None, skip_layers: tuple[int, ...] = (),
+              gamma: torch.Tensor | None = None, beta: torch.Tensor | None = None) -> torch.Tensor:
     """x (N, n_in) float32 through linear layers weights[l] (out, in), with biases[l] (out,) when given (one per
-    layer), ReLU between -> (N, n_out). isa: "auto", "avx512", "avx2" or "generic" (the vector instructions the
-    kernel uses)."""
+    layer), ReLU between -> (N, n_out). skip_layers: the layers whose input is the previous output with x appended
+    (their weights (out, in + n_in)). gamma, beta (N, n_layers - 1): CAM's modulation, hidden layer l's output z
+    becoming gamma[:, l] * z + beta[:, l] before its ReLU. isa: "auto", "avx512", "avx2" or "generic" (the vector
+    instructions the kernel uses)."""
     parameters = [p.contiguous() for p in weights + (biases or [])]
-    save = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in parameters))
-    return FusedMLP.apply(kernels, isa, save, len(weights), x.contiguous(), *parameters)
+    if gamma is not None:
+        gamma, beta = gamma.contiguous(), beta.contiguous()
+    inputs = [x] + parameters + ([gamma, beta] if gamma is not None else [])
+    save = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
+    return FusedMLP.apply(kernels, isa, save, len(weights), tuple(skip_layers), x.contiguous(), gamma, beta,
+                          *parameters)

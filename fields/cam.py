@@ -24,6 +24,7 @@ from .coordinate import CoordinateNetwork, FourierFeatures
 from .encodings import positional_encoding, positional_encoding_dim
 from .grids import MultiPlaneGrid
 from .optimizer_spec import NERFACC_MLP_SCHEDULE, OptimizerSpec, ParamGroupSpec
+from .relu_mlp import fused_relu_layers
 
 
 class CoordinateModulation(nn.Module):
@@ -64,7 +65,21 @@ class ModulatedMLP(nn.Module):
         self.modulation = CoordinateModulation(coord_dim, depth, grid_resolution)
 
     def forward(self, x: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+        return self.layers(x, *self.modulation(coords.detach()))
+
+    def with_head(self, head: nn.Linear, x: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+        """head(self(x, coords)) (N, head.out_features): trunk and head in one pass of the fused CPU kernel (the
+        modulation and the skip in it) where it runs and there is no normalization; else layer by layer."""
         gamma, beta = self.modulation(coords.detach())
+        if self.normalization == "none":
+            skip_layers = tuple(i + 1 for i in sorted(self.skips))  # the kernel's: layers whose input has x appended
+            y = fused_relu_layers([*self.layers_mlp, head], x, skip_layers=skip_layers, gamma=gamma, beta=beta)
+            if y is not None:
+                return y
+        return head(self.layers(x, gamma, beta))
+
+    def layers(self, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        """The layers one by one (PyTorch; the fused kernel's twin): x (N, n_in), gamma and beta (N, depth)."""
         h = x
         for i, layer in enumerate(self.layers_mlp):
             h = layer(h)
@@ -156,8 +171,8 @@ class CAMField(Field):
         unit = self.normalize(positions)  # [0, 1]^3 over the box (contracted when unbounded)
         box = unit * 2 - 1
         centred = (unit - 0.5) * (self.aabb[3:] - self.aabb[:3])  # world units about the box centre
-        h = self.trunk_mlp(positional_encoding(centred, self.config.position_frequencies, base=1.0), box)
-        out = self.density_head(h)
+        encoded = positional_encoding(centred, self.config.position_frequencies, base=1.0)
+        out = self.trunk_mlp.with_head(self.density_head, encoded, box)
         return torch.relu(out[:, 0]), out[:, 1:]
 
     def color(self, features, directions):

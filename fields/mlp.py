@@ -93,21 +93,23 @@ class MLPField(Field):
         self.trunk_mlp = nn.ModuleList(layers)
         self.color_mlp = mlp(n_dir + c.feature_width, c.color_width, c.color_hidden, 3, bias=not shared)
 
-    def unskipped_layers(self) -> list[nn.Linear] | None:
-        """Without a skip connection, the trunk (with the own form's density head after it) is a ReLU MLP with a
-        bias in every layer, whose linear layers these are (`density` runs them on the fused CPU kernel); None
-        with a skip."""
-        if 0 <= self.config.skip_at < len(self.trunk_mlp):
+    def fused_layers(self) -> tuple[list[nn.Linear], tuple[int, ...]] | None:
+        """The trunk (with the own form's density head after it) as the fused CPU kernel's ReLU MLP (`density` runs
+        it there): its linear layers, a bias in each, and the layer whose input has the encoding appended (NeRF's
+        skip), if any; None for a skip before the first layer."""
+        skip = self.config.skip_at
+        if skip == 0:
             return None
-        return list(self.trunk_mlp) + ([] if self.config.heads == "shared" else [self.density_head])
+        layers = list(self.trunk_mlp) + ([] if self.config.heads == "shared" else [self.density_head])
+        return layers, ((skip,) if 0 < skip < len(self.trunk_mlp) else ())
 
     def density(self, positions):
         c = self.config
         encoded = positional_encoding(self.normalize(positions) * 2 - 1, c.position_frequencies)
-        layers = self.unskipped_layers()
+        fused = self.fused_layers()
         # the shared form's trunk output, or the own form's density head output
-        out = fused_relu_layers(layers, encoded) if layers is not None else None
-        if out is None:  # a skip, or no fused kernel here: the layers one by one
+        out = fused_relu_layers(fused[0], encoded, skip_layers=fused[1]) if fused is not None else None
+        if out is None:  # no fused kernel here: the layers one by one
             out = encoded
             for i, layer in enumerate(self.trunk_mlp):
                 if i == c.skip_at:

@@ -1,7 +1,7 @@
 """The backbones' small MLPs: an nn.Sequential of linear layers with ReLU between, run on the CPU by the fused
 native kernel (cuda/src/fused_mlp.h: each block of rows through every layer in cache, forward and backward)
-when the layout is one it supports (bias-free as tiny-cuda-nn's, or a bias in every layer) and the input is
-float32 outside autocast; otherwise, and with FIELDS_KERNELS=torch, by nn.Sequential's own forward (the PyTorch twin).
+when the layout is one it supports (bias-free as tiny-cuda-nn's, or a bias in every layer; optionally NeRF's skip
+and CAM's per-row modulation, `fused_relu_layers`) and the input is float32 outside autocast; otherwise, and with FIELDS_KERNELS=torch, by nn.Sequential's own forward (the PyTorch twin).
 $FIELDS_CPU_ISA (auto, avx512, avx2 or generic, read per call) picks the kernel's vector instructions; "auto"
 takes the best this CPU has, and PyTorch where it has neither AVX path (the generic loops are no match for
 PyTorch's matrix products)."""
@@ -25,14 +25,19 @@ def cpu_isa(kernels) -> str | None:
     return isa
 
 
-def fused_relu_layers(linear: list[nn.Linear], x: torch.Tensor,
-                      last_weight: torch.Tensor | None = None) -> torch.Tensor | None:
+def fused_relu_layers(linear: list[nn.Linear], x: torch.Tensor, last_weight: torch.Tensor | None = None,
+                      skip_layers: tuple[int, ...] = (), gamma: torch.Tensor | None = None,
+                      beta: torch.Tensor | None = None) -> torch.Tensor | None:
     """x (..., n_in) through `linear` with ReLU between and none after the last, on the fused kernel, with
     last_weight (out, in) in the last layer's place when given; None where the kernel does not compute exactly that
-    (not float32 on the CPU, autocast, a bias in some layers only, no kernel path: see cpu_isa)."""
-    if not (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+    (not float32 on the CPU, autocast, a bias in some layers only, no kernel path: see cpu_isa).
+    skip_layers: the layers whose input is the previous output with x appended (NeRF's skip). gamma, beta (N,
+    len(linear) - 1): CAM's modulation, hidden layer l's output z becoming gamma[:, l] * z + beta[:, l] before its
+    ReLU (x then (N, n_in))."""
+    tensors = [x] + [p for m in linear for p in m.parameters()] + ([gamma, beta] if gamma is not None else [])
+    if not (x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
             and len({m.bias is None for m in linear}) == 1  # every layer with a bias, or none
-            and all(p.dtype == torch.float32 and p.device.type == "cpu" for m in linear for p in m.parameters())):
+            and all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors)):
         return None
     kernels = kernels_for(x.device)
     isa = cpu_isa(kernels) if kernels is not None else None
@@ -45,8 +50,8 @@ def fused_relu_layers(linear: list[nn.Linear], x: torch.Tensor,
         if biases is not None:
             biases[-1] = biases[-1][: len(last_weight)]
     if x.dim() == 2:
-        return functions.fused_mlp(kernels, x, weights, isa, biases)
-    y = functions.fused_mlp(kernels, x.reshape(-1, x.shape[-1]), weights, isa, biases)
+        return functions.fused_mlp(kernels, x, weights, isa, biases, skip_layers, gamma, beta)
+    y = functions.fused_mlp(kernels, x.reshape(-1, x.shape[-1]), weights, isa, biases, skip_layers, gamma, beta)
     return y.reshape(*x.shape[:-1], y.shape[-1])
 
 

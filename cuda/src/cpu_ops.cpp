@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -557,18 +558,23 @@ torch::Tensor occupancy_update(torch::Tensor occs, torch::Tensor indices, torch:
   return binary;
 }
 
-// Fused ReLU MLP (fused_mlp.h). weights[l]: nn.Linear's (out, in); biases: none, or one (out,) per layer.
-// Returns {y (N, n_out)} and, when save_hidden, the post-ReLU hidden activations (N, width) that mlp_backward takes.
+// Fused ReLU MLP (fused_mlp.h). weights[l]: nn.Linear's (out, in); biases: none, or one (out,) per layer;
+// skip_layers: the layers whose input has x appended (their weights (out, in + n_in)); gamma and beta: empty, or
+// CAM's modulation of the hidden layers (N, n_layers - 1). Returns {y (N, n_out)} and, when save_hidden, what
+// mlp_backward takes: each hidden layer's (N, width) output after its ReLU, or before its modulation.
 fields::mlp::Plan mlp_plan(const torch::Tensor& x, const std::vector<torch::Tensor>& weights,
-                           const std::vector<torch::Tensor>& biases) {
+                           const std::vector<torch::Tensor>& biases, const std::vector<int64_t>& skip_layers) {
   check_cpu_float(x, "mlp input");
   TORCH_CHECK(x.dim() == 2, "mlp input must be (N, n_in)");
   TORCH_CHECK(!weights.empty(), "mlp needs at least one weight");
+  const std::vector<int> skips(skip_layers.begin(), skip_layers.end());
+  for (int l : skips) TORCH_CHECK(l >= 1 && l < (int)weights.size(), "mlp skip layer ", l, " is not a hidden layer's successor");
   std::vector<int> dims{(int)x.size(1)};
   for (const auto& w : weights) {
     check_cpu_float(w, "mlp weight");
-    TORCH_CHECK(w.dim() == 2 && w.size(1) == dims.back(), "mlp weight ", dims.size() - 1, " must be (out, ",
-                dims.back(), "), got ", w.sizes());
+    const int l = (int)dims.size() - 1;
+    const int n_in = dims.back() + (std::find(skips.begin(), skips.end(), l) != skips.end() ? dims[0] : 0);
+    TORCH_CHECK(w.dim() == 2 && w.size(1) == n_in, "mlp weight ", l, " must be (out, ", n_in, "), got ", w.sizes());
     dims.push_back((int)w.size(0));
   }
   TORCH_CHECK(biases.empty() || biases.size() == weights.size(), "mlp biases: none or one per layer");
@@ -577,7 +583,22 @@ fields::mlp::Plan mlp_plan(const torch::Tensor& x, const std::vector<torch::Tens
     TORCH_CHECK(biases[l].dim() == 1 && biases[l].size(0) == dims[l + 1], "mlp bias ", l, " must be (", dims[l + 1],
                 "), got ", biases[l].sizes());
   }
-  return fields::mlp::Plan(dims, !biases.empty());
+  return fields::mlp::Plan(dims, !biases.empty(), skips);
+}
+
+// CAM's modulation from gamma and beta (both empty: none), checked against x (N, .) and the plan's hidden layers.
+std::optional<fields::mlp::Modulation> mlp_modulation(const fields::mlp::Plan& plan, const torch::Tensor& x,
+                                                      const torch::Tensor& gamma, const torch::Tensor& beta) {
+  if (gamma.numel() == 0 && beta.numel() == 0) return std::nullopt;
+  for (const auto* t : {&gamma, &beta}) {
+    check_cpu_float(*t, "mlp modulation");
+    TORCH_CHECK(t->sizes() == torch::IntArrayRef({x.size(0), plan.n_layers() - 1}),
+                "mlp gamma and beta must be (N, n_layers - 1) = (", x.size(0), ", ", plan.n_layers() - 1, "), got ",
+                t->sizes());
+  }
+  fields::mlp::Modulation mod;
+  mod.gamma = gamma.data_ptr<float>(), mod.beta = beta.data_ptr<float>();
+  return mod;
 }
 
 std::vector<float*> float_pointers(std::vector<torch::Tensor>& tensors) {
@@ -598,8 +619,10 @@ std::vector<torch::Tensor> packed_weights(const fields::mlp::Plan& plan, const s
 }
 
 std::vector<torch::Tensor> mlp_forward(torch::Tensor x, std::vector<torch::Tensor> weights,
-                                       std::vector<torch::Tensor> biases, bool save_hidden, std::string isa_name) {
-  const auto plan = mlp_plan(x, weights, biases);
+                                       std::vector<torch::Tensor> biases, bool save_hidden, std::string isa_name,
+                                       std::vector<int64_t> skip_layers, torch::Tensor gamma, torch::Tensor beta) {
+  const auto plan = mlp_plan(x, weights, biases, skip_layers);
+  const auto mod = mlp_modulation(plan, x, gamma, beta);
   const auto isa = fields::mlp::choose_isa(isa_name);  // an unknown name: ValueError
   const int64_t n = x.size(0), n_blocks = (n + fields::mlp::kBlockRows - 1) / fields::mlp::kBlockRows;
   const auto packed = packed_weights(plan, weights, biases);
@@ -612,17 +635,25 @@ std::vector<torch::Tensor> mlp_forward(torch::Tensor x, std::vector<torch::Tenso
     std::vector<float> scratch(plan.scratch_floats());
     fields::mlp::forward_rows(isa, plan, forward_w, xp, lo * fields::mlp::kBlockRows,
                               std::min(n, hi * fields::mlp::kBlockRows), hidden[0],
-                              save_hidden ? hidden.data() + 1 : nullptr, scratch.data());
+                              save_hidden ? hidden.data() + 1 : nullptr, scratch.data(), mod ? &*mod : nullptr);
   });
   return out;
 }
 
-// {grad_x (empty unless need_grad_x), grad_weights..., grad_biases...} from grad_y (N, n_out) and mlp_forward's
-// saved state. Row blocks are split into one contiguous chunk per thread, each with its own weight-gradient sums.
+// {grad_x (empty unless need_grad_x), grad_weights..., grad_biases..., then with a modulation grad_gamma and
+// grad_beta} from grad_y (N, n_out) and mlp_forward's saved state. Row blocks are split into one contiguous chunk
+// per thread, each with its own weight-gradient sums.
 std::vector<torch::Tensor> mlp_backward(torch::Tensor grad_y, torch::Tensor x, std::vector<torch::Tensor> hidden,
                                         std::vector<torch::Tensor> weights, std::vector<torch::Tensor> biases,
-                                        bool need_grad_x, std::string isa_name) {
-  const auto plan = mlp_plan(x, weights, biases);
+                                        bool need_grad_x, std::string isa_name, std::vector<int64_t> skip_layers,
+                                        torch::Tensor gamma, torch::Tensor beta) {
+  const auto plan = mlp_plan(x, weights, biases, skip_layers);
+  auto mod = mlp_modulation(plan, x, gamma, beta);
+  torch::Tensor grad_gamma, grad_beta;
+  if (mod) {
+    grad_gamma = torch::empty_like(gamma), grad_beta = torch::empty_like(beta);
+    mod->grad_gamma = grad_gamma.data_ptr<float>(), mod->grad_beta = grad_beta.data_ptr<float>();
+  }
   const auto isa = fields::mlp::choose_isa(isa_name);  // an unknown name: ValueError
   check_cpu_float(grad_y, "mlp grad_y");
   TORCH_CHECK((int)hidden.size() == plan.n_layers() - 1, "mlp_backward needs mlp_forward's hidden activations");
@@ -645,7 +676,7 @@ std::vector<torch::Tensor> mlp_backward(torch::Tensor grad_y, torch::Tensor x, s
                                  x.data_ptr<float>(), h.data(), std::min(n, c * n_blocks / n_chunks * fields::mlp::kBlockRows),
                                  std::min(n, (c + 1) * n_blocks / n_chunks * fields::mlp::kBlockRows),
                                  need_grad_x ? grad_x.data_ptr<float>() : nullptr, grad_w_chunks[c].data_ptr<float>(),
-                                 scratch.data());
+                                 scratch.data(), mod ? &*mod : nullptr);
   });
   std::vector<torch::Tensor> out{need_grad_x ? grad_x : torch::empty({0}, torch::kFloat32)};
   for (const auto& w : weights) out.push_back(torch::empty_like(w));
@@ -655,6 +686,7 @@ std::vector<torch::Tensor> mlp_backward(torch::Tensor grad_y, torch::Tensor x, s
   auto grads = float_pointers(out);
   fields::mlp::add_weight_grads(plan, chunks.data(), (int)n_chunks, grads.data() + 1,
                                 grads.data() + 1 + weights.size());
+  if (mod) out.insert(out.end(), {grad_gamma, grad_beta});
   return out;
 }
 

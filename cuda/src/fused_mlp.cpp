@@ -12,12 +12,14 @@ namespace fields::mlp {
 
 #if defined(__x86_64__) || defined(__i386__)
 #define FIELDS_MLP_X86 1
-void forward_rows_avx512(const Plan&, const float*, const float*, int64_t, int64_t, float*, float* const*, float*);
+void forward_rows_avx512(const Plan&, const float*, const float*, int64_t, int64_t, float*, float* const*, float*,
+                         const Modulation*);
 void backward_rows_avx512(const Plan&, const float*, const float*, const float*, const float* const*, int64_t,
-                          int64_t, float*, float*, float*);
-void forward_rows_avx2(const Plan&, const float*, const float*, int64_t, int64_t, float*, float* const*, float*);
+                          int64_t, float*, float*, float*, const Modulation*);
+void forward_rows_avx2(const Plan&, const float*, const float*, int64_t, int64_t, float*, float* const*, float*,
+                       const Modulation*);
 void backward_rows_avx2(const Plan&, const float*, const float*, const float*, const float* const*, int64_t, int64_t,
-                        float*, float*, float*);
+                        float*, float*, float*, const Modulation*);
 #else
 #define FIELDS_MLP_X86 0
 #endif
@@ -54,18 +56,27 @@ bool cpu_has(Isa isa) {
   return isa == Isa::generic;
 }
 
+// The packed row of layer l's input i: the previous output's first, then (a skip layer) the network input's.
+int packed_row(const Plan& p, int l, int i) { return i < p.dims[l] ? i : p.pad[l] + (i - p.dims[l]); }
+
 }  // namespace
 
-Plan::Plan(std::vector<int> widths, bool with_biases) : dims(std::move(widths)), biased(with_biases) {
+Plan::Plan(std::vector<int> widths, bool with_biases, const std::vector<int>& skip_layers)
+    : dims(std::move(widths)), biased(with_biases) {
   if (dims.size() < 2) throw std::invalid_argument("fused MLP: needs at least one layer");
   for (int d : dims) {
     if (d <= 0) throw std::invalid_argument("fused MLP: every width must be positive");
     pad.push_back(padded(d));
     max_pad = std::max(max_pad, pad.back());
   }
+  skip.assign(n_layers(), false);
+  for (int l : skip_layers) {
+    if (l < 1 || l >= n_layers()) throw std::invalid_argument("fused MLP: a skip layer must be one of 1 .. n_layers - 1");
+    skip[l] = true;
+  }
   for (int l = 0; l < n_layers(); ++l) {
     weight_offset.push_back(weight_floats);
-    weight_floats += (int64_t)pad[l] * pad[l + 1];
+    weight_floats += (int64_t)in_pad(l) * pad[l + 1];
   }
   for (int l = 0; biased && l < n_layers(); ++l) {
     bias_offset.push_back(weight_floats);
@@ -78,13 +89,14 @@ void pack_weights(const Plan& p, const float* const* weights, const float* const
   std::fill(forward_w, forward_w + p.weight_floats, 0.0f);
   std::fill(backward_w, backward_w + p.weight_floats, 0.0f);
   for (int l = 0; l < p.n_layers(); ++l) {
-    const int n_in = p.dims[l], n_out = p.dims[l + 1];
+    const int n_in = p.in_dim(l), n_out = p.dims[l + 1];
     float *fw = forward_w + p.weight_offset[l], *bw = backward_w + p.weight_offset[l];
     for (int o = 0; o < n_out; ++o)
       for (int i = 0; i < n_in; ++i) {
         const float w = weights[l][(int64_t)o * n_in + i];
-        fw[(int64_t)i * p.pad[l + 1] + o] = w;
-        bw[(int64_t)o * p.pad[l] + i] = w;
+        const int row = packed_row(p, l, i);
+        fw[(int64_t)row * p.pad[l + 1] + o] = w;
+        bw[(int64_t)o * p.in_pad(l) + row] = w;
       }
     for (int o = 0; p.biased && o < n_out; ++o)
       forward_w[p.bias_offset[l] + o] = backward_w[p.bias_offset[l] + o] = biases[l][o];
@@ -94,11 +106,12 @@ void pack_weights(const Plan& p, const float* const* weights, const float* const
 void add_weight_grads(const Plan& p, const float* const* grad_w, int count, float* const* weight_grads,
                       float* const* bias_grads) {
   for (int l = 0; l < p.n_layers(); ++l) {
-    const int n_in = p.dims[l], n_out = p.dims[l + 1];
+    const int n_in = p.in_dim(l), n_out = p.dims[l + 1];
     for (int o = 0; o < n_out; ++o)
       for (int i = 0; i < n_in; ++i) {
+        const int64_t at = p.weight_offset[l] + (int64_t)packed_row(p, l, i) * p.pad[l + 1] + o;
         float sum = 0.0f;
-        for (int c = 0; c < count; ++c) sum += grad_w[c][p.weight_offset[l] + (int64_t)i * p.pad[l + 1] + o];
+        for (int c = 0; c < count; ++c) sum += grad_w[c][at];
         weight_grads[l][(int64_t)o * n_in + i] = sum;
       }
     for (int o = 0; p.biased && o < n_out; ++o) {
@@ -126,21 +139,23 @@ std::vector<std::string> supported_isas() {
 }
 
 void forward_rows(Isa isa, const Plan& p, const float* forward_w, const float* x, int64_t r0, int64_t r1, float* y,
-                  float* const* hidden, float* scratch) {
+                  float* const* hidden, float* scratch, const Modulation* mod) {
 #if FIELDS_MLP_X86
-  if (isa == Isa::avx512) return forward_rows_avx512(p, forward_w, x, r0, r1, y, hidden, scratch);
-  if (isa == Isa::avx2) return forward_rows_avx2(p, forward_w, x, r0, r1, y, hidden, scratch);
+  if (isa == Isa::avx512) return forward_rows_avx512(p, forward_w, x, r0, r1, y, hidden, scratch, mod);
+  if (isa == Isa::avx2) return forward_rows_avx2(p, forward_w, x, r0, r1, y, hidden, scratch, mod);
 #endif
-  forward_rows_impl<Generic>(p, forward_w, x, r0, r1, y, hidden, scratch);
+  forward_rows_impl<Generic>(p, forward_w, x, r0, r1, y, hidden, scratch, mod);
 }
 
 void backward_rows(Isa isa, const Plan& p, const float* backward_w, const float* grad_y, const float* x,
-                   const float* const* hidden, int64_t r0, int64_t r1, float* grad_x, float* grad_w, float* scratch) {
+                   const float* const* hidden, int64_t r0, int64_t r1, float* grad_x, float* grad_w, float* scratch,
+                   const Modulation* mod) {
 #if FIELDS_MLP_X86
-  if (isa == Isa::avx512) return backward_rows_avx512(p, backward_w, grad_y, x, hidden, r0, r1, grad_x, grad_w, scratch);
-  if (isa == Isa::avx2) return backward_rows_avx2(p, backward_w, grad_y, x, hidden, r0, r1, grad_x, grad_w, scratch);
+  if (isa == Isa::avx512)
+    return backward_rows_avx512(p, backward_w, grad_y, x, hidden, r0, r1, grad_x, grad_w, scratch, mod);
+  if (isa == Isa::avx2) return backward_rows_avx2(p, backward_w, grad_y, x, hidden, r0, r1, grad_x, grad_w, scratch, mod);
 #endif
-  backward_rows_impl<Generic>(p, backward_w, grad_y, x, hidden, r0, r1, grad_x, grad_w, scratch);
+  backward_rows_impl<Generic>(p, backward_w, grad_y, x, hidden, r0, r1, grad_x, grad_w, scratch, mod);
 }
 
 }  // namespace fields::mlp

@@ -30,14 +30,14 @@ struct Avx512 {  // tiles of up to 16 accumulators (4 rows x 4 vectors, ...) + 4
 }  // namespace
 
 void forward_rows_avx512(const Plan& p, const float* forward_w, const float* x, int64_t r0, int64_t r1, float* y,
-                     float* const* hidden, float* scratch) {
-  forward_rows_impl<Avx512>(p, forward_w, x, r0, r1, y, hidden, scratch);
+                     float* const* hidden, float* scratch, const Modulation* mod) {
+  forward_rows_impl<Avx512>(p, forward_w, x, r0, r1, y, hidden, scratch, mod);
 }
 
 void backward_rows_avx512(const Plan& p, const float* backward_w, const float* grad_y, const float* x,
                       const float* const* hidden, int64_t r0, int64_t r1, float* grad_x, float* grad_w,
-                      float* scratch) {
-  backward_rows_impl<Avx512>(p, backward_w, grad_y, x, hidden, r0, r1, grad_x, grad_w, scratch);
+                      float* scratch, const Modulation* mod) {
+  backward_rows_impl<Avx512>(p, backward_w, grad_y, x, hidden, r0, r1, grad_x, grad_w, scratch, mod);
 }
 
 }  // namespace fields::mlp

@@ -113,30 +113,94 @@ inline void add_column_sums(const float* g, int M, int cols, float* sums) {
   }
 }
 
+// CAM's modulation of a block: h (row stride h_row) = ReLU(gamma[r] * z + beta[r]) over the `s` columns of z
+// (row stride z_row; h may be z), with the padding columns [d, s) and the rows [rows, M) set to zero. gamma and
+// beta: row r's values at gamma[r * stride].
+template <class V>
+inline void modulate_relu(const float* z, int64_t z_row, float* h, int64_t h_row, int rows, int M, int d, int s,
+                          const float* gamma, const float* beta, int stride) {
+  for (int r = 0; r < M; ++r) {
+    float* hr = h + r * h_row;
+    if (r >= rows) {
+      std::fill(hr, hr + s, 0.0f);
+      continue;
+    }
+    const typename V::T g = V::set1(gamma[(int64_t)r * stride]), b = V::set1(beta[(int64_t)r * stride]);
+    for (int j = 0; j < s; j += V::W) V::store(hr + j, V::relu(V::fma(g, V::load(z + r * z_row + j), b)));
+    std::fill(hr + d, hr + s, 0.0f);
+  }
+}
+
+inline float lane_sum(const float* lanes, int n) {
+  float sum = 0.0f;
+  for (int i = 0; i < n; ++i) sum += lanes[i];
+  return sum;
+}
+
+// The modulation's backward for `rows` rows of g (the gradient of ReLU(gamma z + beta), masked already; row
+// stride `s`, the columns): grad_beta[r] = sum g, grad_gamma[r] = sum g z (z: the block's saved outputs, row
+// stride s); then g *= gamma[r], the gradient of z.
+template <class V>
+inline void modulation_backward(float* g, const float* z, int rows, int s, const float* gamma, float* grad_gamma,
+                                float* grad_beta, int stride) {
+  alignas(64) float lanes[2][V::W];
+  for (int r = 0; r < rows; ++r) {
+    float* gr = g + (int64_t)r * s;
+    const float* zr = z + (int64_t)r * s;
+    typename V::T sum_g = V::zero(), sum_gz = V::zero();
+    for (int j = 0; j < s; j += V::W) {
+      const typename V::T gj = V::load(gr + j);
+      sum_g = V::fma(V::set1(1.0f), gj, sum_g);
+      sum_gz = V::fma(gj, V::load(zr + j), sum_gz);
+    }
+    V::store(lanes[0], sum_g), V::store(lanes[1], sum_gz);
+    grad_beta[(int64_t)r * stride] = lane_sum(lanes[0], V::W);
+    grad_gamma[(int64_t)r * stride] = lane_sum(lanes[1], V::W);
+    const typename V::T scale = V::set1(gamma[(int64_t)r * stride]);
+    for (int j = 0; j < s; j += V::W) V::store(gr + j, V::fma(scale, V::load(gr + j), V::zero()));
+  }
+}
+
 template <class V>
 void forward_rows_impl(const Plan& p, const float* forward_w, const float* x, int64_t r0, int64_t r1, float* y,
-                       float* const* hidden, float* scratch) {
-  const int L = p.n_layers();
-  float* buf[2] = {scratch, scratch + (int64_t)kBlockRows * p.max_pad};
+                       float* const* hidden, float* scratch, const Modulation* mod) {
+  const int L = p.n_layers(), n_hidden = L - 1;
+  const int64_t block = (int64_t)kBlockRows * p.max_pad;
+  float* buf[2] = {scratch, scratch + block};
+  float* x_buf = scratch + 2 * block;  // the block's input, kept for the skip layers
   for (int64_t b0 = r0; b0 < r1; b0 += kBlockRows) {
     const int rows = (int)std::min<int64_t>(kBlockRows, r1 - b0), M = round_up(rows, kPad);
     // A full block of an unpadded width is read, and its saved activations written, where they are: no copy.
-    const float* in = x + b0 * p.dims[0];
-    int64_t in_row = p.dims[0];
+    const float* x_in = x + b0 * p.dims[0];
+    int64_t x_row = p.dims[0];
     if (!in_place(p, 0, rows, M)) {
-      load_block(in, rows, p.dims[0], buf[0], p.pad[0], M);
-      in = buf[0], in_row = p.pad[0];
+      load_block(x_in, rows, p.dims[0], x_buf, p.pad[0], M);
+      x_in = x_buf, x_row = p.pad[0];
     }
+    const float* in = x_in;
+    int64_t in_row = x_row;
     for (int l = 0; l < L; ++l) {
       const float* w = forward_w + p.weight_offset[l];
-      const bool last = l == L - 1, saved = !last && hidden, direct = saved && in_place(p, l + 1, rows, M);
+      const bool last = l == L - 1, saved = !last && hidden;
+      // a modulated block's output is saved before its modulation, which then runs in scratch
+      const bool direct = saved && !mod && in_place(p, l + 1, rows, M);
       const int d = p.dims[l + 1];
       float* out = direct ? hidden[l] + b0 * d : in == buf[0] ? buf[1] : buf[0];
       const int64_t out_row = direct ? d : p.pad[l + 1];
+      const bool relu = !last && !mod;
       if (p.biased) fill_rows<V>(forward_w + p.bias_offset[l], M, p.pad[l + 1], out_row, out);  // the product adds onto it
-      product<V>(M, p.pad[l + 1], p.dims[l], in, in_row, 1, w, p.pad[l + 1], out, out_row, p.biased, !last, nullptr);
+      if (p.skip[l]) {  // (previous output, input) through the two parts of the weight
+        product<V>(M, p.pad[l + 1], p.dims[l], in, in_row, 1, w, p.pad[l + 1], out, out_row, p.biased, false, nullptr);
+        product<V>(M, p.pad[l + 1], p.dims[0], x_in, x_row, 1, w + (int64_t)p.pad[l] * p.pad[l + 1], p.pad[l + 1], out,
+                   out_row, true, relu, nullptr);
+      } else {
+        product<V>(M, p.pad[l + 1], p.dims[l], in, in_row, 1, w, p.pad[l + 1], out, out_row, p.biased, relu, nullptr);
+      }
       if (last) store_block(out, out_row, rows, d, y + b0 * d);
       else if (saved && !direct) store_block(out, out_row, rows, d, hidden[l] + b0 * d);
+      if (mod && !last)
+        modulate_relu<V>(out, out_row, out, out_row, rows, M, d, p.pad[l + 1], mod->gamma + b0 * n_hidden + l,
+                         mod->beta + b0 * n_hidden + l, n_hidden);
       in = out, in_row = out_row;
     }
   }
@@ -145,30 +209,64 @@ void forward_rows_impl(const Plan& p, const float* forward_w, const float* x, in
 template <class V>
 void backward_rows_impl(const Plan& p, const float* backward_w, const float* grad_y, const float* x,
                         const float* const* hidden, int64_t r0, int64_t r1, float* grad_x, float* grad_w,
-                        float* scratch) {
-  const int L = p.n_layers();
+                        float* scratch, const Modulation* mod) {
+  const int L = p.n_layers(), n_hidden = L - 1;
+  const bool skips = std::find(p.skip.begin(), p.skip.end(), true) != p.skip.end();
   const int64_t block = (int64_t)kBlockRows * p.max_pad;
-  float *g = scratch, *g_next = scratch + block, *act_buf = scratch + 2 * block;
+  float *g = scratch, *g_next = scratch + block, *act_buf = scratch + 2 * block, *x_buf = scratch + 3 * block;
+  float *z_buf = scratch + 4 * block, *gx_buf = scratch + 5 * block;  // saved outputs; the input's gradient
   for (int64_t b0 = r0; b0 < r1; b0 += kBlockRows) {
     const int rows = (int)std::min<int64_t>(kBlockRows, r1 - b0), M = round_up(rows, kPad);
     load_block(grad_y + b0 * p.dims[L], rows, p.dims[L], g, p.pad[L], M);
+    const float* x_in = x + b0 * p.dims[0];  // row stride pad[0] either way
+    if (!in_place(p, 0, rows, M)) load_block(x_in, rows, p.dims[0], x_buf, p.pad[0], M), x_in = x_buf;
+    // with skip layers the input's gradient gathers in gx_buf; without, it goes out from layer 0 as before
+    if (skips && grad_x) std::fill(gx_buf, gx_buf + (int64_t)M * p.pad[0], 0.0f);
     for (int l = L - 1; l >= 0; --l) {
-      const int d_in = p.dims[l], d_out = p.dims[l + 1], s_in = p.pad[l], s_out = p.pad[l + 1];
-      const bool direct = in_place(p, l, rows, M);  // then d_in == s_in: the layer's input is read where it is
-      const float* act = (l == 0 ? x : hidden[l - 1]) + b0 * d_in;
-      if (!direct) load_block(act, rows, d_in, act_buf, s_in, M), act = act_buf;
-      // grad W^T (s_in x s_out) += act^T g: rows are the inputs, the sum runs over the block's rows
-      product<V>(s_in, s_out, M, act, 1, s_in, g, s_out, grad_w + p.weight_offset[l], s_out, true,
-                 false, nullptr);
+      const int d_in = p.dims[l], d_out = p.dims[l + 1], s_in = p.pad[l], s_out = p.pad[l + 1], k_in = p.in_pad(l);
+      const float* bw = backward_w + p.weight_offset[l];
+      float* gw = grad_w + p.weight_offset[l];
+      // the layer's input (row stride s_in): the network input, a saved activation, or one rebuilt from its
+      // saved output before the modulation (kept in z_buf for the modulation's gradient)
+      const bool direct = in_place(p, l, rows, M) && !(mod && l > 0);
+      const float* act = l == 0 ? x_in : hidden[l - 1] + b0 * d_in;
+      if (l > 0 && mod) {
+        load_block(act, rows, d_in, z_buf, s_in, M);
+        modulate_relu<V>(z_buf, s_in, act_buf, s_in, rows, M, d_in, s_in, mod->gamma + b0 * n_hidden + l - 1,
+                         mod->beta + b0 * n_hidden + l - 1, n_hidden);
+        act = act_buf;
+      } else if (l > 0 && !direct) {
+        load_block(act, rows, d_in, act_buf, s_in, M), act = act_buf;
+      }
+      // grad W^T (k_in x s_out) += (act, input)^T g: rows are the inputs, the sum runs over the block's rows
+      product<V>(s_in, s_out, M, act, 1, s_in, g, s_out, gw, s_out, true, false, nullptr);
+      if (p.skip[l])
+        product<V>(p.pad[0], s_out, M, x_in, 1, p.pad[0], g, s_out, gw + (int64_t)s_in * s_out, s_out, true, false,
+                   nullptr);
       // g is the gradient of the layer's pre-activation output: its column sums are the bias's
       if (p.biased) add_column_sums<V>(g, M, s_out, grad_w + p.bias_offset[l]);
-      if (l == 0 && !grad_x) break;
+      if (p.skip[l] && grad_x)  // the input's share of the gradient: g times the weight's input part
+        product<V>(M, p.pad[0], d_out, g, s_out, 1, bw + s_in, k_in, gx_buf, p.pad[0], true, false, nullptr);
+      if (l == 0) {
+        if (!grad_x) break;
+        if (skips) {
+          product<V>(M, s_in, d_out, g, s_out, 1, bw, k_in, gx_buf, s_in, true, false, nullptr);
+          store_block(gx_buf, s_in, rows, d_in, grad_x + b0 * d_in);
+          break;
+        }
+      }
       // grad of the layer input = g W, times ReLU'(pre-activation) = (post-activation > 0) below the top; the
       // input's gradient goes straight into grad_x where its rows are unpadded
       float* out = l == 0 && direct ? grad_x + b0 * d_in : g_next;
-      product<V>(M, s_in, d_out, g, s_out, 1, backward_w + p.weight_offset[l], s_in, out, s_in, false, false,
-                 l > 0 ? act : nullptr);
-      if (l == 0 && !direct) store_block(g_next, s_in, rows, d_in, grad_x + b0 * d_in);
+      product<V>(M, s_in, d_out, g, s_out, 1, bw, k_in, out, s_in, false, false, l > 0 ? act : nullptr);
+      if (l == 0) {
+        if (!direct) store_block(g_next, s_in, rows, d_in, grad_x + b0 * d_in);
+        break;
+      }
+      if (mod)  // through the modulation: gamma's and beta's gradients, and g becomes the output's before it
+        modulation_backward<V>(g_next, z_buf, rows, s_in, mod->gamma + b0 * n_hidden + l - 1,
+                               mod->grad_gamma + b0 * n_hidden + l - 1, mod->grad_beta + b0 * n_hidden + l - 1,
+                               n_hidden);
       std::swap(g, g_next);
     }
   }

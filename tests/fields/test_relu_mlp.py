@@ -83,8 +83,10 @@ def test_fused_mlp_without_gradients_keeps_no_activations(isa):
     assert y.grad_fn is None
     torch.testing.assert_close(y, nn.Sequential.forward(module, x), rtol=1e-5, atol=1e-5)
     weights = [m.weight.detach() for m in module[::2]]
-    assert len(_kernels().mlp_forward(x, weights, [], False, isa)) == 1  # the output only
-    assert len(_kernels().mlp_forward(x, weights, [], True, isa)) == 3  # and the two hidden activations
+    no_modulation = torch.empty(0), torch.empty(0)
+    assert len(_kernels().mlp_forward(x, weights, [], False, isa, [], *no_modulation)) == 1  # the output only
+    # and the two hidden activations
+    assert len(_kernels().mlp_forward(x, weights, [], True, isa, [], *no_modulation)) == 3
 
 
 def test_fused_mlp_gradients_to_the_weights_only_and_batch_dimensions(isa):
@@ -152,13 +154,15 @@ def test_auto_runs_pytorch_on_a_cpu_without_avx2(monkeypatch):
 
 
 @pytest.mark.parametrize("heads", ["own", "shared"])
-def test_mlp_backbone_trunk_runs_fused_and_matches_its_layers(isa, heads, monkeypatch):
-    """The mlp backbone's trunk (with its own density head) runs as one fused ReLU MLP over its own layers: the
-    same densities, features and parameter gradients as its layers one by one."""
+@pytest.mark.parametrize("skip_at", [-1, 2])  # the CPU presets' trunk, and NeRF's skip
+def test_mlp_backbone_trunk_runs_fused_and_matches_its_layers(isa, heads, skip_at, monkeypatch):
+    """The mlp backbone's trunk (with its own density head) runs as one fused ReLU MLP over its own layers, its
+    skip included: the same densities, features and parameter gradients as its layers one by one."""
     from nfields.fields.mlp import MLPConfig, MLPField
 
     torch.manual_seed(2)
-    field = MLPField(torch.tensor([-1.5, -1.5, -1.5, 1.5, 1.5, 1.5]), MLPConfig(heads=heads, feature_width=16))
+    config = MLPConfig(heads=heads, feature_width=16, width=48, skip_at=skip_at)
+    field = MLPField(torch.tensor([-1.5, -1.5, -1.5, 1.5, 1.5, 1.5]), config)
     positions = torch.rand(197, 3) * 3 - 1.5
 
     def outputs():
@@ -166,11 +170,12 @@ def test_mlp_backbone_trunk_runs_fused_and_matches_its_layers(isa, heads, monkey
         loss = (sigma * torch.linspace(0, 1, len(sigma))).sum() + features.square().sum()
         return (sigma, features, *torch.autograd.grad(loss, list(field.parameters()), allow_unused=True))
 
-    layers = field.unskipped_layers()
+    layers, skip_layers = field.fused_layers()
+    assert skip_layers == ((skip_at,) if skip_at > 0 else ())
     encoded = torch.randn(5, layers[0].in_features)
-    assert _fused(fused_relu_layers(layers, encoded).grad_fn)
+    assert _fused(fused_relu_layers(layers, encoded, skip_layers=skip_layers).grad_fn)
     fused = outputs()
-    monkeypatch.setattr(field, "unskipped_layers", lambda: None)  # the layers one by one
+    monkeypatch.setattr(field, "fused_layers", lambda: None)  # the layers one by one
     layered = outputs()
     names = ["sigma", "features"] + [name for name, _ in field.named_parameters()]
     for name, a, b in zip(names, fused, layered):
@@ -178,12 +183,3 @@ def test_mlp_backbone_trunk_runs_fused_and_matches_its_layers(isa, heads, monkey
             assert b is None, name
             continue
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
-
-
-def test_mlp_backbone_with_a_skip_keeps_its_layers():
-    from nfields.fields.mlp import MLPConfig, MLPField
-
-    field = MLPField(torch.tensor([-1.5, -1.5, -1.5, 1.5, 1.5, 1.5]), MLPConfig(width=32, depth=4, skip_at=2))
-    assert field.unskipped_layers() is None
-    sigma, features = field.density(torch.rand(10, 3))
-    assert sigma.shape == (10,) and features.shape == (10, field.config.feature_width)
