@@ -1,5 +1,6 @@
 """Test support shared by every test folder: writers of the capture formats (so tests build their inputs
-from known poses), points on the procedural scene's surface, Chamfer distance, a field made from its SDF."""
+from known poses), points on the procedural scene's surface, Chamfer distance, a field made from its SDF, and a
+field's densities and gradients compared between two code paths."""
 
 from __future__ import annotations
 
@@ -153,3 +154,23 @@ def install_fake_colmap(script: str, bin_dir: Path, monkeypatch) -> None:
     exe.write_text(script)
     exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def density_and_gradients(field: Field, positions: torch.Tensor) -> dict[str, torch.Tensor | None]:
+    """The field's densities and features at positions (N, 3), and every parameter's gradient of a loss of both
+    (None for a parameter the densities do not reach), by name."""
+    sigma, features = field.density(positions)
+    loss = (sigma * torch.linspace(0, 1, len(sigma))).sum() + features.square().sum()
+    grads = torch.autograd.grad(loss, list(field.parameters()), allow_unused=True)
+    names = [name for name, _ in field.named_parameters()]
+    return {"sigma": sigma, "features": features, **dict(zip(names, grads))}
+
+
+def assert_same_outputs(a: dict, b: dict, rtol: float, atol: float) -> None:
+    """Two `density_and_gradients` results equal, entry by entry (None where the other is None)."""
+    assert a.keys() == b.keys()
+    for name in a:
+        if a[name] is None or b[name] is None:
+            assert a[name] is None and b[name] is None, name
+            continue
+        torch.testing.assert_close(a[name], b[name], rtol=rtol, atol=atol, msg=lambda m, name=name: f"{name}: {m}")

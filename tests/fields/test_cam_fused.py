@@ -5,6 +5,7 @@ gradients through it; and the cases that stay on the twin."""
 
 import pytest
 import torch
+from support import assert_same_outputs, density_and_gradients
 from torch import nn
 
 from nfields.cuda import build
@@ -94,21 +95,9 @@ def test_cam_density_runs_fused_and_matches_its_layers(isa, monkeypatch):
         for plane in field.trunk_mlp.modulation.parameters():
             plane.add_(0.2 * torch.randn_like(plane))
     positions = torch.rand(197, 3) * 3 - 1.5
-
-    def outputs():
-        sigma, features = field.density(positions)
-        loss = (sigma * torch.linspace(0, 1, len(sigma))).sum() + features.square().sum()
-        return (sigma, features, *torch.autograd.grad(loss, list(field.parameters()), allow_unused=True))
-
-    fused = outputs()
+    fused = density_and_gradients(field, positions)
     monkeypatch.setenv("FIELDS_KERNELS", "torch")  # no native kernels: the layers one by one
-    layered = outputs()
-    names = ["sigma", "features"] + [name for name, _ in field.named_parameters()]
-    for name, a, b in zip(names, fused, layered):
-        if a is None:
-            assert b is None, name
-            continue
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
+    assert_same_outputs(fused, density_and_gradients(field, positions), rtol=1e-4, atol=1e-5)
 
 
 def test_layer_norm_trunk_stays_on_the_twin():

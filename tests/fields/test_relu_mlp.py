@@ -4,6 +4,7 @@ and with biases; and the cases where the module must fall back to the twin."""
 
 import pytest
 import torch
+from support import assert_same_outputs, density_and_gradients
 from torch import nn
 
 from nfields.cuda import build
@@ -164,22 +165,10 @@ def test_mlp_backbone_trunk_runs_fused_and_matches_its_layers(isa, heads, skip_a
     config = MLPConfig(heads=heads, feature_width=16, width=48, skip_at=skip_at)
     field = MLPField(torch.tensor([-1.5, -1.5, -1.5, 1.5, 1.5, 1.5]), config)
     positions = torch.rand(197, 3) * 3 - 1.5
-
-    def outputs():
-        sigma, features = field.density(positions)
-        loss = (sigma * torch.linspace(0, 1, len(sigma))).sum() + features.square().sum()
-        return (sigma, features, *torch.autograd.grad(loss, list(field.parameters()), allow_unused=True))
-
     layers, skip_layers = field.fused_layers()
     assert skip_layers == ((skip_at,) if skip_at > 0 else ())
     encoded = torch.randn(5, layers[0].in_features)
     assert _fused(fused_relu_layers(layers, encoded, skip_layers=skip_layers).grad_fn)
-    fused = outputs()
+    fused = density_and_gradients(field, positions)
     monkeypatch.setattr(field, "fused_layers", lambda: None)  # the layers one by one
-    layered = outputs()
-    names = ["sigma", "features"] + [name for name, _ in field.named_parameters()]
-    for name, a, b in zip(names, fused, layered):
-        if a is None:
-            assert b is None, name
-            continue
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
+    assert_same_outputs(fused, density_and_gradients(field, positions), rtol=1e-5, atol=1e-5)
