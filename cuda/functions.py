@@ -138,6 +138,9 @@ def vm_products(kernels: ModuleType, planes: list[torch.Tensor], lines: list[tor
     return VMProducts.apply(kernels, x, sum_products, *planes, *lines)
 
 
+_EMPTY = torch.empty(0)  # no modulation
+
+
 class FusedMLP(torch.autograd.Function):
     """Native fused ReLU MLP (CPU), optionally with skip layers and CAM's modulation; gradients flow to the input,
     every weight and bias, and the modulation's gamma and beta."""
@@ -165,8 +168,6 @@ class FusedMLP(torch.autograd.Function):
         return (None, None, None, None, None, grad_x if ctx.needs_input_grad[5] else None, grad_gamma, grad_beta,
                 *grad_parameters)
 
-
-_EMPTY = torch.empty(0)
 
 
 def fused_mlp(kernels: ModuleType, x: torch.Tensor, weights: list[torch.Tensor], isa: str,

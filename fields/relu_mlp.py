@@ -1,7 +1,8 @@
 """The backbones' small MLPs: an nn.Sequential of linear layers with ReLU between, run on the CPU by the fused
 native kernel (cuda/src/fused_mlp.h: each block of rows through every layer in cache, forward and backward)
 when the layout is one it supports (bias-free as tiny-cuda-nn's, or a bias in every layer; optionally NeRF's skip
-and CAM's per-row modulation, `fused_relu_layers`) and the input is float32 outside autocast; otherwise, and with FIELDS_KERNELS=torch, by nn.Sequential's own forward (the PyTorch twin).
+and CAM's per-row modulation, `fused_relu_layers`) and the input is float32 outside autocast; otherwise, and
+with FIELDS_KERNELS=torch, by nn.Sequential's own forward (the PyTorch twin).
 $FIELDS_CPU_ISA (auto, avx512, avx2 or generic, read per call) picks the kernel's vector instructions; "auto"
 takes the best this CPU has, and PyTorch where it has neither AVX path (the generic loops are no match for
 PyTorch's matrix products)."""

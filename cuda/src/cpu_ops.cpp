@@ -568,7 +568,8 @@ fields::mlp::Plan mlp_plan(const torch::Tensor& x, const std::vector<torch::Tens
   TORCH_CHECK(x.dim() == 2, "mlp input must be (N, n_in)");
   TORCH_CHECK(!weights.empty(), "mlp needs at least one weight");
   const std::vector<int> skips(skip_layers.begin(), skip_layers.end());
-  for (int l : skips) TORCH_CHECK(l >= 1 && l < (int)weights.size(), "mlp skip layer ", l, " is not a hidden layer's successor");
+  for (int l : skips)
+    TORCH_CHECK(l >= 1 && l < (int)weights.size(), "mlp skip layer ", l, " must be one of 1 .. n_layers - 1");
   std::vector<int> dims{(int)x.size(1)};
   for (const auto& w : weights) {
     check_cpu_float(w, "mlp weight");

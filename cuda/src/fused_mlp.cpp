@@ -71,7 +71,8 @@ Plan::Plan(std::vector<int> widths, bool with_biases, const std::vector<int>& sk
   }
   skip.assign(n_layers(), false);
   for (int l : skip_layers) {
-    if (l < 1 || l >= n_layers()) throw std::invalid_argument("fused MLP: a skip layer must be one of 1 .. n_layers - 1");
+    if (l < 1 || l >= n_layers())
+      throw std::invalid_argument("fused MLP: a skip layer must be one of 1 .. n_layers - 1");
     skip[l] = true;
   }
   for (int l = 0; l < n_layers(); ++l) {
