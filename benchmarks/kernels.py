@@ -261,7 +261,7 @@ def cam_case(n_points: int, repeats: int):
     gamma = (1 + 0.1 * torch.randn(n_points, c.depth)).requires_grad_()
     beta = (0.1 * torch.randn(n_points, c.depth)).requires_grad_()
     grad = torch.randn(n_points, head.out_features)
-    skip_layers = tuple(i + 1 for i in sorted(trunk.skips))
+    skip_layers = trunk.skip_layers
     kernels = kernels_for("cpu")
     weights = [*(m.weight for m in trunk.layers_mlp), head.weight]
     biases = [*(m.bias for m in trunk.layers_mlp), head.bias]

@@ -67,13 +67,18 @@ class ModulatedMLP(nn.Module):
     def forward(self, x: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         return self.layers(x, *self.modulation(coords.detach()))
 
+    @property
+    def skip_layers(self) -> tuple[int, ...]:
+        """The layers (counting the head after the trunk) whose input has x appended: the fused kernel's
+        `skip_layers`."""
+        return tuple(i + 1 for i in sorted(self.skips))
+
     def with_head(self, head: nn.Linear, x: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         """head(self(x, coords)) (N, head.out_features): trunk and head in one pass of the fused CPU kernel (the
         modulation and the skip in it) where it runs and there is no normalization; else layer by layer."""
         gamma, beta = self.modulation(coords.detach())
         if self.normalization == "none":
-            skip_layers = tuple(i + 1 for i in sorted(self.skips))  # the kernel's: layers whose input has x appended
-            y = fused_relu_layers([*self.layers_mlp, head], x, skip_layers=skip_layers, gamma=gamma, beta=beta)
+            y = fused_relu_layers([*self.layers_mlp, head], x, skip_layers=self.skip_layers, gamma=gamma, beta=beta)
             if y is not None:
                 return y
         return head(self.layers(x, gamma, beta))

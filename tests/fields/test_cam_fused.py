@@ -8,23 +8,11 @@ import torch
 from support import assert_same_outputs, density_and_gradients
 from torch import nn
 
-from nfields.cuda import build
 from nfields.cuda.dispatch import kernels_for
 from nfields.fields.cam import CAMConfig, CAMField, ModulatedMLP
 from nfields.fields.relu_mlp import fused_relu_layers
 
 BOX = torch.tensor([-1.5, -1.5, -1.5, 1.5, 1.5, 1.5])
-
-
-@pytest.fixture(params=["avx512", "avx2", "generic"])
-def isa(request, monkeypatch):
-    kernels = kernels_for("cpu")
-    if kernels is None:
-        pytest.fail(f"cpu kernels did not build: {build.cpu_kernels().reason}")
-    if request.param not in kernels.mlp_isas():
-        pytest.skip(f"this CPU does not run the {request.param} path")
-    monkeypatch.setenv("FIELDS_CPU_ISA", request.param)
-    return request.param
 
 
 def _fused(y: torch.Tensor) -> bool:
@@ -58,8 +46,7 @@ def test_modulated_trunk_matches_the_twin(isa, shape, n):
     beta = (0.5 * torch.randn(n, depth)).requires_grad_()
     inputs = [x, gamma, beta, *trunk.layers_mlp.parameters(), *head.parameters()]
     grad_y = torch.randn(n, n_out)
-    skip_layers = tuple(i + 1 for i in sorted(trunk.skips))
-    fused = fused_relu_layers([*trunk.layers_mlp, head], x, skip_layers=skip_layers, gamma=gamma, beta=beta)
+    fused = fused_relu_layers([*trunk.layers_mlp, head], x, skip_layers=trunk.skip_layers, gamma=gamma, beta=beta)
     twin = head(trunk.layers(x, gamma, beta))
     assert _fused(fused) and not _fused(twin)
     torch.testing.assert_close(fused, twin, rtol=1e-5, atol=1e-5)

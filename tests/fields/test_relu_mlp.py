@@ -12,7 +12,6 @@ from nfields.cuda.dispatch import kernels_for
 from nfields.fields.base import mlp
 from nfields.fields.relu_mlp import ReluMLP, cpu_isa, fused_relu_layers
 
-ISAS = ["avx512", "avx2", "generic"]
 # (n_in, width, n_hidden, n_out): the hash grid's density and colour MLPs, then other mlp() calls' forms (TensoRF's
 # colour MLP, with biases: 150 -> 64 -> 64 -> 3)
 SHAPES = [(32, 64, 1, 16), (32, 64, 2, 3), (32, 64, 0, 1), (27, 128, 3, 3), (39, 64, 2, 16), (5, 128, 1, 1),
@@ -24,14 +23,6 @@ def _kernels():
     if kernels is None:
         pytest.fail(f"cpu kernels did not build: {build.cpu_kernels().reason}")
     return kernels
-
-
-@pytest.fixture(params=ISAS)
-def isa(request, monkeypatch):
-    if request.param not in _kernels().mlp_isas():
-        pytest.skip(f"this CPU does not run the {request.param} path")
-    monkeypatch.setenv("FIELDS_CPU_ISA", request.param)
-    return request.param
 
 
 def _fused(y) -> bool:
