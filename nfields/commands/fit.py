@@ -64,11 +64,15 @@ def run(args) -> int:
 
 
 def _image(o: FitImageOptions) -> int:
+    from imageio.config import known_extensions
+
     from ..apps.fitting.fit_image import fit_image, load_image, save_image
 
+    out = Path(o.output or f"runs/fit-image/{Path(o.image).stem}-{o.field}.png")
+    if out.suffix.lower() not in known_extensions:  # refused before fitting, not after
+        raise FieldsError(f"--output {out}: the reconstruction needs an image file name (.png, .jpg, ...)")
     result = fit_image(load_image(o.image), o.field, steps=o.steps, time_budget=o.seconds, batch=o.batch, lr=o.lr,
                        decoder_lr=o.decoder_lr, seed=o.seed)
-    out = Path(o.output or f"runs/fit-image/{Path(o.image).stem}-{o.field}.png")
     save_image(result.reconstruction, out)
     print(f"{o.field}: PSNR {result.psnr:.2f} dB after {result.steps} steps ({result.seconds:.1f} s), "
           f"{result.parameters:,} parameters -> {out}")

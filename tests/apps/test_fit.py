@@ -97,6 +97,13 @@ def test_bad_inputs_name_the_file(tmp_path, capsys):
     assert "missing.obj" in err and "notes.png" in err and "Traceback" not in err
 
 
+def test_fit_image_output_without_an_image_suffix_is_refused_before_fitting(image_path, tmp_path, capsys):
+    assert main(["fit-image", str(image_path), "--steps", "100000", "--output", str(tmp_path / "recon")]) == 2
+    err = capsys.readouterr().err
+    assert "recon" in err and "image file name" in err and "Traceback" not in err
+    assert not (tmp_path / "recon").exists()
+
+
 def test_unknown_backbone_for_fitting_lists_valid_ones(image_path):
     with pytest.raises(FieldsError, match="valid names: .*rbf"):
         fit_image(load_image(image_path), "nope", steps=1)
