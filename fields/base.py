@@ -22,8 +22,8 @@ class SavedConfigError(ValueError):
 class FieldConfig:
     """Base of the backbones' configuration dataclasses: named presets, the preset a device type uses
     by default (`cpu_preset` on the CPU, `gpu_preset` elsewhere), and the optimiser of the backbone's
-    reference (`optimizer`, every backbone declares its own). `retired_fields`: fields older checkpoints
-    saved that no longer exist (dropped when they load)."""
+    reference (`optimizer`, every backbone declares its own; `optimizer_for`: a preset's). `retired_fields`:
+    fields older checkpoints saved that no longer exist (dropped when they load)."""
 
     cpu_preset: ClassVar[str] = "cpu"
     gpu_preset: ClassVar[str] = "published"
@@ -43,6 +43,11 @@ class FieldConfig:
     @classmethod
     def default_preset(cls, device_type: str) -> str:
         return cls.cpu_preset if device_type == "cpu" else cls.gpu_preset
+
+    @classmethod
+    def optimizer_for(cls, preset: str) -> OptimizerSpec:
+        """The optimiser preset `preset` trains with: the backbone's `optimizer`, unless a preset has its own."""
+        return cls.optimizer
 
 
 def within(name: str, module: str) -> bool:

@@ -7,24 +7,28 @@ MLP (Xavier-uniform weights, zero biases, the encoded input re-joined after hidd
 density, a bottleneck feature and one 128-wide colour layer) on sin(2^k x) of world coordinates, with a
 tri-plane per modulated layer over the box. Its two known bugs are fixed: the planes are summed, not
 multiplied (zero-initialised beta planes multiplied together never train), and the grids really get their
-10x learning rate.
+10x learning rate. The `cpu` preset modulates the mlp backbone's network instead, with its optimiser (the
+README says why).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Field, FieldConfig, SavedConfigError, mlp
+from .base import Field, FieldConfig, SavedConfigError, mlp, trunc_exp
 from .coordinate import CoordinateNetwork, FourierFeatures
 from .encodings import positional_encoding, positional_encoding_dim
 from .grids import MultiPlaneGrid
-from .optimizer_spec import NERFACC_MLP_SCHEDULE, OptimizerSpec, ParamGroupSpec
+from .optimizer_spec import INSTANT_NGP_OPTIMIZER, NERFACC_MLP_SCHEDULE, OptimizerSpec, ParamGroupSpec
 from .relu_mlp import fused_relu_layers
+
+POSITION_ENCODINGS = ("world", "box")
+DENSITY_ACTIVATIONS = ("relu", "trunc_exp")
 
 
 class CoordinateModulation(nn.Module):
@@ -129,11 +133,26 @@ class CAMConfig(FieldConfig):
     normalization: str = "none"
     feature_width: int = 256  # the bottleneck feature fed to the colour layer
     color_width: int = 128
+    # "world": sin(2^k x) of world coordinates about the box centre (CAM_nerfacc); "box": sin(2^k pi x) of the
+    # box's [-1, 1]^3 (NeRF's paper; the mlp backbone's)
+    position_encoding: str = "world"
+    # "relu" (CAM_nerfacc), or "trunc_exp": exp(x - 1), instant-ngp's (the mlp backbone's)
+    density_activation: str = "relu"
     # CAM_nerfacc's train_mlp_nerf.py: Adam (torch's betas and eps), 5e-4 for the network and 5e-3 for the grids
     # (its name filter misses the grids, which the fix applies), no weight decay; NerfAcc's steps x0.33.
     optimizer: ClassVar[OptimizerSpec] = OptimizerSpec(
         groups=(ParamGroupSpec("decoder", 5e-4), ParamGroupSpec("features", 5e-3, roles=("features",))),
         schedule=NERFACC_MLP_SCHEDULE)
+
+    # The cpu preset's: instant-ngp's Adam, the mlp backbone's (ten minutes on two cores are a few thousand steps,
+    # where NerfAcc's 5e-4 leaves an MLP NeRF far behind), with the grids at 3e-3: at 1e-2 and above they
+    # destabilise it (docs/backbones.md, "cam's cpu preset").
+    cpu_optimizer: ClassVar[OptimizerSpec] = replace(INSTANT_NGP_OPTIMIZER, groups=INSTANT_NGP_OPTIMIZER.groups + (
+        ParamGroupSpec("modulation grids", 3e-3, roles=("features",)),))
+
+    @classmethod
+    def optimizer_for(cls, preset: str) -> OptimizerSpec:
+        return cls.cpu_optimizer if preset == "cpu" else cls.optimizer
 
     @classmethod
     def from_saved(cls, saved: dict) -> CAMConfig:
@@ -147,8 +166,14 @@ class CAMConfig(FieldConfig):
         return {
             # NerfAcc static CAM: 8 x 256 trunk with a skip after layer 4, tri-planes of 512^2 per layer.
             "published": cls(),
-            # CPU: the same network at half the depth and width (skip after layer 2), planes of 128^2.
-            "cpu": cls(width=128, depth=4, skip_layer=2, grid_resolution=128, feature_width=128, color_width=64),
+            # CPU: the mlp backbone's network (4 x 128, no skip, exp density, sin(2^k pi x) over the box, a 64-d
+            # feature and a 64-wide colour layer) with CAM's modulation, tri-planes of 128^2: CAM's claim is about
+            # the MLP it modulates, and on two cores this is the MLP that trains best.
+            "cpu": cls(width=128, depth=4, skip_layer=0, grid_resolution=128, feature_width=64, color_width=64,
+                       position_encoding="box", density_activation="trunc_exp"),
+            # CPU, the reference network at half the depth and width (skip after layer 2), with CAM's optimiser.
+            "reference-small": cls(width=128, depth=4, skip_layer=2, grid_resolution=128, feature_width=128,
+                                   color_width=64),
         }
 
 
@@ -162,6 +187,9 @@ class CAMField(Field):
     def __init__(self, aabb: torch.Tensor, config: CAMConfig):
         super().__init__(aabb, config)
         c = config
+        for name, allowed in (("position_encoding", POSITION_ENCODINGS), ("density_activation", DENSITY_ACTIVATIONS)):
+            if getattr(c, name) not in allowed:
+                raise ValueError(f"cam config: '{name}' must be one of {', '.join(allowed)}, got '{getattr(c, name)}'")
         self.trunk_mlp = ModulatedMLP(positional_encoding_dim(3, c.position_frequencies), c.width, c.depth, 3,
                                       c.grid_resolution, c.normalization, c.skip_layer)
         self.density_head = nn.Linear(self.trunk_mlp.out_dim, 1 + c.feature_width)  # sigma and bottleneck layers
@@ -173,12 +201,17 @@ class CAMField(Field):
                 nn.init.zeros_(module.bias)
 
     def density(self, positions):
+        c = self.config
         unit = self.normalize(positions)  # [0, 1]^3 over the box (contracted when unbounded)
         box = unit * 2 - 1
-        centred = (unit - 0.5) * (self.aabb[3:] - self.aabb[:3])  # world units about the box centre
-        encoded = positional_encoding(centred, self.config.position_frequencies, base=1.0)
+        if c.position_encoding == "world":
+            centred = (unit - 0.5) * (self.aabb[3:] - self.aabb[:3])  # world units about the box centre
+            encoded = positional_encoding(centred, c.position_frequencies, base=1.0)
+        else:
+            encoded = positional_encoding(box, c.position_frequencies)
         out = self.trunk_mlp.with_head(self.density_head, encoded, box)
-        return torch.relu(out[:, 0]), out[:, 1:]
+        sigma = torch.relu(out[:, 0]) if c.density_activation == "relu" else trunc_exp(out[:, 0] - 1.0)
+        return sigma, out[:, 1:]
 
     def color(self, features, directions):
         encoded = positional_encoding(directions, self.config.direction_frequencies, base=1.0)

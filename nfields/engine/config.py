@@ -11,7 +11,7 @@ from ..datasets import DatasetError, detect_format
 from ..datasets.scene_type import SCENE_TYPE_CHOICES
 from ..errors import FieldsError
 from ..fields import OptimizerSpec, ParamGroupSpec, Schedule, UnknownFieldError, field_class
-from .devices import check_device_name
+from .devices import check_device_name, resolve_device
 from .loggers import LOGGERS
 
 RECORDED_FIELDS = ("optimizer",)  # TrainConfig fields the run writes, not given on the command line
@@ -200,15 +200,17 @@ class TrainConfig:
         self.occupancy_threshold = self.grid_threshold(unbounded, device_type)
         (self.render_alpha_threshold, self.render_early_stop, self.render_occupancy_threshold,
          self.render_weight_threshold) = self.render_culling(device_type)
-        self.resolve_optimizer()
+        self.resolve_optimizer(device_type)
 
-    def resolve_optimizer(self) -> None:
-        """Record the optimiser in `optimizer` (once): the backbone's declared one, its rates x `lr`, with the
-        schedule and weight decay given here in place of its own."""
+    def resolve_optimizer(self, device_type: str) -> None:
+        """Record the optimiser in `optimizer` (once): the one the backbone declares for the preset (`preset`, or
+        the default on `device_type`), its rates x `lr`, with the schedule and weight decay given here in place
+        of its own."""
         if self.optimizer is not None:
             return
         try:
-            spec = field_class(self.field).Config.optimizer.scaled(self.lr)
+            config_class = field_class(self.field).Config
+            spec = config_class.optimizer_for(self.preset or config_class.default_preset(device_type)).scaled(self.lr)
         except UnknownFieldError as err:
             raise FieldsError(f"config: 'field': {err}") from None
         if self.weight_decay is not None:
@@ -218,8 +220,8 @@ class TrainConfig:
         self.optimizer = replace(spec, schedule=replace(spec.schedule, **given)).to_dict()
 
     def optimizer_spec(self) -> OptimizerSpec:
-        """The run's optimiser (resolved first when not yet recorded)."""
-        self.resolve_optimizer()
+        """The run's optimiser (resolved first, for the run's device, when not yet recorded)."""
+        self.resolve_optimizer(resolve_device(self.device).type)
         return OptimizerSpec.from_dict(self.optimizer, "config: 'optimizer'")
 
     def marching(self, device_type: str) -> tuple[float, int]:

@@ -27,9 +27,9 @@ OLD_OPTIMIZER_FIELDS = {"lr": 1e-2, "weight_decay": 1e-6, "warmup_steps": 100, "
 
 @pytest.mark.parametrize("name", sorted(FIELDS))
 def test_every_backbone_declares_groups_that_claim_all_its_parameters(name):
-    spec = FIELDS[name].Config.optimizer
-    assert len({g.name for g in spec.groups}) == len(spec.groups)
     for preset in FIELDS[name].Config.presets():
+        spec = FIELDS[name].Config.optimizer_for(preset)
+        assert len({g.name for g in spec.groups}) == len(spec.groups)
         field = build_field(name, AABB, preset)
         groups = field.param_groups(spec)
         ids = [id(p) for g in groups for p in g["params"]]
@@ -70,6 +70,15 @@ def test_lr_scales_the_backbones_rates_and_the_run_records_what_it_used(tmp_path
     assert spec.schedule.final_ratio == declared.schedule.final_ratio and spec.betas == declared.betas
     config.save(tmp_path / CONFIG_NAME)
     assert TrainConfig.load(tmp_path / CONFIG_NAME).optimizer_spec() == spec
+
+
+def test_a_preset_with_its_own_optimizer_trains_with_it():
+    """cam's cpu preset (the mlp backbone's network, modulated) has instant-ngp's Adam; its published one CAM's."""
+    cam = FIELDS["cam"].Config
+    assert cam.optimizer_for("cpu") != cam.optimizer
+    assert TrainConfig(field="cam", preset="cpu", device="cpu").optimizer_spec() == cam.optimizer_for("cpu")
+    assert TrainConfig(field="cam", preset="published", device="cpu").optimizer_spec() == cam.optimizer
+    assert TrainConfig(field="cam", device="cpu").optimizer_spec() == cam.optimizer_for("cpu")  # the CPU's preset
 
 
 def test_a_config_json_from_before_the_specs_keeps_its_absolute_rate(tmp_path):

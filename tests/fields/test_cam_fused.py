@@ -29,9 +29,10 @@ def _trunk(n_in: int, width: int, depth: int, skip_layer: int, n_out: int) -> tu
     return trunk, head
 
 
-# (n_in, width, depth, skip_layer, n_out): cam's cpu preset (63 -> 4 x 128, skip after layer 2, 129 out), widths
-# that need padding with the skip after the last hidden layer (the head's input), and no skip at all
-SHAPES = [(63, 128, 4, 2, 129), (27, 40, 3, 2, 17), (20, 48, 3, 0, 5)]
+# (n_in, width, depth, skip_layer, n_out): cam's cpu preset (63 -> 4 x 128 -> 65, no skip), its reference-small
+# preset (skip after layer 2, 129 out), widths that need padding with the skip after the last hidden layer (the
+# head's input), and no skip at all
+SHAPES = [(63, 128, 4, 0, 65), (63, 128, 4, 2, 129), (27, 40, 3, 2, 17), (20, 48, 3, 0, 5)]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -72,12 +73,16 @@ def test_modulation_gradients_only_where_the_relu_passes(isa):
     torch.testing.assert_close(y, head.bias.expand(70, 4))
 
 
-def test_cam_density_runs_fused_and_matches_its_layers(isa, monkeypatch):
+# the reference's form (skip, ReLU density, world coordinates) and the cpu preset's (no skip, exp density, the box)
+FORMS = [{"skip_layer": 2}, {"skip_layer": 0, "position_encoding": "box", "density_activation": "trunc_exp"}]
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_cam_density_runs_fused_and_matches_its_layers(isa, form, monkeypatch):
     """The cam backbone's trunk and density head in one fused pass: the same densities, features and gradients of
     every parameter (the modulation planes included) as the layers one by one."""
     torch.manual_seed(2)
-    field = CAMField(BOX, CAMConfig(width=48, depth=4, skip_layer=2, grid_resolution=16, feature_width=24,
-                                    color_width=16))
+    field = CAMField(BOX, CAMConfig(width=48, depth=4, grid_resolution=16, feature_width=24, color_width=16, **form))
     with torch.no_grad():  # modulation planes away from their start (gamma 1, beta 0), so that they matter
         for plane in field.trunk_mlp.modulation.parameters():
             plane.add_(0.2 * torch.randn_like(plane))

@@ -296,7 +296,7 @@ def student_config(teacher: LoadedRun, student: str, preset: str | None, steps: 
                           "samples_per_step": samples_per_step, "overwrite": overwrite, "check_sync": check_sync,
                           "eval_every": TrainConfig.eval_every, "optimizer": None,
                           "final_eval_views": final_eval_views or base.final_eval_views})
-    config.resolve_optimizer()  # the student backbone's own, recorded in its config.json
+    config.resolve_optimizer(resolve_device(device).type)  # the student preset's own, recorded in its config.json
     return config
 
 
