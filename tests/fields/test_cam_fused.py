@@ -111,3 +111,10 @@ def test_skip_layer_weight_of_the_wrong_width_is_a_clear_error():
     with pytest.raises(RuntimeError, match="gamma and beta must be"):
         kernels.mlp_forward(x, [torch.randn(8, 6), torch.randn(5, 14)], [], False, "auto", [1], torch.ones(4, 2),
                             torch.zeros(4, 2))
+
+
+@pytest.mark.parametrize("option", ["position_encoding", "density_activation"])
+def test_an_unknown_form_is_a_clear_error(option):
+    with pytest.raises(ValueError, match=f"cam config: '{option}' must be one of .*got 'nerf'"):
+        CAMField(BOX, CAMConfig(width=16, depth=2, grid_resolution=4, feature_width=8, color_width=8,
+                                **{option: "nerf"}))
