@@ -10,7 +10,7 @@ from pathlib import Path
 from ..datasets import DatasetError, detect_format
 from ..datasets.scene_type import SCENE_TYPE_CHOICES
 from ..errors import FieldsError
-from ..fields import OptimizerSpec, ParamGroupSpec, Schedule, UnknownFieldError, field_class
+from ..fields import OptimizerSpec, ParamGroupSpec, Schedule, UnknownFieldError, default_preset, field_class
 from .devices import check_device_name, resolve_device
 from .loggers import LOGGERS
 
@@ -209,8 +209,8 @@ class TrainConfig:
         if self.optimizer is not None:
             return
         try:
-            config_class = field_class(self.field).Config
-            spec = config_class.optimizer_for(self.preset or config_class.default_preset(device_type)).scaled(self.lr)
+            preset = self.preset or default_preset(self.field, device_type)  # the preset make_model builds
+            spec = field_class(self.field).Config.optimizer_for(preset).scaled(self.lr)
         except UnknownFieldError as err:
             raise FieldsError(f"config: 'field': {err}") from None
         if self.weight_decay is not None:
