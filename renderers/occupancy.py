@@ -13,7 +13,7 @@ about its centre, at the same resolution, and is updated like level 0.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,8 @@ from torch import nn
 
 from .render_ops import ops_for
 from .torch_ops import coarse_grid, occupancy_mips
+
+T = TypeVar("T")
 
 # (cells (M,), values (M,), number of cells) -> the cells and values to fold in
 Merge = Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
@@ -39,6 +41,7 @@ class OccupancyGrid(nn.Module):
         # Boxes (levels, 6) of the cascades, level 0 exactly the scene box; fixed, so derived once.
         self.register_buffer("aabbs", torch.cat([self.aabb[None], self.estimator.aabbs[1:]]), persistent=False)
         self.register_buffer("coarse_binary", coarse_grid(self.binary))
+        self._derived: dict[str, tuple] = {}  # name -> (grid, its version and key, value): see `cached`
 
     def set_interval(self, update_every: int) -> None:
         """Update every `update_every` steps; the all-cell warm-up lasts 16 updates, as in instant-ngp."""
@@ -54,24 +57,32 @@ class OccupancyGrid(nn.Module):
         """Occupied cells (levels, X, Y, Z) bool of every cascade."""
         return self.estimator.binaries
 
+    def cached(self, name: str, compute: Callable[[], T], *key) -> T:
+        """compute(), kept under `name` until the grid changes (an update replaces it, a checkpoint load
+        overwrites it in place) or `key` does."""
+        binary = self.estimator.binaries
+        stamp = (binary._version, *key)
+        entry = self._derived.get(name)
+        if entry is None or entry[0] is not binary or entry[1] != stamp:
+            entry = self._derived[name] = (binary, stamp, compute())
+        return entry[2]
+
     @property
     def mips(self) -> list[torch.Tensor]:
-        """The grid's mip pyramid for the native marcher, rebuilt when the grid changed."""
-        binary = self.estimator.binaries  # replaced by updates, overwritten in place by checkpoint loads
-        source, version = getattr(self, "_mips_of", (None, -1))
-        if source is not binary or version != binary._version:
-            self._mips, self._mips_of = occupancy_mips(self.binary), (binary, binary._version)
-        return self._mips
+        """The grid's mip pyramid for the native marcher."""
+        return self.cached("mips", lambda: occupancy_mips(self.binary))
+
+    @property
+    def marching_box(self) -> torch.Tensor:
+        """The box (6,) rays march in: `occupied_box()`, the occupied cells less lone floaters. Marching skips the
+        steps outside it (`torch_ops.steps_in_box`)."""
+        return self.cached("marching box", self.occupied_box)
 
     def binaries_above(self, threshold: float) -> torch.Tensor:
         """Cells (levels, X, Y, Z) bool that are occupied and whose value (optical thickness) exceeds `threshold`:
-        a sparser grid for rendering, cached until the grid changes."""
-        binary = self.estimator.binaries
-        source, version, cached_threshold = getattr(self, "_above_of", (None, -1, None))
-        if source is not binary or version != binary._version or cached_threshold != threshold:
-            above = binary & (self.estimator.occs.view(binary.shape) > threshold)
-            self._above, self._above_of = above, (binary, binary._version, threshold)
-        return self._above
+        a sparser grid for rendering."""
+        return self.cached("above", lambda: self.estimator.binaries & (self.estimator.occs.view(
+            self.estimator.binaries.shape) > threshold), threshold)
 
     def occupied_fraction(self) -> float:
         return self.binary.float().mean().item()
@@ -81,9 +92,8 @@ class OccupancyGrid(nn.Module):
         kept inside the scene box; the scene box when no cell is occupied. Cells none of whose 26 neighbours
         is occupied (lone floaters) are left out. Identical on every rank under torchrun, whose ranks merge
         their updates into one grid."""
-        occupied = self.binary[None, None].float()
-        neighbours = F.conv3d(occupied, torch.ones_like(occupied[:, :, :3, :3, :3]), padding=1) - occupied
-        cells = ((occupied > 0) & (neighbours > 0))[0, 0].nonzero()
+        occupied = self.binary
+        cells = (occupied & (neighbourhood_counts(occupied) > 1)).nonzero()
         if len(cells) == 0:
             return self.aabb.clone()
         lo, hi = self.aabb[:3], self.aabb[3:]
@@ -127,3 +137,13 @@ class OccupancyGrid(nn.Module):
 
     def _refresh_coarse(self) -> None:
         self.coarse_binary = coarse_grid(self.binary)
+
+
+def neighbourhood_counts(binary: torch.Tensor) -> torch.Tensor:
+    """For each cell of a grid (X, Y, Z) bool, how many cells of its 3 x 3 x 3 neighbourhood (itself included)
+    are set (X, Y, Z) uint8: box sums along each axis in turn (a 128^3 grid in milliseconds; conv3d took 0.2 s)."""
+    counts = binary.to(torch.uint8)
+    for axis in range(3):
+        padded = F.pad(counts.movedim(axis, -1), (1, 1))
+        counts = (padded[..., :-2] + padded[..., 1:-1] + padded[..., 2:]).movedim(-1, axis)
+    return counts

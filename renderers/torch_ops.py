@@ -90,6 +90,20 @@ def _enumerate(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return owner, local
 
 
+def steps_in_box(t_min: torch.Tensor, t_max: torch.Tensor, offsets: torch.Tensor, step_size: float,
+                 near: torch.Tensor, far: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where `march_round` starts and ends rays (R,) marched only inside a box that each crosses from near to far
+    (R,) (`ray_aabb_intersect`: near = far for rays that miss it): the first step (R,) long and the end (R,) to
+    march with instead of step 0 and t_max. The steps left out have their midpoints at least 1.5 steps outside
+    the box; those kept are the steps of the whole ray's march, at the same places. A ray that misses the box
+    gets no step."""
+    hit = far > near
+    first = ((near - t_min) / step_size - offsets).floor() - 1
+    first = torch.where(hit, first.clamp(min=0), torch.zeros_like(first)).long()
+    end = torch.where(hit, torch.minimum(t_max, far + 2 * step_size), t_min)
+    return first, end
+
+
 def march_round(origins: torch.Tensor, directions: torch.Tensor, t_min: torch.Tensor, t_max: torch.Tensor,
                 binary: torch.Tensor, aabb: torch.Tensor, step_size: float, offsets: torch.Tensor,
                 first_steps: torch.Tensor, max_samples: int, coarse_binary: torch.Tensor | None = None,

@@ -166,12 +166,15 @@ class VolumeRenderer(nn.Module):
             starts = torch_ops.cone_starts(t_min, offsets, self.step_size, self.max_step, self.cone_angle)
             return RayMarch(march_round, starts, keep)
         binary, coarse, mips = grid.binary, grid.coarse_binary, grid.mips
+        # rays march only where they cross the box of the occupied cells (lone floaters outside it are left out)
+        near, far = ops.ray_aabb_intersect(origins, directions, grid.marching_box)
+        first_steps, t_max = torch_ops.steps_in_box(t_min, t_max, offsets, self.step_size, near, far)
 
         def march_round(rays, first_steps, max_samples):
             return ops.march_round(origins[rays], directions[rays], t_min[rays], t_max[rays], binary, self.aabb,
                                    self.step_size, offsets[rays], first_steps, max_samples, coarse, mips)
 
-        return RayMarch(march_round, torch.zeros(len(origins), dtype=torch.long, device=origins.device), keep)
+        return RayMarch(march_round, first_steps, keep)
 
     def march(self, origins: torch.Tensor, directions: torch.Tensor, jitter: bool, training: bool = True,
               crop: torch.Tensor | None = None) -> PackedSamples:

@@ -9,6 +9,7 @@ import torch
 
 from nfields.renderers import VolumeRenderer, render_ops, torch_ops
 from nfields.renderers.marching import RayMarch, in_ray_order
+from nfields.renderers.occupancy import neighbourhood_counts
 
 AABB = torch.tensor([-1.0, -1, -1, 1, 1, 1])
 
@@ -114,3 +115,57 @@ def test_rounds_of_one_size_keep_the_same_samples_and_evaluate_fewer_behind_the_
         evaluated[growth], kept[growth] = field.evaluated, in_ray_order(rounds)[0]
     assert torch.equal(kept[1].ray_indices, kept[2].ray_indices) and torch.equal(kept[1].t_starts, kept[2].t_starts)
     assert evaluated[1] < 0.9 * evaluated[2]
+
+
+
+class SmallBallAndSpeck:
+    """An opaque ball of radius 0.3 off-centre and, far from it, a lone opaque speck filling one grid cell of 32^3
+    (at cell (3, 28, 3)); empty elsewhere."""
+
+    def density(self, x):
+        ball = (x - torch.tensor([0.3, -0.2, 0.1])).norm(dim=-1) < 0.3
+        speck = (x - torch.tensor([-0.78125, 0.78125, -0.78125])).abs().amax(-1) < 0.0312
+        return torch.where(ball | speck, 400.0, 0.0), x
+
+
+def test_neighbourhood_counts_are_those_of_a_convolution():
+    binary = torch.rand(16, 8, 12, generator=torch.Generator().manual_seed(0)) < 0.2
+    ones = torch.ones(1, 1, 3, 3, 3)
+    expected = torch.nn.functional.conv3d(binary[None, None].float(), ones, padding=1)[0, 0]
+    assert torch.equal(neighbourhood_counts(binary).float(), expected)
+
+
+@pytest.mark.parametrize("jitter", [False, True])
+def test_rays_march_only_inside_the_occupied_box(ops, jitter):
+    """Rays start marching where they enter the occupied cells' box (lone floaters left out) and stop where they
+    leave it: their samples are those of the march through the whole scene box less the lone speck's, and rays
+    that miss that box march nothing."""
+    renderer = VolumeRenderer(AABB, grid_resolution=32)
+    renderer.occupancy.set_interval(1)
+    for step in range(2):
+        renderer.update_occupancy(SmallBallAndSpeck(), step)
+    grid = renderer.occupancy
+    assert bool(grid.binary[3, 28, 3]) and int(neighbourhood_counts(grid.binary)[3, 28, 3]) == 1
+    box = grid.marching_box
+    assert box[0] > -0.2 and box[4] < 0.3  # the speck lies outside it
+    origins, directions = rays(600, seed=3, spread=1.9)
+    directions[:40] = torch.nn.functional.normalize(torch.tensor([-0.78, 0.78, -0.78]) - origins[:40], dim=-1)
+    torch.manual_seed(7)
+    bounded = renderer.march(origins, directions, jitter)
+    torch.manual_seed(7)
+    march_ops = render_ops.ops_for("cpu") if ops == "kernels" else render_ops.TORCH_OPS
+    t_min, t_max = march_ops.ray_aabb_intersect(origins, directions, AABB)
+    offsets = torch.rand_like(t_min) if jitter else torch.zeros_like(t_min)
+    whole = march_ops.march_rays(origins, directions, t_min, t_max, grid.binary, AABB, renderer.step_size, offsets,
+                                 grid.coarse_binary, grid.mips)
+    positions, _ = whole.midpoints(origins, directions)
+    in_box = ((positions >= box[:3]) & (positions <= box[3:])).all(-1)
+    expected = whole.select(in_box)
+    assert len(expected) > 1000 and len(expected) < len(whole)  # the speck had samples
+    assert torch.equal(bounded.ray_indices, expected.ray_indices)
+    assert torch.equal(bounded.t_starts, expected.t_starts) and torch.equal(bounded.t_ends, expected.t_ends)
+    near, far = torch_ops.ray_aabb_intersect(origins, directions, box)
+    first, end = torch_ops.steps_in_box(t_min, t_max, offsets, renderer.step_size, near, far)
+    missed = far <= near
+    assert 0.2 < float(missed.float().mean()) < 0.9 and bool((end[missed] == t_min[missed]).all())
+    assert float(first[~missed].float().mean()) > 5  # rays that hit it skip the empty steps before it
