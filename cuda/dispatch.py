@@ -17,10 +17,11 @@ import torch
 from . import build
 
 OPERATIONS = ("march_rays", "march_rays_cascaded", "composite", "hash_encode", "plane_sample", "occupancy_update",
-              "mlp", "vm_products")
+              "mlp", "vm_products", "view_inputs")
 # Operations with a CPU kernel only; on a GPU, PyTorch runs them (tiny-cuda-nn's fused MLP is the GPU counterpart;
-# TensoRF's products take the CUDA plane lookups one factor at a time).
-CPU_ONLY = ("mlp", "vm_products")
+# TensoRF's products take the CUDA plane lookups one factor at a time; the view encoding's column operations are
+# cheap there).
+CPU_ONLY = ("mlp", "vm_products", "view_inputs")
 _BUILDS = {"cpu": build.cpu_kernels, "cuda": build.cuda_kernels}
 
 

@@ -89,6 +89,24 @@ def reused_hash_encode(kernels: ModuleType, x: torch.Tensor, table: torch.Tensor
     return ReusedHashEncode.apply(kernels, x, table, levels, encoding)
 
 
+class ViewInputs(torch.autograd.Function):
+    """Native [SH basis of directions, features]; gradients flow to the features only."""
+
+    @staticmethod
+    def forward(ctx, kernels, directions, features, degree):
+        ctx.n_basis = degree * degree
+        return kernels.view_inputs(directions.contiguous(), features.contiguous(), degree)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return None, None, grad_out[:, ctx.n_basis:], None
+
+
+def view_inputs(kernels: ModuleType, directions: torch.Tensor, features: torch.Tensor, degree: int) -> torch.Tensor:
+    """(N, degree**2 + F): the SH basis of unit directions (N, 3) (no gradient), then features (N, F)."""
+    return ViewInputs.apply(kernels, directions, features, degree)
+
+
 class PlaneSample(torch.autograd.Function):
     """Native bilinear feature-plane lookup; gradients flow to the planes only."""
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from ..cuda import functions
+from ..cuda.dispatch import kernels_for
+
 
 def positional_encoding(x: torch.Tensor, n_frequencies: int, include_input: bool = True,
                         base: float = torch.pi) -> torch.Tensor:
@@ -48,3 +51,14 @@ def spherical_harmonics(directions: torch.Tensor, degree: int = 4) -> torch.Tens
             0.59004358992664352 * x * (-x2 + 3.0 * y2),
         ]
     return torch.stack(out, dim=-1)
+
+
+def view_inputs(directions: torch.Tensor, features: torch.Tensor, degree: int = 4) -> torch.Tensor:
+    """A colour network's input (N, degree**2 + F): the SH basis of unit directions (N, 3), then features (N, F).
+    In one pass of the CPU kernel where it applies (float32 CPU tensors, directions without gradient: camera
+    refinement's take PyTorch's path); the twin is `spherical_harmonics` and a concatenation."""
+    kernels = kernels_for(directions.device) if directions.device.type == "cpu" else None
+    if (kernels is not None and not directions.requires_grad and 1 <= degree <= 4
+            and directions.dtype == features.dtype == torch.float32 and features.device.type == "cpu"):
+        return functions.view_inputs(kernels, directions, features, degree)
+    return torch.cat([spherical_harmonics(directions, degree), features], dim=-1)

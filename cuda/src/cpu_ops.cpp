@@ -14,6 +14,7 @@
 #include "hash_encode.h"
 #include "march.h"
 #include "plane_sample.h"
+#include "spherical_harmonics.h"
 #include "torch_views.h"
 #include "vm_products.h"
 
@@ -693,6 +694,30 @@ std::vector<torch::Tensor> mlp_backward(torch::Tensor grad_y, torch::Tensor x, s
 
 std::vector<std::string> mlp_isas() { return fields::mlp::supported_isas(); }
 
+// A colour network's input (N, degree^2 + F): the SH basis of unit directions (N, 3), then features (N, F); one
+// pass instead of PyTorch's dozens of column operations and a concatenation.
+torch::Tensor view_inputs(torch::Tensor directions, torch::Tensor features, int64_t degree) {
+  check_cpu_float(directions, "directions");
+  check_cpu_float(features, "features");
+  TORCH_CHECK(directions.dim() == 2 && directions.size(1) == 3, "directions must be (N, 3)");
+  TORCH_CHECK(features.dim() == 2 && features.size(0) == directions.size(0), "features must be (N, F)");
+  TORCH_CHECK(degree >= 1 && degree <= 4, "spherical harmonics degree must be in 1..4");
+  const int64_t n = directions.size(0), n_features = features.size(1), n_basis = degree * degree;
+  const int64_t width = n_basis + n_features;
+  auto out = torch::empty({n, width}, directions.options());
+  const float* d = directions.data_ptr<float>();
+  const float* f = features.data_ptr<float>();
+  float* o = out.data_ptr<float>();
+  at::parallel_for(0, n, 4096, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      float* row = o + i * width;
+      fields::sh_basis(d[3 * i], d[3 * i + 1], d[3 * i + 2], (int)degree, row);
+      std::copy(f + i * n_features, f + (i + 1) * n_features, row + n_basis);
+    }
+  });
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -711,5 +736,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("mlp_forward", &mlp_forward, "fused ReLU MLP");
   m.def("mlp_backward", &mlp_backward, "gradients of the fused MLP");
   m.def("mlp_isas", &mlp_isas, "the fused MLP's instruction-set paths this CPU runs, best first");
+  m.def("view_inputs", &view_inputs, "SH basis of directions, then features: a colour network's input");
   m.def("occupancy_update", &occupancy_update, "occupancy-grid EMA update and binarisation");
 }

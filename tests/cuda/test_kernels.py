@@ -12,6 +12,7 @@ import torch
 
 from nfields.cuda import build, functions
 from nfields.cuda.dispatch import kernels_for
+from nfields.fields.encodings import spherical_harmonics, view_inputs
 from nfields.fields.grids import sample_planes, sample_planes_torch, vm_products, vm_products_torch
 from nfields.fields.hash_encoding import HashGridGeometry, hash_encode_reference, hash_encode_torch
 from nfields.renderers import torch_ops
@@ -362,6 +363,32 @@ def test_vm_products_values_and_gradients_match_grid_sample(n_chan, sizes, chann
     for factor, grad_native, grad_twin in zip(factors, grads_native, grads_twin):
         assert grad_native.stride() == factor.stride()  # gradients come back in the factors' layout
         torch.testing.assert_close(grad_native, grad_twin, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("degree", [1, 2, 3, 4])
+def test_view_inputs_values_and_gradients_match_the_twin(degree):
+    """The colour networks' input, [SH basis of directions, features], from the CPU kernel: the twin's floats
+    (the same expressions), and the features' gradient; random directions of every orientation."""
+    kernels = _native("cpu")
+    g = torch.Generator().manual_seed(degree)
+    directions = torch.nn.functional.normalize(torch.randn(3000, 3, generator=g), dim=-1)
+    directions[:3] = torch.eye(3)  # axis-aligned
+    features = torch.randn(3000, 15, generator=g, requires_grad=True)
+    native = functions.view_inputs(kernels, directions, features, degree)
+    twin = torch.cat([spherical_harmonics(directions, degree), features], dim=-1)
+    assert native.shape == (3000, degree**2 + 15) and torch.allclose(native, twin, rtol=1e-6, atol=1e-7)
+    weights = torch.randn(native.shape, generator=g)
+    (grad_native,) = torch.autograd.grad((native * weights).sum(), features)
+    (grad_twin,) = torch.autograd.grad((twin * weights).sum(), features)
+    assert torch.equal(grad_native, grad_twin)
+
+
+def test_view_inputs_take_the_twin_when_directions_need_gradients():
+    """Camera refinement's directions carry gradients, which the kernel does not give: PyTorch's path runs."""
+    directions = torch.nn.functional.normalize(torch.randn(50, 3), dim=-1).requires_grad_()
+    features = torch.randn(50, 16)
+    view_inputs(directions, features, 4).sum().backward()
+    assert directions.grad is not None and directions.grad.abs().sum() > 0
 
 
 def test_vm_products_take_the_twin_when_points_need_gradients():
