@@ -71,6 +71,14 @@ def crop_samples(samples: PackedSamples, origins: torch.Tensor, directions: torc
     return samples.select(((positions >= crop[:3]) & (positions <= crop[3:])).all(-1))
 
 
+def rows_of(rays: torch.Tensor, *tensors: torch.Tensor) -> list[torch.Tensor]:
+    """The rows `rays` (L,) long, ascending and distinct, of per-ray tensors (R, ...): the tensors themselves when
+    that is every row (a first round), else gathered."""
+    if len(rays) == len(tensors[0]):
+        return list(tensors)
+    return [t.index_select(0, rays) for t in tensors]
+
+
 def marching_density(field, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`Field.marching_density`; for a field-like module with density and color alone, density's sigma."""
     if hasattr(field, "marching_density"):
@@ -159,9 +167,9 @@ class VolumeRenderer(nn.Module):
                 binaries = grid.binaries_above(self.render_occupancy_threshold)
 
             def march_round(rays, t_starts, max_samples):
-                return ops.march_round_cascaded(origins[rays], directions[rays], t_starts, t_max[rays], binaries,
-                                                grid.aabbs, self.step_size, self.max_step, self.cone_angle,
-                                                max_samples)
+                o, d, t_end = rows_of(rays, origins, directions, t_max)
+                return ops.march_round_cascaded(o, d, t_starts, t_end, binaries, grid.aabbs, self.step_size,
+                                                self.max_step, self.cone_angle, max_samples)
 
             starts = torch_ops.cone_starts(t_min, offsets, self.step_size, self.max_step, self.cone_angle)
             return RayMarch(march_round, starts, keep)
@@ -171,8 +179,9 @@ class VolumeRenderer(nn.Module):
         first_steps, t_max = torch_ops.steps_in_box(t_min, t_max, offsets, self.step_size, near, far)
 
         def march_round(rays, first_steps, max_samples):
-            return ops.march_round(origins[rays], directions[rays], t_min[rays], t_max[rays], binary, self.aabb,
-                                   self.step_size, offsets[rays], first_steps, max_samples, coarse, mips)
+            o, d, t_start, t_end, u = rows_of(rays, origins, directions, t_min, t_max, offsets)
+            return ops.march_round(o, d, t_start, t_end, binary, self.aabb, self.step_size, u, first_steps,
+                                   max_samples, coarse, mips)
 
         return RayMarch(march_round, first_steps, keep)
 
