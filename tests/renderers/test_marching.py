@@ -117,7 +117,6 @@ def test_rounds_of_one_size_keep_the_same_samples_and_evaluate_fewer_behind_the_
     assert evaluated[1] < 0.9 * evaluated[2]
 
 
-
 class SmallBallAndSpeck:
     """An opaque ball of radius 0.3 off-centre and, far from it, a lone opaque speck filling one grid cell of 32^3
     (at cell (3, 28, 3)); empty elsewhere."""
