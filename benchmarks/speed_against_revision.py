@@ -7,7 +7,12 @@ per 400x400 view, and the ratios. `--isa avx2` runs both on the code paths of an
 oneDNN capped at AVX2, the native kernels built with -march=x86-64-v3): what the project's weaker 2-core machines
 run, measured on a stronger one.
 
-    python benchmarks/speed_against_revision.py --before 040d046 --minutes 10 --isa avx2 --out /tmp/speed
+On a machine whose speed drifts (a shared VM: the same steps can take 50 % longer an hour later), one pair says
+little: `--pairs N` runs N pairs, every other one in the reverse order (after first), so that a steady drift counts
+against each side alike, and gives each pair's ratio and the pooled one (all steps over all training seconds of
+each side). Finished runs in --out are read again, not rerun.
+
+    python benchmarks/speed_against_revision.py --before 040d046 --minutes 10 --isa avx2 --out /tmp/speed --pairs 2
 """
 
 from __future__ import annotations
@@ -68,22 +73,41 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--isa", choices=["native", "avx2"], default="native")
     parser.add_argument("--out", type=Path, default=Path("runs/speed"))
+    parser.add_argument("--pairs", type=int, default=1, help="pairs of runs, every other one after first")
     args = parser.parse_args()
+    if args.pairs < 1:
+        parser.error("--pairs must be at least 1")
     args.out = args.out.resolve()  # the runs start in another working directory
     args.out.mkdir(parents=True, exist_ok=True)
     env = AVX2_ONLY if args.isa == "avx2" else {}
-    pythons = {f"before ({args.before})": checkout_python(args.before, args.out / "before-checkout"),
-               "after (this checkout)": sys.executable}
-    rows = {label: train(python, args.out / label.split()[0], args.minutes, args.threads, env)
-            for label, python in pythons.items()}
+    pythons = {"before": checkout_python(args.before, args.out / "before-checkout"), "after": sys.executable}
+    pairs = []
+    for pair in range(args.pairs):
+        sides = ["before", "after"] if pair % 2 == 0 else ["after", "before"]
+        suffix = "" if pair == 0 else f"-{pair + 1}"  # the first pair's folders keep a single pair's names
+        pairs.append({side: train(pythons[side], args.out / f"{side}{suffix}", args.minutes, args.threads, env)
+                      for side in sides})
     aten = "; the runs: ATen AVX2, kernels -march=x86-64-v3" if args.isa == "avx2" else ""
     print(f"lego, {args.minutes:g} minutes, {args.threads} threads, {args.isa} code paths; {cpu_line()}{aten}")
-    for label, r in rows.items():
-        print(f"  {label:28s} {r['steps']:6d} steps {r['steps'] / r['seconds']:6.2f} steps/s "
-              f"val {r['psnr']:.2f} dB, {r['view_s']:.2f} s per 400x400 view")
-    before, after = rows.values()
-    print(f"  after/before: steps/s x{(after['steps'] / after['seconds']) / (before['steps'] / before['seconds']):.2f}"
-          f", PSNR {after['psnr'] - before['psnr']:+.2f} dB, render x{before['view_s'] / after['view_s']:.2f} faster")
+    labels = {"before": f"before ({args.before})", "after": "after (this checkout)"}
+    for number, runs in enumerate(pairs, 1):
+        print(f"pair {number} ({' then '.join(runs)}):")
+        for side, r in runs.items():
+            print(f"  {labels[side]:28s} {r['steps']:6d} steps {rate(r):6.2f} steps/s "
+                  f"val {r['psnr']:.2f} dB, {r['view_s']:.2f} s per 400x400 view")
+        before, after = runs["before"], runs["after"]
+        print(f"  after/before: steps/s x{rate(after) / rate(before):.2f}, PSNR {after['psnr'] - before['psnr']:+.2f} "
+              f"dB, render x{before['view_s'] / after['view_s']:.2f} faster")
+    if len(pairs) > 1:
+        pooled = {side: rate({"steps": sum(p[side]["steps"] for p in pairs),
+                              "seconds": sum(p[side]["seconds"] for p in pairs)}) for side in pythons}
+        print(f"pooled over {len(pairs)} pairs: {pooled['before']:.2f} against {pooled['after']:.2f} steps/s, "
+              f"x{pooled['after'] / pooled['before']:.2f}")
+
+
+def rate(run: dict) -> float:
+    """Steps per second of training time."""
+    return run["steps"] / run["seconds"]
 
 
 if __name__ == "__main__":
