@@ -99,8 +99,8 @@ def main() -> None:
         print(f"  after/before: steps/s x{rate(after) / rate(before):.2f}, PSNR {after['psnr'] - before['psnr']:+.2f} "
               f"dB, render x{before['view_s'] / after['view_s']:.2f} faster")
     if len(pairs) > 1:
-        pooled = {side: rate({"steps": sum(p[side]["steps"] for p in pairs),
-                              "seconds": sum(p[side]["seconds"] for p in pairs)}) for side in pythons}
+        pooled = {side: sum(p[side]["steps"] for p in pairs) / sum(p[side]["seconds"] for p in pairs)
+                  for side in pythons}  # all steps over all training seconds
         print(f"pooled over {len(pairs)} pairs: {pooled['before']:.2f} against {pooled['after']:.2f} steps/s, "
               f"x{pooled['after'] / pooled['before']:.2f}")
 
