@@ -161,16 +161,17 @@ _EMPTY = torch.empty(0)  # no modulation
 
 class FusedMLP(torch.autograd.Function):
     """Native fused ReLU MLP (CPU), optionally with skip layers and CAM's modulation; gradients flow to the input,
-    every weight and bias, and the modulation's gamma and beta."""
+    every weight and bias, and the modulation's gamma and beta; to the input's columns from constant_columns on
+    (those before are zero: see `fused_mlp`)."""
 
     @staticmethod
-    def forward(ctx, kernels, isa, save, n_layers, skip_layers, x, gamma, beta, *parameters):
+    def forward(ctx, kernels, isa, save, n_layers, skip_layers, constant_columns, x, gamma, beta, *parameters):
         weights, biases = list(parameters[:n_layers]), list(parameters[n_layers:])
         modulation = (gamma, beta) if gamma is not None else (_EMPTY, _EMPTY)
         y, *hidden = kernels.mlp_forward(x, weights, biases, save, isa, list(skip_layers), *modulation)
         ctx.save_for_backward(x, *modulation, *parameters, *hidden)
         ctx.kernels, ctx.isa, ctx.n_layers, ctx.n_parameters = kernels, isa, n_layers, len(parameters)
-        ctx.skip_layers, ctx.modulated = list(skip_layers), gamma is not None
+        ctx.skip_layers, ctx.modulated, ctx.constant_columns = list(skip_layers), gamma is not None, constant_columns
         return y
 
     @staticmethod
@@ -179,27 +180,29 @@ class FusedMLP(torch.autograd.Function):
         x, gamma, beta, *saved = ctx.saved_tensors
         weights, biases = saved[: ctx.n_layers], saved[ctx.n_layers: ctx.n_parameters]
         hidden = saved[ctx.n_parameters:]
-        grads = ctx.kernels.mlp_backward(grad_y.contiguous(), x, hidden, weights, biases, ctx.needs_input_grad[5],
-                                         ctx.isa, ctx.skip_layers, gamma, beta)
+        grads = ctx.kernels.mlp_backward(grad_y.contiguous(), x, hidden, weights, biases, ctx.needs_input_grad[6],
+                                         ctx.isa, ctx.skip_layers, gamma, beta, ctx.constant_columns)
         grad_x, grad_parameters = grads[0], grads[1: 1 + ctx.n_parameters]
         grad_gamma, grad_beta = grads[1 + ctx.n_parameters:] if ctx.modulated else (None, None)
-        return (None, None, None, None, None, grad_x if ctx.needs_input_grad[5] else None, grad_gamma, grad_beta,
+        return (None, None, None, None, None, None, grad_x if ctx.needs_input_grad[6] else None, grad_gamma, grad_beta,
                 *grad_parameters)
-
 
 
 def fused_mlp(kernels: ModuleType, x: torch.Tensor, weights: list[torch.Tensor], isa: str,
               biases: list[torch.Tensor] | None = None, skip_layers: tuple[int, ...] = (),
-              gamma: torch.Tensor | None = None, beta: torch.Tensor | None = None) -> torch.Tensor:
+              gamma: torch.Tensor | None = None, beta: torch.Tensor | None = None,
+              constant_columns: int = 0) -> torch.Tensor:
     """x (N, n_in) float32 through linear layers weights[l] (out, in), with biases[l] (out,) when given (one per
     layer), ReLU between -> (N, n_out). skip_layers: the layers whose input is the previous output with x appended
     (their weights (out, in + n_in)). gamma, beta (N, n_layers - 1): CAM's modulation, hidden layer l's output z
     becoming gamma[:, l] * z + beta[:, l] before its ReLU. isa: "auto", "avx512", "avx2" or "generic" (the vector
-    instructions the kernel uses)."""
+    instructions the kernel uses). constant_columns: x's leading columns that no gradient flows back through (the
+    SH basis of directions without gradients): the kernel skips their gradient in whole blocks of 16 columns and
+    leaves it zero there, so x's gradient in those columns is not to be used."""
     parameters = [p.contiguous() for p in weights + (biases or [])]
     if gamma is not None:
         gamma, beta = gamma.contiguous(), beta.contiguous()
     inputs = [x] + parameters + ([gamma, beta] if gamma is not None else [])
     save = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
-    return FusedMLP.apply(kernels, isa, save, len(weights), tuple(skip_layers), x.contiguous(), gamma, beta,
-                          *parameters)
+    return FusedMLP.apply(kernels, isa, save, len(weights), tuple(skip_layers), int(constant_columns), x.contiguous(),
+                          gamma, beta, *parameters)

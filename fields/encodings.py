@@ -62,3 +62,10 @@ def view_inputs(directions: torch.Tensor, features: torch.Tensor, degree: int = 
             and directions.dtype == features.dtype == torch.float32 and features.device.type == "cpu"):
         return functions.view_inputs(kernels, directions, features, degree)
     return torch.cat([spherical_harmonics(directions, degree), features], dim=-1)
+
+
+def view_constant_columns(directions: torch.Tensor, degree: int = 4) -> int:
+    """How many leading columns of `view_inputs` no gradient flows back through: the SH basis (degree**2), unless
+    the directions carry gradients (camera refinement): 0. A colour MLP skips the input gradient there
+    (`ReluMLP.forward`'s constant_columns)."""
+    return 0 if directions.requires_grad else degree * degree

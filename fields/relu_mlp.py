@@ -28,13 +28,13 @@ def cpu_isa(kernels) -> str | None:
 
 def fused_relu_layers(linear: list[nn.Linear], x: torch.Tensor, last_weight: torch.Tensor | None = None,
                       skip_layers: tuple[int, ...] = (), gamma: torch.Tensor | None = None,
-                      beta: torch.Tensor | None = None) -> torch.Tensor | None:
+                      beta: torch.Tensor | None = None, constant_columns: int = 0) -> torch.Tensor | None:
     """x (..., n_in) through `linear` with ReLU between and none after the last, on the fused kernel, with
     last_weight (out, in) in the last layer's place when given; None where the kernel does not compute exactly that
     (not float32 on the CPU, autocast, a bias in some layers only, no kernel path: see cpu_isa).
     skip_layers: the layers whose input is the previous output with x appended (NeRF's skip). gamma, beta (N,
     len(linear) - 1): CAM's modulation, hidden layer l's output z becoming gamma[:, l] * z + beta[:, l] before its
-    ReLU (x then (N, n_in))."""
+    ReLU (x then (N, n_in)). constant_columns: see `ReluMLP.forward`."""
     tensors = [x] + [p for m in linear for p in m.parameters()] + ([gamma, beta] if gamma is not None else [])
     if not (x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
             and len({m.bias is None for m in linear}) == 1  # every layer with a bias, or none
@@ -51,8 +51,9 @@ def fused_relu_layers(linear: list[nn.Linear], x: torch.Tensor, last_weight: tor
         if biases is not None:
             biases[-1] = biases[-1][: len(last_weight)]
     if x.dim() == 2:
-        return functions.fused_mlp(kernels, x, weights, isa, biases, skip_layers, gamma, beta)
-    y = functions.fused_mlp(kernels, x.reshape(-1, x.shape[-1]), weights, isa, biases, skip_layers, gamma, beta)
+        return functions.fused_mlp(kernels, x, weights, isa, biases, skip_layers, gamma, beta, constant_columns)
+    y = functions.fused_mlp(kernels, x.reshape(-1, x.shape[-1]), weights, isa, biases, skip_layers, gamma, beta,
+                            constant_columns)
     return y.reshape(*x.shape[:-1], y.shape[-1])
 
 
@@ -60,8 +61,11 @@ class ReluMLP(nn.Sequential):
     """Linear, ReLU, ..., Linear (no output activation): (..., n_in) -> (..., n_out). The children are
     nn.Sequential's, so checkpoints keep their state_dict keys."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.fused(x)
+    def forward(self, x: torch.Tensor, constant_columns: int = 0) -> torch.Tensor:
+        """constant_columns: x's leading columns through which no gradient flows back (a colour network's SH basis of
+        directions without gradients, `view_constant_columns`): the fused kernel does not compute x's gradient there
+        (it is left zero), and x's gradient in those columns is not to be used."""
+        y = self.fused(x, constant_columns=constant_columns)
         return super().forward(x) if y is None else y
 
     def leading_outputs(self, x: torch.Tensor, count: int) -> torch.Tensor:
@@ -74,7 +78,8 @@ class ReluMLP(nn.Sequential):
             return y
         return nn.functional.linear(self[:-1](x), last.weight[:count], None if last.bias is None else last.bias[:count])
 
-    def fused(self, x: torch.Tensor, last_weight: torch.Tensor | None = None) -> torch.Tensor | None:
+    def fused(self, x: torch.Tensor, last_weight: torch.Tensor | None = None,
+              constant_columns: int = 0) -> torch.Tensor | None:
         """x through the fused kernel (`fused_relu_layers`) when this module is Linear, ReLU, ..., Linear; else
         None."""
         layers = list(self)
@@ -82,4 +87,4 @@ class ReluMLP(nn.Sequential):
         if not (len(layers) % 2 == 1 and all(isinstance(m, nn.ReLU) for m in layers[1::2])
                 and all(isinstance(m, nn.Linear) for m in linear)):
             return None
-        return fused_relu_layers(linear, x, last_weight)
+        return fused_relu_layers(linear, x, last_weight, constant_columns=constant_columns)

@@ -644,11 +644,12 @@ std::vector<torch::Tensor> mlp_forward(torch::Tensor x, std::vector<torch::Tenso
 
 // {grad_x (empty unless need_grad_x), grad_weights..., grad_biases..., then with a modulation grad_gamma and
 // grad_beta} from grad_y (N, n_out) and mlp_forward's saved state. Row blocks are split into one contiguous chunk
-// per thread, each with its own weight-gradient sums.
+// per thread, each with its own weight-gradient sums. grad_x_from: grad_x's leading columns that no gradient flows
+// to (an SH basis of directions without gradients) are zero, not computed (see fused_mlp.h).
 std::vector<torch::Tensor> mlp_backward(torch::Tensor grad_y, torch::Tensor x, std::vector<torch::Tensor> hidden,
                                         std::vector<torch::Tensor> weights, std::vector<torch::Tensor> biases,
                                         bool need_grad_x, std::string isa_name, std::vector<int64_t> skip_layers,
-                                        torch::Tensor gamma, torch::Tensor beta) {
+                                        torch::Tensor gamma, torch::Tensor beta, int64_t grad_x_from) {
   const auto plan = mlp_plan(x, weights, biases, skip_layers);
   auto mod = mlp_modulation(plan, x, gamma, beta);
   torch::Tensor grad_gamma, grad_beta;
@@ -678,7 +679,7 @@ std::vector<torch::Tensor> mlp_backward(torch::Tensor grad_y, torch::Tensor x, s
                                  x.data_ptr<float>(), h.data(), std::min(n, c * n_blocks / n_chunks * fields::mlp::kBlockRows),
                                  std::min(n, (c + 1) * n_blocks / n_chunks * fields::mlp::kBlockRows),
                                  need_grad_x ? grad_x.data_ptr<float>() : nullptr, grad_w_chunks[c].data_ptr<float>(),
-                                 scratch.data(), mod ? &*mod : nullptr);
+                                 scratch.data(), mod ? &*mod : nullptr, (int)grad_x_from);
   });
   std::vector<torch::Tensor> out{need_grad_x ? grad_x : torch::empty({0}, torch::kFloat32)};
   for (const auto& w : weights) out.push_back(torch::empty_like(w));

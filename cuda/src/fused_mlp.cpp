@@ -15,11 +15,11 @@ namespace fields::mlp {
 void forward_rows_avx512(const Plan&, const float*, const float*, int64_t, int64_t, float*, float* const*, float*,
                          const Modulation*);
 void backward_rows_avx512(const Plan&, const float*, const float*, const float*, const float* const*, int64_t,
-                          int64_t, float*, float*, float*, const Modulation*);
+                          int64_t, float*, float*, float*, const Modulation*, int);
 void forward_rows_avx2(const Plan&, const float*, const float*, int64_t, int64_t, float*, float* const*, float*,
                        const Modulation*);
 void backward_rows_avx2(const Plan&, const float*, const float*, const float*, const float* const*, int64_t, int64_t,
-                        float*, float*, float*, const Modulation*);
+                        float*, float*, float*, const Modulation*, int);
 #else
 #define FIELDS_MLP_X86 0
 #endif
@@ -150,13 +150,15 @@ void forward_rows(Isa isa, const Plan& p, const float* forward_w, const float* x
 
 void backward_rows(Isa isa, const Plan& p, const float* backward_w, const float* grad_y, const float* x,
                    const float* const* hidden, int64_t r0, int64_t r1, float* grad_x, float* grad_w, float* scratch,
-                   const Modulation* mod) {
+                   const Modulation* mod, int grad_x_from) {
 #if FIELDS_MLP_X86
   if (isa == Isa::avx512)
-    return backward_rows_avx512(p, backward_w, grad_y, x, hidden, r0, r1, grad_x, grad_w, scratch, mod);
-  if (isa == Isa::avx2) return backward_rows_avx2(p, backward_w, grad_y, x, hidden, r0, r1, grad_x, grad_w, scratch, mod);
+    return backward_rows_avx512(p, backward_w, grad_y, x, hidden, r0, r1, grad_x, grad_w, scratch, mod,
+                                grad_x_from);
+  if (isa == Isa::avx2)
+    return backward_rows_avx2(p, backward_w, grad_y, x, hidden, r0, r1, grad_x, grad_w, scratch, mod, grad_x_from);
 #endif
-  backward_rows_impl<Generic>(p, backward_w, grad_y, x, hidden, r0, r1, grad_x, grad_w, scratch, mod);
+  backward_rows_impl<Generic>(p, backward_w, grad_y, x, hidden, r0, r1, grad_x, grad_w, scratch, mod, grad_x_from);
 }
 
 }  // namespace fields::mlp

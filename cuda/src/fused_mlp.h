@@ -67,10 +67,11 @@ void forward_rows(Isa isa, const Plan& plan, const float* forward_w, const float
 
 // Rows [r0, r1): grad_x (N, dims[0]) when not null, and weight gradients added into `grad_w`, laid out
 // as `forward_w` (per layer in_pad(l) x pad[l + 1], transposed, then the biases' gradients; zero it first); with
-// a modulation (the forward's), also its grad_gamma and grad_beta rows.
+// a modulation (the forward's), also its grad_gamma and grad_beta rows. grad_x_from: grad_x's columns before it
+// (rounded down to kPad; a network without skip layers) are set to zero, not computed (inputs without gradients).
 void backward_rows(Isa isa, const Plan& plan, const float* backward_w, const float* grad_y, const float* x,
                    const float* const* hidden, int64_t r0, int64_t r1, float* grad_x, float* grad_w,
-                   float* scratch, const Modulation* modulation = nullptr);
+                   float* scratch, const Modulation* modulation = nullptr, int grad_x_from = 0);
 
 // weight_grads[l] (dims[l + 1], in_dim(l)) = the sum of the `count` transposed accumulators `grad_w`, and for a
 // biased plan bias_grads[l] (dims[l + 1]) likewise.

@@ -36,8 +36,8 @@ void forward_rows_avx512(const Plan& p, const float* forward_w, const float* x, 
 
 void backward_rows_avx512(const Plan& p, const float* backward_w, const float* grad_y, const float* x,
                       const float* const* hidden, int64_t r0, int64_t r1, float* grad_x, float* grad_w,
-                      float* scratch, const Modulation* mod) {
-  backward_rows_impl<Avx512>(p, backward_w, grad_y, x, hidden, r0, r1, grad_x, grad_w, scratch, mod);
+                      float* scratch, const Modulation* mod, int grad_x_from) {
+  backward_rows_impl<Avx512>(p, backward_w, grad_y, x, hidden, r0, r1, grad_x, grad_w, scratch, mod, grad_x_from);
 }
 
 }  // namespace fields::mlp

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "fused_mlp.h"
 
@@ -161,6 +162,88 @@ inline void modulation_backward(float* g, const float* z, int rows, int s, const
   }
 }
 
+// A narrow last layer (kNarrow outputs or fewer, no skip input) runs as dot products with its weight's rows: a
+// product would compute kPad columns (16) for the 1 sigma of a marching round or the 3 of a colour.
+constexpr int kNarrow = 4;
+inline bool narrow_last(const Plan& p) { return p.dims.back() <= kNarrow && !p.skip.back(); }
+
+// The narrow last layer's weight rows from the packed forward weight (in_pad x pad, transposed): D rows of pad[l]
+// floats (zero past the input width), contiguous.
+inline std::vector<float> narrow_weight_rows(const Plan& p, const float* forward_w) {
+  const int l = p.n_layers() - 1, d = p.dims[l + 1], k = p.pad[l];
+  std::vector<float> rows((size_t)d * k);
+  const float* w = forward_w + p.weight_offset[l];
+  for (int o = 0; o < d; ++o)
+    for (int i = 0; i < k; ++i) rows[(size_t)o * k + i] = w[(int64_t)i * p.pad[l + 1] + o];
+  return rows;
+}
+
+// y[r][o] (row stride D) = bias[o] (when set) + sum over k < K of in[r][k] w[o][k], for R rows; K: a multiple of
+// V::W, w: D rows of K floats.
+template <class V, int R, int D>
+inline void dot_rows(int K, const float* in, int64_t in_row, const float* w, const float* bias, float* y) {
+  typename V::T acc[R][D];
+  for (int r = 0; r < R; ++r)
+    for (int o = 0; o < D; ++o) acc[r][o] = V::zero();
+  for (int k = 0; k < K; k += V::W) {
+    typename V::T x[R];
+    for (int r = 0; r < R; ++r) x[r] = V::load(in + r * in_row + k);
+    for (int o = 0; o < D; ++o) {
+      const typename V::T wo = V::load(w + o * K + k);
+      for (int r = 0; r < R; ++r) acc[r][o] = V::fma(x[r], wo, acc[r][o]);
+    }
+  }
+  alignas(64) float lanes[V::W];
+  for (int r = 0; r < R; ++r)
+    for (int o = 0; o < D; ++o) {
+      V::store(lanes, acc[r][o]);
+      y[r * D + o] = lane_sum(lanes, V::W) + (bias ? bias[o] : 0.0f);
+    }
+}
+
+template <class V, int D>
+inline void narrow_rows_of(int rows, int K, const float* in, int64_t in_row, const float* w, const float* bias,
+                           float* y) {
+  constexpr int R = D <= 2 ? 4 : 2;  // accumulators and inputs within 16 registers
+  int r = 0;
+  for (; r + R <= rows; r += R) dot_rows<V, R, D>(K, in + r * in_row, in_row, w, bias, y + r * D);
+  for (; r < rows; ++r) dot_rows<V, 1, D>(K, in + r * in_row, in_row, w, bias, y + r * D);
+}
+
+// The narrow last layer's output y (rows x d, row stride d) from its input `in` (row stride in_row, K floats).
+template <class V>
+inline void narrow_rows(int rows, int d, int K, const float* in, int64_t in_row, const float* w, const float* bias,
+                        float* y) {
+  switch (d) {
+    case 1: return narrow_rows_of<V, 1>(rows, K, in, in_row, w, bias, y);
+    case 2: return narrow_rows_of<V, 2>(rows, K, in, in_row, w, bias, y);
+    case 3: return narrow_rows_of<V, 3>(rows, K, in, in_row, w, bias, y);
+    default: return narrow_rows_of<V, 4>(rows, K, in, in_row, w, bias, y);
+  }
+}
+
+// The narrow last layer's weight gradient: gw[k * gw_row + o] += sum over the block's rows of act[r][k] g[r][o],
+// for o < d and k < K (a multiple of kPad), in passes of 64 columns held in registers.
+template <class V>
+inline void narrow_weight_grad(int rows, int d, int K, const float* act, int64_t act_row, const float* g,
+                               int64_t g_row, float* gw, int64_t gw_row) {
+  constexpr int NC = 64 / V::W;
+  alignas(64) float lanes[64];
+  for (int o = 0; o < d; ++o)
+    for (int k0 = 0; k0 < K; k0 += 64) {
+      const int nc = std::min(64, K - k0) / V::W;
+      typename V::T acc[NC];
+      for (int j = 0; j < NC; ++j) acc[j] = V::zero();
+      for (int r = 0; r < rows; ++r) {
+        const typename V::T s = V::set1(g[r * g_row + o]);
+        for (int j = 0; j < NC; ++j)
+          if (j < nc) acc[j] = V::fma(s, V::load(act + r * act_row + k0 + j * V::W), acc[j]);
+      }
+      for (int j = 0; j < nc; ++j) V::store(lanes + j * V::W, acc[j]);
+      for (int k = 0; k < nc * V::W; ++k) gw[(int64_t)(k0 + k) * gw_row + o] += lanes[k];
+    }
+}
+
 template <class V>
 void forward_rows_impl(const Plan& p, const float* forward_w, const float* x, int64_t r0, int64_t r1, float* y,
                        float* const* hidden, float* scratch, const Modulation* mod) {
@@ -168,6 +251,8 @@ void forward_rows_impl(const Plan& p, const float* forward_w, const float* x, in
   const int64_t block = (int64_t)kBlockRows * p.max_pad;
   float* buf[2] = {scratch, scratch + block};
   float* x_buf = scratch + 2 * block;  // the block's input, kept for the skip layers
+  const bool narrow = narrow_last(p);
+  const std::vector<float> narrow_w = narrow ? narrow_weight_rows(p, forward_w) : std::vector<float>();
   for (int64_t b0 = r0; b0 < r1; b0 += kBlockRows) {
     const int rows = (int)std::min<int64_t>(kBlockRows, r1 - b0), M = round_up(rows, kPad);
     // A full block of an unpadded width is read, and its saved activations written, where they are: no copy.
@@ -185,6 +270,11 @@ void forward_rows_impl(const Plan& p, const float* forward_w, const float* x, in
       // a modulated block's output is saved before its modulation, which then runs in scratch
       const bool direct = saved && !mod && in_place(p, l + 1, rows, M);
       const int d = p.dims[l + 1];
+      if (last && narrow) {
+        narrow_rows<V>(rows, d, p.pad[l], in, in_row, narrow_w.data(), p.biased ? forward_w + p.bias_offset[l] : nullptr,
+                       y + b0 * d);
+        break;
+      }
       float* out = direct ? hidden[l] + b0 * d : in == buf[0] ? buf[1] : buf[0];
       const int64_t out_row = direct ? d : p.pad[l + 1];
       const bool relu = !last && !mod;
@@ -209,7 +299,7 @@ void forward_rows_impl(const Plan& p, const float* forward_w, const float* x, in
 template <class V>
 void backward_rows_impl(const Plan& p, const float* backward_w, const float* grad_y, const float* x,
                         const float* const* hidden, int64_t r0, int64_t r1, float* grad_x, float* grad_w,
-                        float* scratch, const Modulation* mod) {
+                        float* scratch, const Modulation* mod, int grad_x_from) {
   const int L = p.n_layers(), n_hidden = L - 1;
   const bool skips = std::find(p.skip.begin(), p.skip.end(), true) != p.skip.end();
   const int64_t block = (int64_t)kBlockRows * p.max_pad;
@@ -239,7 +329,8 @@ void backward_rows_impl(const Plan& p, const float* backward_w, const float* gra
         load_block(act, rows, d_in, act_buf, s_in, M), act = act_buf;
       }
       // grad W^T (k_in x s_out) += (act, input)^T g: rows are the inputs, the sum runs over the block's rows
-      product<V>(s_in, s_out, M, act, 1, s_in, g, s_out, gw, s_out, true, false, nullptr);
+      if (l == L - 1 && narrow_last(p)) narrow_weight_grad<V>(rows, d_out, s_in, act, s_in, g, s_out, gw, s_out);
+      else product<V>(s_in, s_out, M, act, 1, s_in, g, s_out, gw, s_out, true, false, nullptr);
       if (p.skip[l])
         product<V>(p.pad[0], s_out, M, x_in, 1, p.pad[0], g, s_out, gw + (int64_t)s_in * s_out, s_out, true, false,
                    nullptr);
@@ -258,7 +349,10 @@ void backward_rows_impl(const Plan& p, const float* backward_w, const float* gra
       // grad of the layer input = g W, times ReLU'(pre-activation) = (post-activation > 0) below the top; the
       // input's gradient goes straight into grad_x where its rows are unpadded
       float* out = l == 0 && direct ? grad_x + b0 * d_in : g_next;
-      product<V>(M, s_in, d_out, g, s_out, 1, bw, k_in, out, s_in, false, false, l > 0 ? act : nullptr);
+      // the input's columns before grad_x_from: zero, not computed
+      const int c0 = l == 0 ? std::min(grad_x_from / kPad * kPad, s_in) : 0;
+      product<V>(M, s_in - c0, d_out, g, s_out, 1, bw + c0, k_in, out + c0, s_in, false, false, l > 0 ? act : nullptr);
+      for (int r = 0; c0 > 0 && r < M; ++r) std::fill(out + (int64_t)r * s_in, out + (int64_t)r * s_in + c0, 0.0f);
       if (l == 0) {
         if (!direct) store_block(g_next, s_in, rows, d_in, grad_x + b0 * d_in);
         break;

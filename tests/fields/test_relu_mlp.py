@@ -105,6 +105,47 @@ def test_leading_outputs_are_the_first_outputs_of_the_whole_module(isa, bias):
     assert _fused(module.leading_outputs(x.requires_grad_(), 3))
 
 
+@pytest.mark.parametrize("constant_columns, skipped", [(16, 16), (20, 16), (9, 0)])  # whole blocks of 16 only
+@pytest.mark.parametrize("bias", [False, True])
+def test_constant_input_columns_get_no_gradient_and_the_rest_is_unchanged(isa, constant_columns, skipped, bias):
+    """A colour MLP's SH columns (constant_columns): the kernel leaves their input gradient at zero in whole blocks
+    of 16 columns; the output, the other columns' gradient and every weight's gradient are the twin's."""
+    torch.manual_seed(5)
+    module = mlp(32, 64, 2, 3, bias=bias)
+    x, grad_y = torch.randn(197, 32), torch.randn(197, 3)
+    fused = _grads(module, x, grad_y, lambda x: module(x, constant_columns))
+    twin = _grads(module, x, grad_y, lambda x: nn.Sequential.forward(module, x))
+    assert _fused(fused[0])
+    torch.testing.assert_close(fused[0], twin[0], rtol=1e-5, atol=1e-5)
+    assert torch.equal(fused[1][:, :skipped], torch.zeros(197, skipped))
+    torch.testing.assert_close(fused[1][:, skipped:], twin[1][:, skipped:], rtol=1e-5, atol=1e-5)
+    for a, b in zip(fused[2:], twin[2:]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_colour_gradients_reach_the_features_through_the_sh_input_as_without_skipping(isa):
+    """The hash grid's colour network skips its 16 SH columns' input gradient: its colours and the features' and
+    weights' gradients are those of the twin on the whole input (SH basis, then features)."""
+    from nfields.fields.encodings import spherical_harmonics, view_constant_columns
+    from nfields.fields.hashgrid import HashGridConfig, HashGridField
+
+    torch.manual_seed(6)
+    field = HashGridField(torch.tensor([-1.5, -1.5, -1.5, 1.5, 1.5, 1.5]), HashGridConfig())
+    features = torch.randn(197, field.config.geometry_features, requires_grad=True)
+    directions = nn.functional.normalize(torch.randn(197, 3), dim=-1)
+    assert view_constant_columns(directions, field.config.sh_degree) == 16
+    assert view_constant_columns(directions.clone().requires_grad_(), field.config.sh_degree) == 0
+    grad_rgb = torch.randn(197, 3)
+    parameters = [features, *field.color_mlp.parameters()]
+    rgb = field.color(features, directions)
+    assert _fused(rgb.grad_fn.next_functions[0][0])
+    skipped = (rgb, *torch.autograd.grad(rgb, parameters, grad_rgb))
+    inputs = torch.cat([spherical_harmonics(directions, field.config.sh_degree), features], dim=-1)
+    rgb = torch.sigmoid(nn.Sequential.forward(field.color_mlp, inputs))
+    for a, b in zip(skipped, (rgb, *torch.autograd.grad(rgb, parameters, grad_rgb))):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
 def test_unsupported_layouts_and_inputs_run_the_twin(monkeypatch):
     _kernels()
     x = torch.randn(10, 32, requires_grad=True)
