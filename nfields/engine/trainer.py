@@ -90,7 +90,9 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.train_scene, self.val_scene = train_scene, val_scene
         check_depth_loss(config, train_scene)
-        self.images = train_scene.images.to(self.device)
+        # the training images (N, H, W, C) as one row per pixel: a batch gathers its pixels with one index_select
+        self.images = train_scene.images.to(self.device).contiguous()
+        self.pixel_rows = self.images.view(-1, self.images.shape[-1])
         self.cameras = train_scene.cameras
         state = load_checkpoint(run_dir / CHECKPOINT_NAME, expected_field=config.field) if resume else None
         # A resumed field is rebuilt from its saved configuration (e.g. TensoRF's upsampled resolution).
@@ -217,7 +219,8 @@ class Trainer:
             z = self.train_scene.depths[cam, y, x]
             depth = self.cameras.distances_of_z_depths(cam, rays.directions, z).to(self.device)
         rays = rays.to(self.device)
-        pixels = self.images[cam, y, x].float() / 255.0
+        _, height, width, _ = self.images.shape
+        pixels = self.pixel_rows.index_select(0, ((cam * height + y) * width + x).to(self.device)).float() / 255.0
         # Random backgrounds: RGBA images teach transparency; an unbounded scene (whose contracted field reaches
         # infinity) learns to be opaque, instead of letting a white background paint its white walls.
         random = self.config.random_background and (self.train_scene.has_alpha or not self.train_scene.bounded)
