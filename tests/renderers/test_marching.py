@@ -10,6 +10,7 @@ import torch
 from nfields.renderers import VolumeRenderer, render_ops, torch_ops
 from nfields.renderers.marching import RayMarch, in_ray_order
 from nfields.renderers.occupancy import neighbourhood_counts
+from nfields.renderers.volume import TRAINING_ROUNDS
 
 AABB = torch.tensor([-1.0, -1, -1, 1, 1, 1])
 
@@ -103,18 +104,21 @@ class CountingField:
 
 
 def test_rounds_of_one_size_keep_the_same_samples_and_evaluate_fewer_behind_the_ends(ops):
-    """Rounds that double (16, 32, 64 ...) and rounds of 16 each keep the same samples; the equal rounds evaluate
-    the density at fewer samples behind the rays' termination points (what an evaluation render uses)."""
+    """Rounds that double (16, 32, 64 ...), a training render's (16, 10, 20, 40 ...) and rounds of 16 each keep the
+    same samples; the equal rounds evaluate the density at fewer samples behind the rays' termination points than
+    doubling ones (what an evaluation render uses)."""
     renderer = renderer_for(3)
     origins, directions = rays(seed=2, spread=1.4)  # rays through the ball and rays past it, through fog
     evaluated, kept = {}, {}
-    for growth in (1, 2):
+    for schedule in [((16,), 1), ((16,), 2), (TRAINING_ROUNDS, 2)]:
         field = CountingField(FogAndBall())
         rounds = list(renderer.rounds_until_opaque(field, origins, directions, jitter=False, training=False,
-                                                   growth=growth))
-        evaluated[growth], kept[growth] = field.evaluated, in_ray_order(rounds)[0]
-    assert torch.equal(kept[1].ray_indices, kept[2].ray_indices) and torch.equal(kept[1].t_starts, kept[2].t_starts)
-    assert evaluated[1] < 0.9 * evaluated[2]
+                                                   round_sizes=schedule[0], growth=schedule[1]))
+        evaluated[schedule], kept[schedule] = field.evaluated, in_ray_order(rounds)[0]
+    equal, doubling, training = kept.values()
+    for other in (doubling, training):
+        assert torch.equal(equal.ray_indices, other.ray_indices) and torch.equal(equal.t_starts, other.t_starts)
+    assert evaluated[(16,), 1] < 0.9 * evaluated[(16,), 2]
 
 
 class SmallBallAndSpeck:
