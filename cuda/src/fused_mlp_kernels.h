@@ -271,8 +271,8 @@ void forward_rows_impl(const Plan& p, const float* forward_w, const float* x, in
       const bool direct = saved && !mod && in_place(p, l + 1, rows, M);
       const int d = p.dims[l + 1];
       if (last && narrow) {
-        narrow_rows<V>(rows, d, p.pad[l], in, in_row, narrow_w.data(), p.biased ? forward_w + p.bias_offset[l] : nullptr,
-                       y + b0 * d);
+        const float* bias = p.biased ? forward_w + p.bias_offset[l] : nullptr;
+        narrow_rows<V>(rows, d, p.pad[l], in, in_row, narrow_w.data(), bias, y + b0 * d);
         break;
       }
       float* out = direct ? hidden[l] + b0 * d : in == buf[0] ? buf[1] : buf[0];
