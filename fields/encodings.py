@@ -69,3 +69,9 @@ def view_constant_columns(directions: torch.Tensor, degree: int = 4) -> int:
     the directions carry gradients (camera refinement): 0. A colour MLP skips the input gradient there
     (`ReluMLP.forward`'s constant_columns)."""
     return 0 if directions.requires_grad else degree * degree
+
+
+def view_mlp(mlp, directions: torch.Tensor, features: torch.Tensor, degree: int = 4) -> torch.Tensor:
+    """A colour MLP (a `ReluMLP`) on `view_inputs` (N, degree**2 + F) -> its outputs (N, out), the SH columns'
+    input gradient skipped where no gradient flows back through them (`view_constant_columns`)."""
+    return mlp(view_inputs(directions, features, degree), view_constant_columns(directions, degree))

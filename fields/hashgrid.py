@@ -10,7 +10,7 @@ from torch import nn
 
 from .base import Field, FieldConfig, mlp, trunc_exp
 from .coordinate import with_mlp_head
-from .encodings import view_constant_columns, view_inputs
+from .encodings import view_mlp
 from .hash_encoding import HashGridGeometry, hash_encode, reuse_hash_encoding
 from .optimizer_spec import INSTANT_NGP_OPTIMIZER, OptimizerSpec
 
@@ -98,8 +98,7 @@ class HashGridField(Field):
         return trunc_exp(h[:, 0] + self.config.density_bias)
 
     def color(self, features, directions):
-        inputs = view_inputs(directions, features, self.config.sh_degree)
-        return torch.sigmoid(self.color_mlp(inputs, view_constant_columns(directions, self.config.sh_degree)))
+        return torch.sigmoid(view_mlp(self.color_mlp, directions, features, self.config.sh_degree))
 
     @classmethod
     def coordinate_network(cls, dim, n_out):

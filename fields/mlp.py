@@ -11,7 +11,7 @@ from torch import nn
 
 from .base import Field, FieldConfig, mlp, trunc_exp
 from .coordinate import CoordinateNetwork, PositionalEncoder
-from .encodings import positional_encoding, positional_encoding_dim, view_constant_columns, view_inputs
+from .encodings import positional_encoding, positional_encoding_dim, view_mlp
 from .optimizer_spec import INSTANT_NGP_OPTIMIZER, OptimizerSpec
 from .relu_mlp import fused_relu_layers
 
@@ -126,8 +126,7 @@ class MLPField(Field):
 
     def color(self, features, directions):
         if self.config.heads == "shared":  # the hash grid's order: SH directions, then features
-            inputs = view_inputs(directions, features, self.config.sh_degree)
-            return torch.sigmoid(self.color_mlp(inputs, view_constant_columns(directions, self.config.sh_degree)))
+            return torch.sigmoid(view_mlp(self.color_mlp, directions, features, self.config.sh_degree))
         inputs = torch.cat([features, positional_encoding(directions, self.config.direction_frequencies)], dim=-1)
         return torch.sigmoid(self.color_mlp(inputs))
 

@@ -10,7 +10,7 @@ import torch
 
 from .base import Field, FieldConfig, mlp, trunc_exp
 from .coordinate import with_mlp_head
-from .encodings import positional_encoding, positional_encoding_dim, view_constant_columns, view_inputs
+from .encodings import positional_encoding, positional_encoding_dim, view_mlp
 from .grids import MultiPlaneGrid
 from .optimizer_spec import INSTANT_NGP_OPTIMIZER, OptimizerSpec
 
@@ -71,8 +71,7 @@ class TriplaneField(Field):
         return trunc_exp(h[:, 0] + self.config.density_bias), h
 
     def color(self, features, directions):
-        inputs = view_inputs(directions, features, self.config.sh_degree)
-        return torch.sigmoid(self.color_mlp(inputs, view_constant_columns(directions, self.config.sh_degree)))
+        return torch.sigmoid(view_mlp(self.color_mlp, directions, features, self.config.sh_degree))
 
     @classmethod
     def coordinate_network(cls, dim, n_out):
