@@ -263,7 +263,8 @@ def test_sample_offsets_match_the_twin(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("layout", [(4, 2, 12, 4.0), (6, 3, 13, 128.0), (8, 4, 14, 512.0), (16, 2, 19, 2048.0)])
+@pytest.mark.parametrize("layout", [(4, 2, 12, 4.0), (6, 3, 13, 128.0), (8, 4, 14, 512.0), (4, 8, 13, 256.0),
+                                    (16, 2, 19, 2048.0)])
 def test_hash_encoding_values_and_table_gradients_match_the_twins(device, layout):
     kernels = _native(device)
     n_levels, n_features, log2_size, max_res = layout
