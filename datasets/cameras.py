@@ -128,14 +128,14 @@ class Cameras:
         fx, fy = self.focal.index_select(0, camera_index).unbind(-1)
         cx, cy = self.principal.index_select(0, camera_index).unbind(-1)
         u, v = (x - cx) / fx, (y - cy) / fy  # normalised image coordinates, y down (OpenCV)
+        params = None if self.distortion is None else self.distortion.index_select(0, camera_index)
         if self.fisheye:
-            params = (self.distortion.index_select(0, camera_index) if self.distortion is not None
-                      else u.new_zeros(len(u), 6))
+            params = params if params is not None else u.new_zeros(len(u), 6)
             d_cv = fisheye_directions(u, v, params)  # OpenCV camera axes: y down, looking along +z
             d_cam = torch.stack([d_cv[:, 0], -d_cv[:, 1], -d_cv[:, 2]], dim=-1)
         else:
-            if self.distortion is not None:
-                u, v = undistort(u, v, self.distortion.index_select(0, camera_index))
+            if params is not None:
+                u, v = undistort(u, v, params)
             # OpenGL camera: image y grows downwards, camera y upwards, camera looks along -z.
             d_cam = torch.stack([u, -v, -torch.ones_like(x)], dim=-1)
         d_world = torch.einsum("rij,rj->ri", c2w[:, :3, :3], d_cam)

@@ -221,6 +221,10 @@ inline Float4 load4(const float* p) {
   return v;
 }
 
+// Whether rows of F features (F: a compile-time count, 0 when known only at run time) are read as Float4s.
+template <int F>
+constexpr bool kVectorRows = F > 0 && F % 4 == 0;
+
 // A level's points [lo, hi) in blocks of kHashBlock: the corners of the next block are computed, and on a hashed
 // level their rows prefetched, while fn(i, rows, weights) runs on the current block's points, so that the misses
 // of rows spread over megabytes overlap (dense levels fit in the caches). With rows read as 16-byte vectors
@@ -260,7 +264,7 @@ void encode_level(const float* x, const float* table, const HashLevel& level, in
   for_points_prefetched<Dense, false>(x, level, lo, hi, table, nf, [&](int64_t i, const uint32_t* corner,
                                                                        const float* w) {
     float* dst = out + i * out_stride;
-    if constexpr (F > 0 && F % 4 == 0) {
+    if constexpr (kVectorRows<F>) {
       Float4 acc[F / 4] = {};
       for (int c = 0; c < 8; ++c)
         for (int q = 0; q < F / 4; ++q) acc[q] += w[c] * load4(table + (int64_t)corner[c] * F + 4 * q);
@@ -288,7 +292,7 @@ void accumulate_level(const float* x, const float* grad_out, const HashLevel& le
     const float* g = grad_out + i * out_stride;
     for (int c = 0; c < 8; ++c) {
       float* dst = grad_table + (int64_t)corner[c] * nf;
-      if constexpr (F > 0 && F % 4 == 0) {
+      if constexpr (kVectorRows<F>) {
         for (int q = 0; q < F / 4; ++q) {
           const Float4 sum = load4(dst + 4 * q) + w[c] * load4(g + 4 * q);
           std::memcpy(dst + 4 * q, &sum, sizeof(sum));
