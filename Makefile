@@ -14,7 +14,7 @@ install:
 		$(PYTHON) -m pip install -q "$(TORCH_SPEC)"; fi
 	$(PYTHON) -m pip install -q -e ".[test]"
 
-# Optional: build the kernels now instead of on first use (one to two minutes on 2 cores).
+# Optional: build the kernels now instead of on first use (30-90 s on 2 cores).
 kernels: install
 	$(PYTHON) -m nfields.cuda.build
 

@@ -44,7 +44,7 @@ CUDA_FLAGS = ["-O3", "--fmad=false"] + [
     f"-gencode=arch=compute_{a},code=sm_{a}" for a in CUDA_ARCHS
 ] + ["-gencode=arch=compute_90,code=compute_90"]
 CUDA_BUILD = {"extra_cflags": ["-O3"], "extra_cuda_cflags": CUDA_FLAGS}
-DURATION = {"cpu": "one to two minutes on 2 cores", "cuda": "several minutes"}
+DURATION = {"cpu": "30-90 s on 2 cores", "cuda": "several minutes"}
 DONE = "built"  # written into the build folder once the extension has been built and imported
 
 

@@ -1,8 +1,5 @@
 // CPU build of the native kernels: ATen parallel_for over rays, points or levels, calling the
 // per-item routines shared with the CUDA build. Bound to Python as the `fields_cpu_kernels` extension.
-#include <ATen/Parallel.h>
-#include <torch/extension.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -16,6 +13,7 @@
 #include "march.h"
 #include "plane_sample.h"
 #include "spherical_harmonics.h"
+#include "torch_binding.h"
 #include "torch_views.h"
 #include "vm_products.h"
 
@@ -26,9 +24,9 @@ using fields::OccupancyView;
 using fields::hash_levels;
 using fields::occupancy_view;
 
-void check_cpu_float(const torch::Tensor& t, const char* name) {
+void check_cpu_float(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor");
-  TORCH_CHECK(t.scalar_type() == torch::kFloat32, name, " must be float32");
+  TORCH_CHECK(t.scalar_type() == at::kFloat, name, " must be float32");
   TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
 }
 
@@ -36,7 +34,7 @@ void check_cpu_float(const torch::Tensor& t, const char* name) {
 // march in parallel into their own buffers, which are then copied out in ray order.
 // march_one(r, emit) marches ray r, calling emit(t0, t1) per sample.
 template <typename MarchOne>
-std::vector<torch::Tensor> march_packed(int64_t n_rays, MarchOne march_one) {
+std::vector<at::Tensor> march_packed(int64_t n_rays, MarchOne march_one) {
   struct Block {
     std::vector<int64_t> rays;
     std::vector<float> t0, t1;
@@ -57,9 +55,9 @@ std::vector<torch::Tensor> march_packed(int64_t n_rays, MarchOne march_one) {
   });
   std::vector<int64_t> start(n_blocks + 1, 0);
   for (int64_t b = 0; b < n_blocks; ++b) start[b + 1] = start[b] + (int64_t)blocks[b].rays.size();
-  auto ray_indices = torch::empty({start[n_blocks]}, torch::kInt64);
-  auto t_starts = torch::empty({start[n_blocks]}, torch::kFloat32);
-  auto t_ends = torch::empty({start[n_blocks]}, torch::kFloat32);
+  auto ray_indices = at::empty({start[n_blocks]}, at::kLong);
+  auto t_starts = at::empty({start[n_blocks]}, at::kFloat);
+  auto t_ends = at::empty({start[n_blocks]}, at::kFloat);
   at::parallel_for(0, n_blocks, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t b = lo; b < hi; ++b) {
       std::copy(blocks[b].rays.begin(), blocks[b].rays.end(), ray_indices.data_ptr<int64_t>() + start[b]);
@@ -75,12 +73,12 @@ int64_t sample_limit(int64_t max_samples) { return max_samples > 0 ? max_samples
 
 // Uniform steps from first_steps (R,) int64 on, at most max_samples per ray: packed samples and the steps
 // (R,) int64 where the next round resumes.
-std::vector<torch::Tensor> march_rays(torch::Tensor origins, torch::Tensor directions, torch::Tensor t_min,
-                                      torch::Tensor t_max, torch::Tensor offsets, torch::Tensor first_steps,
-                                      torch::Tensor binary, std::vector<torch::Tensor> mips, torch::Tensor aabb,
+std::vector<at::Tensor> march_rays(at::Tensor origins, at::Tensor directions, at::Tensor t_min,
+                                      at::Tensor t_max, at::Tensor offsets, at::Tensor first_steps,
+                                      at::Tensor binary, std::vector<at::Tensor> mips, at::Tensor aabb,
                                       double step, int64_t max_samples) {
   for (auto* t : {&origins, &directions, &t_min, &t_max, &offsets}) check_cpu_float(*t, "march_rays input");
-  TORCH_CHECK(first_steps.scalar_type() == torch::kInt64 && first_steps.is_contiguous() &&
+  TORCH_CHECK(first_steps.scalar_type() == at::kLong && first_steps.is_contiguous() &&
                   first_steps.numel() == origins.size(0),
               "first_steps: int64, one per ray");
   TORCH_CHECK(binary.device().is_cpu(), "binary must be a CPU grid");
@@ -90,7 +88,7 @@ std::vector<torch::Tensor> march_rays(torch::Tensor origins, torch::Tensor direc
   const float *tmin = t_min.data_ptr<float>(), *tmax = t_max.data_ptr<float>(), *off = offsets.data_ptr<float>();
   const int64_t* first = first_steps.data_ptr<int64_t>();
   const int64_t limit = sample_limit(max_samples);
-  auto next_steps = torch::empty_like(first_steps);
+  auto next_steps = at::empty_like(first_steps);
   int64_t* next = next_steps.data_ptr<int64_t>();
   auto packed = march_packed(origins.size(0), [&](int64_t r, auto emit) {
     fields::march_ray(g, o + 3 * r, d + 3 * r, tmin[r], tmax[r], off[r], first[r], limit, s, emit, next + r);
@@ -102,9 +100,9 @@ std::vector<torch::Tensor> march_rays(torch::Tensor origins, torch::Tensor direc
 // The cone-step marcher over cascaded grids (unbounded scenes): binaries (K, X, Y, Z), aabbs (K, 6). Rays
 // start at t_starts (R,), at most max_samples per ray: packed samples and the distances (R,) where the next
 // round resumes.
-std::vector<torch::Tensor> march_rays_cascaded(torch::Tensor origins, torch::Tensor directions,
-                                               torch::Tensor t_starts, torch::Tensor t_max, torch::Tensor binaries,
-                                               torch::Tensor aabbs, double dt_min, double dt_max, double cone,
+std::vector<at::Tensor> march_rays_cascaded(at::Tensor origins, at::Tensor directions,
+                                               at::Tensor t_starts, at::Tensor t_max, at::Tensor binaries,
+                                               at::Tensor aabbs, double dt_min, double dt_max, double cone,
                                                int64_t max_samples) {
   for (auto* t : {&origins, &directions, &t_starts, &t_max}) check_cpu_float(*t, "march_rays input");
   TORCH_CHECK(binaries.device().is_cpu(), "binaries must be CPU grids");
@@ -114,7 +112,7 @@ std::vector<torch::Tensor> march_rays_cascaded(torch::Tensor origins, torch::Ten
   const float *o = origins.data_ptr<float>(), *d = directions.data_ptr<float>();
   const float *start = t_starts.data_ptr<float>(), *tmax = t_max.data_ptr<float>();
   const int64_t limit = sample_limit(max_samples);
-  auto t_next = torch::empty_like(t_starts);
+  auto t_next = at::empty_like(t_starts);
   float* next = t_next.data_ptr<float>();
   auto packed = march_packed(origins.size(0), [&](int64_t r, auto emit) {
     fields::march_ray_cascaded(g, o + 3 * r, d + 3 * r, start[r], tmax[r], limit, s, emit, next + r);
@@ -124,10 +122,10 @@ std::vector<torch::Tensor> march_rays_cascaded(torch::Tensor origins, torch::Ten
 }
 
 // (R + 1,) int64 offsets of ray-sorted ray indices (S,): the samples of ray r are [offsets[r], offsets[r + 1]).
-torch::Tensor sample_offsets(torch::Tensor ray_indices, int64_t n_rays) {
-  TORCH_CHECK(ray_indices.scalar_type() == torch::kInt64 && ray_indices.is_contiguous(), "ray_indices: int64");
+at::Tensor sample_offsets(at::Tensor ray_indices, int64_t n_rays) {
+  TORCH_CHECK(ray_indices.scalar_type() == at::kLong && ray_indices.is_contiguous(), "ray_indices: int64");
   const int64_t n = ray_indices.size(0);
-  auto offsets = torch::empty({n_rays + 1}, torch::kInt64);
+  auto offsets = at::empty({n_rays + 1}, at::kLong);
   const int64_t* ri = ray_indices.data_ptr<int64_t>();
   int64_t* off = offsets.data_ptr<int64_t>();
   // Sample i starts rays (ri[i - 1], ri[i]]; the end fills the rays after the last sample.
@@ -142,14 +140,14 @@ torch::Tensor sample_offsets(torch::Tensor ray_indices, int64_t n_rays) {
 }
 
 // ray_offsets (R + 1,) int64: samples of ray r are [ray_offsets[r], ray_offsets[r + 1]).
-std::vector<torch::Tensor> composite_forward(torch::Tensor sigmas, torch::Tensor rgbs, torch::Tensor t_starts,
-                                             torch::Tensor t_ends, torch::Tensor ray_offsets, double eps) {
+std::vector<at::Tensor> composite_forward(at::Tensor sigmas, at::Tensor rgbs, at::Tensor t_starts,
+                                             at::Tensor t_ends, at::Tensor ray_offsets, double eps) {
   for (auto* t : {&sigmas, &rgbs, &t_starts, &t_ends}) check_cpu_float(*t, "composite input");
   const int64_t n_rays = ray_offsets.size(0) - 1;
-  auto rgb = torch::empty({n_rays, 3}, torch::kFloat32);
-  auto depth = torch::empty({n_rays}, torch::kFloat32);
-  auto opacity = torch::empty({n_rays}, torch::kFloat32);
-  auto weights = torch::empty_like(sigmas);
+  auto rgb = at::empty({n_rays, 3}, at::kFloat);
+  auto depth = at::empty({n_rays}, at::kFloat);
+  auto opacity = at::empty({n_rays}, at::kFloat);
+  auto weights = at::empty_like(sigmas);
   const int64_t* off = ray_offsets.data_ptr<int64_t>();
   at::parallel_for(0, n_rays, 256, [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; ++r)
@@ -163,16 +161,16 @@ std::vector<torch::Tensor> composite_forward(torch::Tensor sigmas, torch::Tensor
 }
 
 // Gradients of sigmas and rgbs; rgb, depth, opacity are the forward outputs.
-std::vector<torch::Tensor> composite_backward(torch::Tensor grad_rgb, torch::Tensor grad_depth,
-                                              torch::Tensor grad_opacity, torch::Tensor rgb, torch::Tensor depth,
-                                              torch::Tensor opacity, torch::Tensor sigmas, torch::Tensor rgbs,
-                                              torch::Tensor t_starts, torch::Tensor t_ends,
-                                              torch::Tensor ray_offsets, double eps) {
+std::vector<at::Tensor> composite_backward(at::Tensor grad_rgb, at::Tensor grad_depth,
+                                              at::Tensor grad_opacity, at::Tensor rgb, at::Tensor depth,
+                                              at::Tensor opacity, at::Tensor sigmas, at::Tensor rgbs,
+                                              at::Tensor t_starts, at::Tensor t_ends,
+                                              at::Tensor ray_offsets, double eps) {
   for (auto* t : {&grad_rgb, &grad_depth, &grad_opacity, &rgb, &depth, &opacity})
     check_cpu_float(*t, "composite gradient");
   const int64_t n_rays = ray_offsets.size(0) - 1;
-  auto grad_sigmas = torch::empty_like(sigmas);
-  auto grad_rgbs = torch::empty_like(rgbs);
+  auto grad_sigmas = at::empty_like(sigmas);
+  auto grad_rgbs = at::empty_like(rgbs);
   const int64_t* off = ray_offsets.data_ptr<int64_t>();
   at::parallel_for(0, n_rays, 256, [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; ++r)
@@ -187,15 +185,15 @@ std::vector<torch::Tensor> composite_backward(torch::Tensor grad_rgb, torch::Ten
 
 // One round of early termination over ray-sorted samples; ray_offsets (R + 1) over all rays. Updates
 // optical_depth (R,) float64 and alive (R,) bool in place; returns keep (S,) bool.
-torch::Tensor termination_round(torch::Tensor sigmas, torch::Tensor t_starts, torch::Tensor t_ends,
-                                torch::Tensor ray_offsets, torch::Tensor optical_depth, torch::Tensor alive,
+at::Tensor termination_round(at::Tensor sigmas, at::Tensor t_starts, at::Tensor t_ends,
+                                at::Tensor ray_offsets, at::Tensor optical_depth, at::Tensor alive,
                                 double eps) {
   for (auto* t : {&sigmas, &t_starts, &t_ends}) check_cpu_float(*t, "termination input");
-  TORCH_CHECK(optical_depth.scalar_type() == torch::kFloat64 && optical_depth.is_contiguous(),
+  TORCH_CHECK(optical_depth.scalar_type() == at::kDouble && optical_depth.is_contiguous(),
               "optical_depth must be float64");
-  TORCH_CHECK(alive.scalar_type() == torch::kBool && alive.is_contiguous(), "alive must be bool");
+  TORCH_CHECK(alive.scalar_type() == at::kBool && alive.is_contiguous(), "alive must be bool");
   const int64_t n_rays = ray_offsets.size(0) - 1;
-  auto keep = torch::empty({sigmas.size(0)}, torch::kBool);
+  auto keep = at::empty({sigmas.size(0)}, at::kBool);
   const int64_t* off = ray_offsets.data_ptr<int64_t>();
   double* depth = optical_depth.data_ptr<double>();
   bool* live = alive.data_ptr<bool>();
@@ -323,14 +321,14 @@ void with_level_shape(int64_t n_feat, bool dense, Fn fn) {
 }
 
 // x (N, 3) in [0, 1], table (rows, F) -> (N, L * F). Level-major: all points of a level together.
-torch::Tensor hash_encode_forward(torch::Tensor x, torch::Tensor table, torch::Tensor scales,
-                                  torch::Tensor resolutions, torch::Tensor rows, torch::Tensor offsets,
+at::Tensor hash_encode_forward(at::Tensor x, at::Tensor table, at::Tensor scales,
+                                  at::Tensor resolutions, at::Tensor rows, at::Tensor offsets,
                                   int64_t n_dense) {
   check_cpu_float(x, "x");
   check_cpu_float(table, "table");
   const auto levels = hash_levels(scales, resolutions, rows, offsets, n_dense);
   const int64_t n = x.size(0), n_levels = (int64_t)levels.size(), n_feat = table.size(1);
-  auto out = torch::empty({n, n_levels * n_feat}, torch::kFloat32);
+  auto out = at::empty({n, n_levels * n_feat}, at::kFloat);
   const float *xp = x.data_ptr<float>(), *tp = table.data_ptr<float>();
   float* op = out.data_ptr<float>();
   for (int64_t l = 0; l < n_levels; ++l)
@@ -345,16 +343,16 @@ torch::Tensor hash_encode_forward(torch::Tensor x, torch::Tensor table, torch::T
 
 // Gradient of the table (rows, F) from grad_out (N, L * F). Levels own disjoint rows, so threads take every
 // T-th level (dense and hashed levels spread over the threads) and zero and add into its rows without atomics.
-torch::Tensor hash_encode_backward(torch::Tensor grad_out, torch::Tensor x, int64_t table_rows, int64_t n_feat,
-                                   torch::Tensor scales, torch::Tensor resolutions, torch::Tensor rows,
-                                   torch::Tensor offsets, int64_t n_dense) {
+at::Tensor hash_encode_backward(at::Tensor grad_out, at::Tensor x, int64_t table_rows, int64_t n_feat,
+                                   at::Tensor scales, at::Tensor resolutions, at::Tensor rows,
+                                   at::Tensor offsets, int64_t n_dense) {
   check_cpu_float(grad_out, "grad_out");
   check_cpu_float(x, "x");
   const auto levels = hash_levels(scales, resolutions, rows, offsets, n_dense);
   const int64_t n = x.size(0), n_levels = (int64_t)levels.size();
   TORCH_CHECK(n_levels > 0 && (int64_t)levels.back().offset + levels.back().rows == table_rows,
               "the levels must cover the table's rows");
-  auto grad_table = torch::empty({table_rows, n_feat}, torch::kFloat32);
+  auto grad_table = at::empty({table_rows, n_feat}, at::kFloat);
   const float *xp = x.data_ptr<float>(), *gp = grad_out.data_ptr<float>();
   float* tp = grad_table.data_ptr<float>();
   const int64_t n_tasks = std::min<int64_t>(at::get_num_threads(), n_levels);
@@ -373,13 +371,13 @@ torch::Tensor hash_encode_backward(torch::Tensor grad_out, torch::Tensor x, int6
 
 // Planes (P, C, H, W) sampled at coords (P, N, 2) in [-1, 1] (u along W): (N, C) summed over the planes
 // when sum_planes, else (P, N, C). Parallel over points.
-torch::Tensor plane_sample_forward(torch::Tensor planes, torch::Tensor coords, bool sum_planes) {
+at::Tensor plane_sample_forward(at::Tensor planes, at::Tensor coords, bool sum_planes) {
   check_cpu_float(planes, "planes");
   check_cpu_float(coords, "coords");
   const int64_t n_planes = planes.size(0), n_chan = planes.size(1), height = planes.size(2), width = planes.size(3);
   const int64_t n = coords.size(1), area = height * width;
   TORCH_CHECK(coords.size(0) == n_planes && coords.size(2) == 2, "coords must be (planes, N, 2)");
-  auto out = sum_planes ? torch::zeros({n, n_chan}, torch::kFloat32) : torch::empty({n_planes, n, n_chan}, torch::kFloat32);
+  auto out = sum_planes ? at::zeros({n, n_chan}, at::kFloat) : at::empty({n_planes, n, n_chan}, at::kFloat);
   const float *pp = planes.data_ptr<float>(), *cp = coords.data_ptr<float>();
   float* op = out.data_ptr<float>();
   at::parallel_for(0, n, 1024, [&](int64_t lo, int64_t hi) {
@@ -403,12 +401,12 @@ torch::Tensor plane_sample_forward(torch::Tensor planes, torch::Tensor coords, b
 
 // Gradient of the planes (P, C, H, W) from grad_out ((N, C) when sum_planes, else (P, N, C)). Tasks own
 // disjoint (plane, channel block) pairs, so they add without atomics.
-torch::Tensor plane_sample_backward(torch::Tensor grad_out, torch::Tensor coords, int64_t height, int64_t width,
+at::Tensor plane_sample_backward(at::Tensor grad_out, at::Tensor coords, int64_t height, int64_t width,
                                     bool sum_planes) {
   check_cpu_float(grad_out, "grad_out");
   check_cpu_float(coords, "coords");
   const int64_t n_planes = coords.size(0), n = coords.size(1), n_chan = grad_out.size(-1), area = height * width;
-  auto grad_planes = torch::zeros({n_planes, n_chan, height, width}, torch::kFloat32);
+  auto grad_planes = at::zeros({n_planes, n_chan, height, width}, at::kFloat);
   const int64_t wanted = 2 * (int64_t)at::get_num_threads();
   const int64_t blocks = std::min<int64_t>(n_chan, std::max<int64_t>(1, (wanted + n_planes - 1) / n_planes));
   const int64_t block = (n_chan + blocks - 1) / blocks, per_plane = (n_chan + block - 1) / block;
@@ -435,8 +433,8 @@ torch::Tensor plane_sample_backward(torch::Tensor grad_out, torch::Tensor coords
 }
 
 // A TensoRF factor (1, C, H, W), float32 on the CPU, any strides.
-fields::FactorView factor_view(const torch::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == torch::kFloat32, name, " must be a float32 CPU tensor");
+fields::FactorView factor_view(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat, name, " must be a float32 CPU tensor");
   TORCH_CHECK(t.dim() == 4 && t.size(0) == 1, name, " must be (1, C, H, W)");
   return {t.data_ptr<float>(), t.stride(1), t.stride(2), t.stride(3), (int)t.size(2), (int)t.size(3)};
 }
@@ -447,7 +445,7 @@ struct VMFactors {
   bool channels_inner;  // every factor's channels adjacent (channels_last): the loops vectorise
 };
 
-VMFactors vm_factors(const std::vector<torch::Tensor>& planes, const std::vector<torch::Tensor>& lines) {
+VMFactors vm_factors(const std::vector<at::Tensor>& planes, const std::vector<at::Tensor>& lines) {
   TORCH_CHECK(planes.size() == 3 && lines.size() == 3, "three planes and three lines");
   VMFactors f;
   f.n_chan = planes[0].size(1);
@@ -480,13 +478,13 @@ void vm_pair_forward(const VMFactors& f, int m, const float* point, float* out, 
 
 // TensoRF's VM products at points x (N, 3) in [-1, 1] (vm_products.h): (N, 3C), the pairs side by side, or
 // with sum_products their sum over pairs and channels (N,). Parallel over points.
-torch::Tensor vm_products_forward(const std::vector<torch::Tensor>& planes, const std::vector<torch::Tensor>& lines,
-                                  torch::Tensor x, bool sum_products) {
+at::Tensor vm_products_forward(const std::vector<at::Tensor>& planes, const std::vector<at::Tensor>& lines,
+                                  at::Tensor x, bool sum_products) {
   check_cpu_float(x, "x");
   TORCH_CHECK(x.dim() == 2 && x.size(1) == 3, "x must be (N, 3)");
   const VMFactors f = vm_factors(planes, lines);
   const int64_t n = x.size(0), width = 3 * f.n_chan;
-  auto out = sum_products ? torch::zeros({n}, torch::kFloat32) : torch::empty({n, width}, torch::kFloat32);
+  auto out = sum_products ? at::zeros({n}, at::kFloat) : at::empty({n, width}, at::kFloat);
   const float* xp = x.data_ptr<float>();
   float* op = out.data_ptr<float>();
   at::parallel_for(0, n, 256, [&](int64_t lo, int64_t hi) {
@@ -539,15 +537,15 @@ void vm_pair_backward(const VMFactors& f, const VMFactors& grads, int m, const f
 // Gradients of the planes and lines (zeros_like each, so with their strides) from grad_out ((N,) with
 // sum_products, else (N, 3C)). One task per pair, so they add without atomics: splitting a pair's channels
 // between threads measured 2x slower (the halves share cache lines), private copies per thread no faster.
-std::vector<torch::Tensor> vm_products_backward(torch::Tensor grad_out, const std::vector<torch::Tensor>& planes,
-                                                const std::vector<torch::Tensor>& lines, torch::Tensor x,
+std::vector<at::Tensor> vm_products_backward(at::Tensor grad_out, const std::vector<at::Tensor>& planes,
+                                                const std::vector<at::Tensor>& lines, at::Tensor x,
                                                 bool sum_products) {
   check_cpu_float(grad_out, "grad_out");
   check_cpu_float(x, "x");
   const VMFactors f = vm_factors(planes, lines);
-  std::vector<torch::Tensor> grads;
+  std::vector<at::Tensor> grads;
   for (const auto& factors : {planes, lines})
-    for (const auto& factor : factors) grads.push_back(torch::zeros_like(factor));
+    for (const auto& factor : factors) grads.push_back(at::zeros_like(factor));
   const VMFactors g = vm_factors({grads.begin(), grads.begin() + 3}, {grads.begin() + 3, grads.end()});
   const int64_t n = x.size(0);
   const float *xp = x.data_ptr<float>(), *go = grad_out.data_ptr<float>();
@@ -561,11 +559,11 @@ std::vector<torch::Tensor> vm_products_backward(torch::Tensor grad_out, const st
 }
 
 // EMA update of occupancy values (cells,) at indices (M,) with fresh values (M,); returns the binary grid (cells,).
-torch::Tensor occupancy_update(torch::Tensor occs, torch::Tensor indices, torch::Tensor values, double decay,
+at::Tensor occupancy_update(at::Tensor occs, at::Tensor indices, at::Tensor values, double decay,
                                double threshold) {
   check_cpu_float(occs, "occs");
   check_cpu_float(values, "values");
-  TORCH_CHECK(indices.scalar_type() == torch::kInt64 && indices.is_contiguous(), "indices must be int64");
+  TORCH_CHECK(indices.scalar_type() == at::kLong && indices.is_contiguous(), "indices must be int64");
   const int64_t n_cells = occs.size(0), m = indices.size(0);
   float* occ = occs.data_ptr<float>();
   const int64_t* idx = indices.data_ptr<int64_t>();
@@ -585,7 +583,7 @@ torch::Tensor occupancy_update(torch::Tensor occs, torch::Tensor indices, torch:
       ++count;
     }
   const float thre = (float)std::min(count ? sum / count : 0.0, threshold);
-  auto binary = torch::empty({n_cells}, torch::kBool);
+  auto binary = at::empty({n_cells}, at::kBool);
   bool* b = binary.data_ptr<bool>();
   at::parallel_for(0, n_cells, 1 << 14, [&](int64_t lo, int64_t hi) {
     for (int64_t c = lo; c < hi; ++c) b[c] = occ[c] > thre;
@@ -597,8 +595,8 @@ torch::Tensor occupancy_update(torch::Tensor occs, torch::Tensor indices, torch:
 // skip_layers: the layers whose input has x appended (their weights (out, in + n_in)); gamma and beta: empty, or
 // CAM's modulation of the hidden layers (N, n_layers - 1). Returns {y (N, n_out)} and, when save_hidden, what
 // mlp_backward takes: each hidden layer's (N, width) output after its ReLU, or before its modulation.
-fields::mlp::Plan mlp_plan(const torch::Tensor& x, const std::vector<torch::Tensor>& weights,
-                           const std::vector<torch::Tensor>& biases, const std::vector<int64_t>& skip_layers) {
+fields::mlp::Plan mlp_plan(const at::Tensor& x, const std::vector<at::Tensor>& weights,
+                           const std::vector<at::Tensor>& biases, const std::vector<int64_t>& skip_layers) {
   check_cpu_float(x, "mlp input");
   TORCH_CHECK(x.dim() == 2, "mlp input must be (N, n_in)");
   TORCH_CHECK(!weights.empty(), "mlp needs at least one weight");
@@ -623,12 +621,12 @@ fields::mlp::Plan mlp_plan(const torch::Tensor& x, const std::vector<torch::Tens
 }
 
 // CAM's modulation from gamma and beta (both empty: none), checked against x (N, .) and the plan's hidden layers.
-std::optional<fields::mlp::Modulation> mlp_modulation(const fields::mlp::Plan& plan, const torch::Tensor& x,
-                                                      const torch::Tensor& gamma, const torch::Tensor& beta) {
+std::optional<fields::mlp::Modulation> mlp_modulation(const fields::mlp::Plan& plan, const at::Tensor& x,
+                                                      const at::Tensor& gamma, const at::Tensor& beta) {
   if (gamma.numel() == 0 && beta.numel() == 0) return std::nullopt;
   for (const auto* t : {&gamma, &beta}) {
     check_cpu_float(*t, "mlp modulation");
-    TORCH_CHECK(t->sizes() == torch::IntArrayRef({x.size(0), plan.n_layers() - 1}),
+    TORCH_CHECK(t->sizes() == at::IntArrayRef({x.size(0), plan.n_layers() - 1}),
                 "mlp gamma and beta must be (N, n_layers - 1) = (", x.size(0), ", ", plan.n_layers() - 1, "), got ",
                 t->sizes());
   }
@@ -637,34 +635,34 @@ std::optional<fields::mlp::Modulation> mlp_modulation(const fields::mlp::Plan& p
   return mod;
 }
 
-std::vector<float*> float_pointers(std::vector<torch::Tensor>& tensors) {
+std::vector<float*> float_pointers(std::vector<at::Tensor>& tensors) {
   std::vector<float*> pointers;
   for (auto& t : tensors) pointers.push_back(t.data_ptr<float>());
   return pointers;
 }
 
-std::vector<torch::Tensor> packed_weights(const fields::mlp::Plan& plan, const std::vector<torch::Tensor>& weights,
-                                          const std::vector<torch::Tensor>& biases) {
+std::vector<at::Tensor> packed_weights(const fields::mlp::Plan& plan, const std::vector<at::Tensor>& weights,
+                                          const std::vector<at::Tensor>& biases) {
   std::vector<const float*> w, b;
   for (const auto& t : weights) w.push_back(t.data_ptr<float>());
   for (const auto& t : biases) b.push_back(t.data_ptr<float>());
-  auto forward_w = torch::empty({plan.weight_floats}, torch::kFloat32);
-  auto backward_w = torch::empty({plan.weight_floats}, torch::kFloat32);
+  auto forward_w = at::empty({plan.weight_floats}, at::kFloat);
+  auto backward_w = at::empty({plan.weight_floats}, at::kFloat);
   fields::mlp::pack_weights(plan, w.data(), b.data(), forward_w.data_ptr<float>(), backward_w.data_ptr<float>());
   return {forward_w, backward_w};
 }
 
-std::vector<torch::Tensor> mlp_forward(torch::Tensor x, std::vector<torch::Tensor> weights,
-                                       std::vector<torch::Tensor> biases, bool save_hidden, std::string isa_name,
-                                       std::vector<int64_t> skip_layers, torch::Tensor gamma, torch::Tensor beta) {
+std::vector<at::Tensor> mlp_forward(at::Tensor x, std::vector<at::Tensor> weights,
+                                       std::vector<at::Tensor> biases, bool save_hidden, std::string isa_name,
+                                       std::vector<int64_t> skip_layers, at::Tensor gamma, at::Tensor beta) {
   const auto plan = mlp_plan(x, weights, biases, skip_layers);
   const auto mod = mlp_modulation(plan, x, gamma, beta);
   const auto isa = fields::mlp::choose_isa(isa_name);  // an unknown name: ValueError
   const int64_t n = x.size(0), n_blocks = (n + fields::mlp::kBlockRows - 1) / fields::mlp::kBlockRows;
   const auto packed = packed_weights(plan, weights, biases);
   const float* forward_w = packed[0].data_ptr<float>();
-  std::vector<torch::Tensor> out{torch::empty({n, plan.dims.back()}, torch::kFloat32)};
-  for (int l = 1; save_hidden && l < plan.n_layers(); ++l) out.push_back(torch::empty({n, plan.dims[l]}, torch::kFloat32));
+  std::vector<at::Tensor> out{at::empty({n, plan.dims.back()}, at::kFloat)};
+  for (int l = 1; save_hidden && l < plan.n_layers(); ++l) out.push_back(at::empty({n, plan.dims[l]}, at::kFloat));
   auto hidden = float_pointers(out);
   const float* xp = x.data_ptr<float>();
   at::parallel_for(0, n_blocks, 1, [&](int64_t lo, int64_t hi) {
@@ -680,15 +678,15 @@ std::vector<torch::Tensor> mlp_forward(torch::Tensor x, std::vector<torch::Tenso
 // grad_beta} from grad_y (N, n_out) and mlp_forward's saved state. Row blocks are split into one contiguous chunk
 // per thread, each with its own weight-gradient sums. grad_x_from: grad_x's leading columns that no gradient flows
 // to (an SH basis of directions without gradients) are zero, not computed (see fused_mlp.h).
-std::vector<torch::Tensor> mlp_backward(torch::Tensor grad_y, torch::Tensor x, std::vector<torch::Tensor> hidden,
-                                        std::vector<torch::Tensor> weights, std::vector<torch::Tensor> biases,
+std::vector<at::Tensor> mlp_backward(at::Tensor grad_y, at::Tensor x, std::vector<at::Tensor> hidden,
+                                        std::vector<at::Tensor> weights, std::vector<at::Tensor> biases,
                                         bool need_grad_x, std::string isa_name, std::vector<int64_t> skip_layers,
-                                        torch::Tensor gamma, torch::Tensor beta, int64_t grad_x_from) {
+                                        at::Tensor gamma, at::Tensor beta, int64_t grad_x_from) {
   const auto plan = mlp_plan(x, weights, biases, skip_layers);
   auto mod = mlp_modulation(plan, x, gamma, beta);
-  torch::Tensor grad_gamma, grad_beta;
+  at::Tensor grad_gamma, grad_beta;
   if (mod) {
-    grad_gamma = torch::empty_like(gamma), grad_beta = torch::empty_like(beta);
+    grad_gamma = at::empty_like(gamma), grad_beta = at::empty_like(beta);
     mod->grad_gamma = grad_gamma.data_ptr<float>(), mod->grad_beta = grad_beta.data_ptr<float>();
   }
   const auto isa = fields::mlp::choose_isa(isa_name);  // an unknown name: ValueError
@@ -696,14 +694,14 @@ std::vector<torch::Tensor> mlp_backward(torch::Tensor grad_y, torch::Tensor x, s
   TORCH_CHECK((int)hidden.size() == plan.n_layers() - 1, "mlp_backward needs mlp_forward's hidden activations");
   for (int l = 0; l + 1 < plan.n_layers(); ++l) {
     check_cpu_float(hidden[l], "mlp hidden activation");
-    TORCH_CHECK(hidden[l].sizes() == torch::IntArrayRef({x.size(0), plan.dims[l + 1]}), "mlp hidden ", l, " shape");
+    TORCH_CHECK(hidden[l].sizes() == at::IntArrayRef({x.size(0), plan.dims[l + 1]}), "mlp hidden ", l, " shape");
   }
   const int64_t n = x.size(0), n_blocks = (n + fields::mlp::kBlockRows - 1) / fields::mlp::kBlockRows;
-  TORCH_CHECK(grad_y.sizes() == torch::IntArrayRef({n, plan.dims.back()}), "mlp grad_y must be (N, n_out)");
+  TORCH_CHECK(grad_y.sizes() == at::IntArrayRef({n, plan.dims.back()}), "mlp grad_y must be (N, n_out)");
   auto packed = packed_weights(plan, weights, biases);
   const int64_t n_chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n_blocks));
-  auto grad_w_chunks = torch::zeros({n_chunks, plan.weight_floats}, torch::kFloat32);
-  auto grad_x = need_grad_x ? torch::empty_like(x) : torch::Tensor();
+  auto grad_w_chunks = at::zeros({n_chunks, plan.weight_floats}, at::kFloat);
+  auto grad_x = need_grad_x ? at::empty_like(x) : at::Tensor();
   std::vector<const float*> h;
   for (const auto& t : hidden) h.push_back(t.data_ptr<float>());
   at::parallel_for(0, n_chunks, 1, [&](int64_t lo, int64_t hi) {
@@ -715,9 +713,9 @@ std::vector<torch::Tensor> mlp_backward(torch::Tensor grad_y, torch::Tensor x, s
                                  need_grad_x ? grad_x.data_ptr<float>() : nullptr, grad_w_chunks[c].data_ptr<float>(),
                                  scratch.data(), mod ? &*mod : nullptr, (int)grad_x_from);
   });
-  std::vector<torch::Tensor> out{need_grad_x ? grad_x : torch::empty({0}, torch::kFloat32)};
-  for (const auto& w : weights) out.push_back(torch::empty_like(w));
-  for (const auto& b : biases) out.push_back(torch::empty_like(b));
+  std::vector<at::Tensor> out{need_grad_x ? grad_x : at::empty({0}, at::kFloat)};
+  for (const auto& w : weights) out.push_back(at::empty_like(w));
+  for (const auto& b : biases) out.push_back(at::empty_like(b));
   std::vector<const float*> chunks;
   for (int64_t c = 0; c < n_chunks; ++c) chunks.push_back(grad_w_chunks[c].data_ptr<float>());
   auto grads = float_pointers(out);
@@ -731,7 +729,7 @@ std::vector<std::string> mlp_isas() { return fields::mlp::supported_isas(); }
 
 // A colour network's input (N, degree^2 + F): the SH basis of unit directions (N, 3), then features (N, F); one
 // pass instead of PyTorch's dozens of column operations and a concatenation.
-torch::Tensor view_inputs(torch::Tensor directions, torch::Tensor features, int64_t degree) {
+at::Tensor view_inputs(at::Tensor directions, at::Tensor features, int64_t degree) {
   check_cpu_float(directions, "directions");
   check_cpu_float(features, "features");
   TORCH_CHECK(directions.dim() == 2 && directions.size(1) == 3, "directions must be (N, 3)");
@@ -739,7 +737,7 @@ torch::Tensor view_inputs(torch::Tensor directions, torch::Tensor features, int6
   TORCH_CHECK(degree >= 1 && degree <= 4, "spherical harmonics degree must be in 1..4");
   const int64_t n = directions.size(0), n_features = features.size(1), n_basis = degree * degree;
   const int64_t width = n_basis + n_features;
-  auto out = torch::empty({n, width}, directions.options());
+  auto out = at::empty({n, width}, directions.options());
   const float* d = directions.data_ptr<float>();
   const float* f = features.data_ptr<float>();
   float* o = out.data_ptr<float>();

@@ -1,6 +1,6 @@
 // Tensor -> plain-struct views shared by both torch bindings (cpu_ops.cpp, cuda_ops.cpp).
 #pragma once
-#include <torch/extension.h>
+#include "torch_binding.h"
 
 #include <vector>
 
@@ -11,12 +11,12 @@
 namespace fields {
 
 // The occupancy grid (X, Y, Z) bool, its mip pyramid and its box, on the grid's device; the box is read on the host.
-inline OccupancyView occupancy_view(const torch::Tensor& binary, const std::vector<torch::Tensor>& mips,
-                                    const torch::Tensor& aabb) {
-  TORCH_CHECK(binary.dim() == 3 && binary.scalar_type() == torch::kBool && binary.is_contiguous(),
+inline OccupancyView occupancy_view(const at::Tensor& binary, const std::vector<at::Tensor>& mips,
+                                    const at::Tensor& aabb) {
+  TORCH_CHECK(binary.dim() == 3 && binary.scalar_type() == at::kBool && binary.is_contiguous(),
               "binary must be a contiguous bool grid (X, Y, Z)");
   TORCH_CHECK((int)mips.size() <= kMaxMips, "at most ", kMaxMips, " mip levels");
-  auto box = aabb.to(torch::kCPU, torch::kFloat32).contiguous();
+  auto box = aabb.to(at::kCPU, at::kFloat).contiguous();
   const float* b = box.data_ptr<float>();
   OccupancyView g;
   g.cells = reinterpret_cast<const uint8_t*>(binary.data_ptr<bool>());
@@ -24,7 +24,7 @@ inline OccupancyView occupancy_view(const torch::Tensor& binary, const std::vect
   for (int m = 0; m < g.n_mips; ++m) {
     for (int a = 0; a < 3; ++a)
       TORCH_CHECK(mips[m].size(a) << (m + 1) == binary.size(a), "mip ", m, " must halve the grid ", m + 1, " times");
-    TORCH_CHECK(mips[m].scalar_type() == torch::kBool && mips[m].is_contiguous() &&
+    TORCH_CHECK(mips[m].scalar_type() == at::kBool && mips[m].is_contiguous() &&
                     mips[m].device() == binary.device(),
                 "mips must be contiguous bool grids on the grid's device");
     g.mips[m] = reinterpret_cast<const uint8_t*>(mips[m].data_ptr<bool>());
@@ -40,12 +40,12 @@ inline OccupancyView occupancy_view(const torch::Tensor& binary, const std::vect
 }
 
 // Cascaded grids (levels, X, Y, Z) bool and their boxes (levels, 6), read on the host.
-inline CascadeView cascade_view(const torch::Tensor& binaries, const torch::Tensor& aabbs) {
-  TORCH_CHECK(binaries.dim() == 4 && binaries.scalar_type() == torch::kBool && binaries.is_contiguous(),
+inline CascadeView cascade_view(const at::Tensor& binaries, const at::Tensor& aabbs) {
+  TORCH_CHECK(binaries.dim() == 4 && binaries.scalar_type() == at::kBool && binaries.is_contiguous(),
               "binaries must be contiguous bool grids (levels, X, Y, Z)");
   TORCH_CHECK(binaries.size(0) <= kMaxCascades && aabbs.size(0) == binaries.size(0) && aabbs.size(1) == 6,
               "at most ", kMaxCascades, " cascades, one box (6,) each");
-  auto boxes = aabbs.to(torch::kCPU, torch::kFloat32).contiguous();
+  auto boxes = aabbs.to(at::kCPU, at::kFloat).contiguous();
   const float* b = boxes.data_ptr<float>();
   CascadeView g;
   g.cells = reinterpret_cast<const uint8_t*>(binaries.data_ptr<bool>());
@@ -61,8 +61,8 @@ inline CascadeView cascade_view(const torch::Tensor& binaries, const torch::Tens
 }
 
 // The hash grid's level layout from host tensors (L,) each; levels below n_dense are dense.
-inline std::vector<HashLevel> hash_levels(const torch::Tensor& scales, const torch::Tensor& resolutions,
-                                          const torch::Tensor& rows, const torch::Tensor& offsets, int64_t n_dense) {
+inline std::vector<HashLevel> hash_levels(const at::Tensor& scales, const at::Tensor& resolutions,
+                                          const at::Tensor& rows, const at::Tensor& offsets, int64_t n_dense) {
   std::vector<HashLevel> levels(scales.size(0));
   for (int64_t l = 0; l < scales.size(0); ++l)
     levels[l] = HashLevel{scales[l].item<float>(), (uint32_t)resolutions[l].item<int64_t>(),
