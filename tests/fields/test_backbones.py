@@ -170,6 +170,6 @@ def test_unknown_backbone_names_the_valid_ones(procedural_dir, tmp_path, capsys)
 def test_cli_trains_every_backbone(name, procedural_dir, tmp_path):
     run = tmp_path / "run"
     args = ["train", "--scene", str(procedural_dir), "--field", name, "--steps", "3", "--samples-per-step", "4096",
-            "--final-eval-views", "1", "--output", str(run)]
+            "--final-eval-views", "1", "--eval-pixels", "256", "--output", str(run)]
     assert main(args) == 0
     assert load_run(run, device="cpu").checkpoint["field_name"] == name
