@@ -30,11 +30,11 @@ def trained_procedural_run(procedural_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def short_run(procedural_dir, tmp_path_factory):
-    """An MLP field after 5 steps on the procedural scene: a run for commands that read one (render, eval)."""
+    """A hash-grid field after 5 steps on the procedural scene: a run for commands that read one (render, eval)."""
     from nfields.engine.config import TrainConfig
     from nfields.engine.trainer import train
 
     run = tmp_path_factory.mktemp("short") / "run"
-    train(TrainConfig(scene=str(procedural_dir), field="mlp", steps=5, output=str(run), grid_resolution=32,
+    train(TrainConfig(scene=str(procedural_dir), field="hashgrid", steps=5, output=str(run), grid_resolution=32,
                       eval_every=1e9, eval_pixels=256, final_eval_views=1), progress=False)
     return run

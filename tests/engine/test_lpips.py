@@ -239,7 +239,7 @@ def test_fetch_checks_the_hash_in_the_name_and_leaves_no_partial_file(tmp_path, 
 def test_metrics_json_and_eval_report_lpips(lpips_package, procedural_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(evaluation, "load_lpips", lambda device: random_trunk_lpips(lpips_package).to(device))
     run = tmp_path / "run"
-    train(TrainConfig(scene=str(procedural_dir), field="mlp", steps=5, output=str(run), grid_resolution=32,
+    train(TrainConfig(scene=str(procedural_dir), field="hashgrid", steps=5, output=str(run), grid_resolution=32,
                       eval_every=1e9, eval_pixels=256, final_eval_views=2), progress=False)
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0 < metrics["lpips"] < 2 and len(metrics["per_view"]) == 2

@@ -77,7 +77,7 @@ def test_missing_file(tmp_path):
 
 def test_cli_renders_a_path_with_requested_frames_and_size(procedural_dir, tmp_path, path, capsys):
     run = tmp_path / "run"
-    train(TrainConfig(scene=str(procedural_dir), field="mlp", steps=5, output=str(run), grid_resolution=32,
+    train(TrainConfig(scene=str(procedural_dir), field="hashgrid", steps=5, output=str(run), grid_resolution=32,
                       eval_every=1e9, eval_pixels=256, final_eval_views=1), progress=False)
     path.save(tmp_path / "p.json")
     assert main(["render", str(run), "--path", str(tmp_path / "p.json"), "--frames", "4", "--resolution", "16",

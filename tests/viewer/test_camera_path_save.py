@@ -185,13 +185,13 @@ def test_save_in_nerfstudio_format(viewer, run):
     assert "saved to" in panel.save("ns_path.json")
     assert json.loads(saved.read_text())["format"] == "nfields-camera-path-1"
 
-@pytest.mark.slow  # trains 5 steps and renders: over a minute on 2 busy cores
+@pytest.mark.slow  # trains 5 steps, then `fields render` from the saved path
 def test_saved_path_renders_with_fields_render(procedural_dir, tmp_path, viewer, capsys):
     from nfields.engine.config import TrainConfig
     from nfields.engine.trainer import train
 
     run = tmp_path / "trained"
-    train(TrainConfig(scene=str(procedural_dir), field="mlp", steps=5, output=str(run), grid_resolution=32,
+    train(TrainConfig(scene=str(procedural_dir), field="hashgrid", steps=5, output=str(run), grid_resolution=32,
                       eval_every=1e9, eval_pixels=256, final_eval_views=1), progress=False)
     viewer.run_folder = run
     info = _Panel(viewer).save("fly.json")

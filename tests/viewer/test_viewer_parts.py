@@ -128,11 +128,11 @@ def test_live_viewer_follows_training(procedural_dir, tmp_path):
 
     monitor = LiveViewer(port=free_port("127.0.0.1", 8650), refresh_seconds=0.0, verbose=False)
     try:
-        result = train(TrainConfig(scene=str(procedural_dir), field="mlp", steps=12, output=str(tmp_path / "run"),
+        result = train(TrainConfig(scene=str(procedural_dir), field="hashgrid", steps=12, output=str(tmp_path / "run"),
                                    samples_per_step=1 << 11, grid_resolution=32, eval_every=1e9, eval_pixels=256,
                                    final_eval_views=1), progress=False, monitor=monitor)
         assert result.step == 12
-        assert monitor.server.status.content.startswith("**mlp** · step 12")
+        assert monitor.server.status.content.startswith("**hashgrid** · step 12")
         assert monitor.share.train_seconds > 0 and not monitor.share._training
     finally:
         monitor.stop()
