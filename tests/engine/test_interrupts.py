@@ -70,7 +70,8 @@ def test_sigterm_stops_training_with_a_checkpoint_that_resumes(tmp_path):
     write_blender_scene(make_procedural_scene(2, 32, seed_offset=17.0), scene, "val")
     log = tmp_path / "stderr.txt"
     cmd = [sys.executable, "-m", "nfields.cli", "train", "--scene", str(scene), "--steps", "100000",
-           "--output", str(run), "--samples-per-step", "4096", "--threads", "1", "--eval-every", "1e9"]
+           "--output", str(run), "--samples-per-step", "4096", "--threads", "1", "--eval-every", "1e9",
+           "--grid-resolution", "32", "--eval-pixels", "256", "--final-eval-views", "1"]
     with open(log, "w") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
         deadline = time.time() + 120
