@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.spatial import cKDTree
 from torch import nn
 
 from ...fields.grids import PLANE_AXES, sample_planes
@@ -69,6 +68,8 @@ def predicted_distance(logits: torch.Tensor) -> torch.Tensor:
 
 def sample_queries(points: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Query points (n, 3) in QUERY_MIX proportions and their distances (n,) to the point set (M, 3)."""
+    from scipy.spatial import cKDTree  # here, not at the top: 0.7 s of every `fields` command's start-up
+
     counts = np.floor(np.array(QUERY_MIX) / sum(QUERY_MIX) * n).astype(int)
     counts[0] += n - counts.sum()
     surface = points[rng.integers(len(points), size=counts[0])]
@@ -147,6 +148,8 @@ def reconstruction_metrics(planes: torch.Tensor, decoder: nn.Module, point_sets:
     the two mean nearest-neighbour distances) between the input points and those n points projected onto the
     field's surface, x - d(x) grad d / |grad d|, keeping the points the field puts within 0.05 of the surface.
     Units: the normalised frame (longest side 1.8)."""
+    from scipy.spatial import cKDTree  # here, not at the top: see sample_queries
+
     near = [p[rng.integers(len(p), size=n)] + rng.normal(0, 0.01, (n, 3)) for p in point_sets]
     x = torch.from_numpy(np.stack(near).astype(np.float32)).requires_grad_(True)
     with torch.enable_grad():
