@@ -130,7 +130,8 @@ class Cameras:
         u, v = (x - cx) / fx, (y - cy) / fy  # normalised image coordinates, y down (OpenCV)
         params = None if self.distortion is None else self.distortion.index_select(0, camera_index)
         if self.fisheye:
-            params = params if params is not None else u.new_zeros(len(u), 6)
+            if params is None:
+                params = u.new_zeros(len(u), 6)
             d_cv = fisheye_directions(u, v, params)  # OpenCV camera axes: y down, looking along +z
             d_cam = torch.stack([d_cv[:, 0], -d_cv[:, 1], -d_cv[:, 2]], dim=-1)
         else:

@@ -27,7 +27,7 @@ def test_converted_lego_loads_as_the_original_and_trains(tmp_path):
     result = convert(_lego_dir(), tmp_path / "lego", downscales=(2,), progress=False)
     assert len(result.capture.splits["train"]) == 100 and len(result.capture.splits["val"]) == 100
     steps = int(os.environ.get("FIELDS_CONVERT_LEGO_STEPS", 200))
-    # 200x200: the converted run reads images_2/, the direct one downscales on load.
+    # 200x200: the converted scene is read from images_2/, the direct one downscaled on load.
     common = dict(steps=steps, threads=2, eval_every=1e9, final_eval_views=3, downscale=2)
     direct_config = TrainConfig(scene="lego", output=str(tmp_path / "direct"), **common)
     converted_config = TrainConfig(scene="lego", data=str(tmp_path / "lego"), output=str(tmp_path / "converted"),
