@@ -4,9 +4,8 @@
                                             step 6 and upsample at steps 6 and 12
     distributed_worker.py die STEP ARGS...  `fields ARGS`, rank 1 exiting abruptly (os._exit) at step STEP of the
                                             first attempt (torchrun's restarts go on)
-    distributed_worker.py diverge           rank 1 perturbs one of two tensors; each rank exits 0 when
-                                            Ranks.check_sync names it
-    distributed_worker.py leave             join, build the trainer's fused Adam, leave; each rank exits 0 when
+    distributed_worker.py diverge           join, build the trainer's fused Adam, rank 1 perturbs one of two
+                                            tensors, leave; each rank exits 0 when Ranks.check_sync named it and
                                             no gloo thread is left running
 """
 
@@ -50,38 +49,31 @@ def die_at(step: int) -> None:
     Trainer.train_step = dying
 
 
-def diverge() -> int:
+def diverge_and_leave() -> int:
     ranks = join(torch.device("cpu"))
+    adam([{"params": [torch.nn.Parameter(torch.ones(2))]}], lr=1e-2)  # the trainer's optimiser, as in a run
     tensors = {"same": torch.ones(3), "perturbed": torch.full((2,), float(ranks.rank))}
+    named = False
     try:
         ranks.check_sync(tensors, step=7)
     except FieldsError as err:
         print(f"rank {ranks.rank}: {err}", flush=True)
-        return 0 if "after step 7, 'perturbed' differs between rank 0 and rank(s) 1;" in str(err) else 1
+        named = "after step 7, 'perturbed' differs between rank 0 and rank(s) 1;" in str(err)
     finally:
         leave()  # a process group left to the interpreter's exit may abort (SIGABRT)
-    return 1
+    left = [name for name in thread_names() if "gloo" in name]
+    print(f"rank {ranks.rank}: gloo threads left after leave(): {left}", flush=True)
+    return 0 if named and not left else 1
 
 
 def thread_names() -> list[str]:
     return [(task / "comm").read_text().strip() for task in Path("/proc/self/task").iterdir()]
 
 
-def leave_ends_threads() -> int:
-    join(torch.device("cpu"))
-    adam([{"params": [torch.nn.Parameter(torch.ones(2))]}], lr=1e-2)
-    leave()
-    left = [name for name in thread_names() if "gloo" in name]
-    print(f"rank {os.environ['RANK']}: gloo threads left after leave(): {left}", flush=True)
-    return 1 if left else 0
-
-
 if __name__ == "__main__":
     job, args = sys.argv[1], sys.argv[2:]
     if job == "diverge":
-        sys.exit(diverge())
-    if job == "leave":
-        sys.exit(leave_ends_threads())
+        sys.exit(diverge_and_leave())
     small_tensorf()
     if job == "die":
         die_at(int(args[0]))

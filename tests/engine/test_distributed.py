@@ -101,18 +101,22 @@ def test_tensorf_shrink_and_upsampling_keep_ranks_in_lockstep(procedural_dir, tm
     assert main(["train", "--resume", str(out), "--steps", "18"]) == 0
 
 
-def test_check_sync_names_the_tensor_that_differs():
-    proc = torchrun(str(WORKER), "diverge")
-    assert_ok(proc)
-    assert "after step 7, 'perturbed' differs between rank 0 and rank(s) 1" in proc.stdout  # on both, by exit code
+@pytest.fixture(scope="module")
+def diverged():
+    """One launch for two checks (a launch is mostly start-up: 12 s): rank 1 perturbs a tensor, both leave."""
+    return torchrun(str(WORKER), "diverge")
+
+
+def test_check_sync_names_the_tensor_that_differs(diverged):
+    assert "after step 7, 'perturbed' differs between rank 0 and rank(s) 1" in diverged.stdout, diverged.stderr
+    assert diverged.stdout.count("differs between rank 0 and rank(s) 1") == 2
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="lists threads through Linux's /proc")
-def test_leave_ends_the_process_groups_threads():
+def test_leave_ends_the_process_groups_threads(diverged):
     # a group left alive into the interpreter's exit aborted rank 1 about 1 run in 10 (torch._dynamo held it)
-    proc = torchrun(str(WORKER), "leave")
-    assert_ok(proc)
-    assert proc.stdout.count("gloo threads left after leave(): []") == 2
+    assert_ok(diverged)
+    assert diverged.stdout.count("gloo threads left after leave(): []") == 2
 
 
 def stopped_at_step_12(proc: subprocess.CompletedProcess, out: Path) -> bool:
