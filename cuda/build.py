@@ -33,7 +33,7 @@ from types import ModuleType
 import torch
 
 SOURCE_DIR = Path(__file__).parent / "src"
-CPU_SOURCES = ["cpu_ops.cpp", "fused_mlp.cpp", "fused_mlp_avx2.cpp", "fused_mlp_avx512.cpp"]
+CPU_SOURCES = ["cpu_ops.cpp", "cpu_binding.cpp", "fused_mlp.cpp", "fused_mlp_avx2.cpp", "fused_mlp_avx512.cpp"]
 CUDA_SOURCES = ["cuda_ops.cpp", "march.cu", "composite.cu", "hash_encode.cu", "occupancy.cu", "plane_sample.cu"]
 # Hopper (sm_90) and the generations before it; PTX for newer cards.
 CUDA_ARCHS = ["70", "75", "80", "86", "89", "90"]

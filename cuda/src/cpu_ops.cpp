@@ -1,5 +1,5 @@
 // CPU build of the native kernels: ATen parallel_for over rays, points or levels, calling the
-// per-item routines shared with the CUDA build. Bound to Python as the `fields_cpu_kernels` extension.
+// per-item routines shared with the CUDA build. Declared in cpu_ops.h, bound to Python in cpu_binding.cpp.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -8,16 +8,16 @@
 #include <vector>
 
 #include "composite.h"
+#include "cpu_ops.h"
 #include "fused_mlp.h"
 #include "hash_encode.h"
 #include "march.h"
 #include "plane_sample.h"
 #include "spherical_harmonics.h"
-#include "torch_binding.h"
 #include "torch_views.h"
 #include "vm_products.h"
 
-namespace {
+namespace fields::cpu {
 
 using fields::HashLevel;
 using fields::OccupancyView;
@@ -751,24 +751,4 @@ at::Tensor view_inputs(at::Tensor directions, at::Tensor features, int64_t degre
   return out;
 }
 
-}  // namespace
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("march_rays", &march_rays, "occupancy-grid ray marching to packed samples");
-  m.def("march_rays_cascaded", &march_rays_cascaded, "cone-step marching through cascaded grids");
-  m.def("sample_offsets", &sample_offsets, "per-ray offsets of ray-sorted samples");
-  m.def("composite_forward", &composite_forward, "alpha compositing with early termination");
-  m.def("composite_backward", &composite_backward, "gradients of alpha compositing");
-  m.def("termination_round", &termination_round, "one round of early termination");
-  m.def("hash_encode_forward", &hash_encode_forward, "hash-grid encoding");
-  m.def("hash_encode_backward", &hash_encode_backward, "gradient of the hash table");
-  m.def("plane_sample_forward", &plane_sample_forward, "bilinear feature-plane lookup");
-  m.def("plane_sample_backward", &plane_sample_backward, "gradient of the feature planes");
-  m.def("vm_products_forward", &vm_products_forward, "TensoRF vector-matrix products");
-  m.def("vm_products_backward", &vm_products_backward, "gradients of the TensoRF factors");
-  m.def("mlp_forward", &mlp_forward, "fused ReLU MLP");
-  m.def("mlp_backward", &mlp_backward, "gradients of the fused MLP");
-  m.def("mlp_isas", &mlp_isas, "the fused MLP's instruction-set paths this CPU runs, best first");
-  m.def("view_inputs", &view_inputs, "SH basis of directions, then features: a colour network's input");
-  m.def("occupancy_update", &occupancy_update, "occupancy-grid EMA update and binarisation");
-}
+}  // namespace fields::cpu

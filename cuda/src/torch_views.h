@@ -1,6 +1,6 @@
 // Tensor -> plain-struct views shared by both torch bindings (cpu_ops.cpp, cuda_ops.cpp).
 #pragma once
-#include "torch_binding.h"
+#include "torch_tensor.h"
 
 #include <vector>
 
