@@ -1,5 +1,5 @@
-"""Lego converted into the canonical layout loads as lego loaded directly does, and trains (a minute, marked
-slow)."""
+"""Lego converted into the canonical layout loads as lego loaded directly does, and trains (half a minute,
+marked slow)."""
 
 import os
 
@@ -26,7 +26,7 @@ def _lego_dir():
 def test_converted_lego_loads_as_the_original_and_trains(tmp_path):
     result = convert(_lego_dir(), tmp_path / "lego", downscales=(2,), progress=False)
     assert len(result.capture.splits["train"]) == 100 and len(result.capture.splits["val"]) == 100
-    steps = int(os.environ.get("FIELDS_CONVERT_LEGO_STEPS", 200))
+    steps = int(os.environ.get("FIELDS_CONVERT_LEGO_STEPS", 100))
     # 200x200: the converted scene is read from images_2/, the direct one downscaled on load.
     common = dict(steps=steps, threads=2, eval_every=1e9, final_eval_views=3, downscale=2)
     direct_config = TrainConfig(scene="lego", output=str(tmp_path / "direct"), **common)
@@ -41,4 +41,5 @@ def test_converted_lego_loads_as_the_original_and_trains(tmp_path):
         assert torch.equal(direct.aabb, converted.aabb) and direct.bounded == converted.bounded
         assert (direct.near, direct.masks, direct.depths) == (converted.near, converted.masks, converted.depths)
     trained = train(converted_config, progress=False)
-    assert trained.metrics["psnr"] > 18.0, trained.metrics  # an untrained field scores about 9 dB
+    # measured 14.1 dB at 100 steps (19.1 at 200: 12 s more); an untrained field scores about 9 dB
+    assert trained.metrics["psnr"] > 12.5, trained.metrics
