@@ -169,7 +169,8 @@ def test_unknown_backbone_names_the_valid_ones(procedural_dir, tmp_path, capsys)
 @pytest.mark.parametrize("name", NAMES)
 def test_cli_trains_every_backbone(name, procedural_dir, tmp_path):
     run = tmp_path / "run"
+    # a 32^3 occupancy grid: the first steps' updates evaluate every cell (128^3: 6 s for cam's 3 steps)
     args = ["train", "--scene", str(procedural_dir), "--field", name, "--steps", "3", "--samples-per-step", "4096",
-            "--final-eval-views", "1", "--eval-pixels", "256", "--output", str(run)]
+            "--grid-resolution", "32", "--final-eval-views", "1", "--eval-pixels", "256", "--output", str(run)]
     assert main(args) == 0
     assert load_run(run, device="cpu").checkpoint["field_name"] == name
