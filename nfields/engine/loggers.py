@@ -20,6 +20,8 @@ LOGGERS = ("tensorboard", "wandb", "none")
 class RunLogger:
     """Curves and pictures of one run; this base class writes nothing (`--logger none`)."""
 
+    keeps_pictures = False  # whether `image` stores anything: no picture is rendered for a logger that drops it
+
     def scalars(self, values: dict[str, float], step: int) -> None:
         """Scalars by tag, e.g. {"train/loss": 0.01, "lr/features": 1e-2}, at `step`."""
 
@@ -32,6 +34,8 @@ class RunLogger:
 
 class TensorboardLogger(RunLogger):
     """tensorboard's own event-file writer (torch.utils.tensorboard), in `folder`."""
+
+    keeps_pictures = True
 
     def __init__(self, folder: Path):
         from torch.utils.tensorboard import SummaryWriter
@@ -52,6 +56,8 @@ class TensorboardLogger(RunLogger):
 class WandbLogger(RunLogger):
     """Weights & Biases (optional, off by default): only when `--logger wandb` is asked for, so only then does
     anything reach the network; WANDB_MODE=offline keeps it on disk."""
+
+    keeps_pictures = True
 
     def __init__(self, folder: Path, config: dict | None):
         import wandb

@@ -84,7 +84,8 @@ class TrainingLog:
         """The quick validation's PSNR; the validation picture when one is due."""
         if val_psnr is not None:
             self.logger.scalars({"val/psnr": val_psnr}, trainer.step)
-        if trainer.val_scene is not None and trainer.train_seconds - self.last_picture >= self.picture_every:
+        if (self.logger.keeps_pictures and trainer.val_scene is not None
+                and trainer.train_seconds - self.last_picture >= self.picture_every):
             self.last_picture = trainer.train_seconds
             trainer.field.eval()
             with torch.no_grad():

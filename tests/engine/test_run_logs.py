@@ -46,7 +46,13 @@ def test_training_writes_every_scalar_and_the_validation_pictures(procedural_dir
     assert pictures and pictures[0].width == 3 * pictures[0].height  # render | photo | depth, side by side
 
 
-def test_logger_none_writes_no_event_file(procedural_dir, tmp_path):
+def test_logger_none_writes_no_event_file_and_renders_no_picture(procedural_dir, tmp_path, monkeypatch):
+    from nfields.engine import training_log
+
+    def no_picture(*args):
+        raise AssertionError("a validation picture was rendered for a logger that keeps none")
+
+    monkeypatch.setattr(training_log, "validation_picture", no_picture)
     run = tmp_path / "run"
     train(_config(procedural_dir, run, steps=5, logger="none"), progress=False)
     assert not list(run.glob("events.out.tfevents.*"))
