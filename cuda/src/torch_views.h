@@ -1,4 +1,4 @@
-// Tensor -> plain-struct views shared by both torch bindings (cpu_ops.cpp, cuda_ops.cpp).
+// Tensor -> plain-struct views shared by the CPU kernels (cpu_ops.cpp) and the CUDA binding (cuda_ops.cpp).
 #pragma once
 #include "torch_tensor.h"
 
