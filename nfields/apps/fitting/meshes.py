@@ -129,8 +129,8 @@ def chamfer_distance(a: trimesh.Trimesh, b: trimesh.Trimesh, n_points: int = 100
     n_points surface samples of each mesh (units of the meshes' frame). Infinite if a mesh is empty."""
     if len(a.faces) == 0 or len(b.faces) == 0:
         return float("inf")
-    cloud_a, cloud_b = (o3d.geometry.PointCloud(o3d.utility.Vector3dVector(mesh.sample(n_points, seed=s)))
-                        for mesh, s in ((a, seed), (b, seed + 1)))
+    cloud_a = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(a.sample(n_points, seed=seed)))
+    cloud_b = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(b.sample(n_points, seed=seed + 1)))
     # open3d's k-d tree, not scipy's cKDTree: the same distances, 4x faster where one mesh lies far from the other
     # (a poor fit: 0.75 s against 3 s for 100,000 points), as fast otherwise.
     d_ab = np.asarray(cloud_a.compute_point_cloud_distance(cloud_b))
